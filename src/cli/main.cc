@@ -1,0 +1,46 @@
+// `slicer`: one binary, subcommands dispatched here.
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+#include "src/cli/commands.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*main)(int, char**);
+  const char* summary;
+};
+
+constexpr Command kCommands[] = {
+    {"device-plugin", slicer::cli::DevicePluginMain, "run the kubelet device plugin"},
+    {"config", slicer::cli::ConfigMain, "check config files: slicer config validate FILE..."},
+    {"run", slicer::cli::RunMain, "run a command under the shim: slicer run [--memory SIZE] -- CMD..."},
+};
+
+void Usage(FILE* out) {
+  std::fprintf(out, "usage: slicer COMMAND [ARGS...]\n\ncommands:\n");
+  for (const Command& c : kCommands) std::fprintf(out, "  %-14s %s\n", c.name, c.summary);
+  std::fprintf(out, "\n'slicer COMMAND --help' describes a command's flags.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    Usage(stderr);
+    return 2;
+  }
+  std::string_view name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    Usage(stdout);
+    return 0;
+  }
+  for (const Command& c : kCommands) {
+    if (name == c.name) return c.main(argc - 1, argv + 1);
+  }
+  std::fprintf(stderr, "slicer: unknown command \"%s\"\n\n", argv[1]);
+  Usage(stderr);
+  return 2;
+}

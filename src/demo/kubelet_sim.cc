@@ -1,0 +1,165 @@
+#include "src/demo/kubelet_sim.h"
+
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+
+namespace slicer::demo {
+
+PluginClient::PluginClient(std::string resource, std::string socket_path)
+    : resource_(std::move(resource)) {
+  channel_ = grpc::CreateChannel("unix://" + socket_path, grpc::InsecureChannelCredentials());
+  stub_ = v1beta1::DevicePlugin::NewStub(channel_);
+  thread_ = std::thread([this] { Stream(); });
+}
+
+PluginClient::~PluginClient() {
+  stream_ctx_.TryCancel();
+  if (thread_.joinable()) thread_.join();
+}
+
+void PluginClient::Stream() {
+  v1beta1::Empty empty;
+  auto reader = stub_->ListAndWatch(&stream_ctx_, empty);
+  v1beta1::ListAndWatchResponse resp;
+  while (reader->Read(&resp)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    devices_ = resp;
+    ++updates_;
+    cv_.notify_all();
+  }
+  reader->Finish();
+  std::lock_guard<std::mutex> lock(mu_);
+  open_ = false;
+  cv_.notify_all();
+}
+
+bool PluginClient::WaitFor(const std::function<bool(const v1beta1::ListAndWatchResponse&)>& pred,
+                           std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] { return updates_ > 0 && pred(devices_); });
+}
+
+v1beta1::ListAndWatchResponse PluginClient::Devices() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return devices_;
+}
+
+int PluginClient::Healthy() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int n = 0;
+  for (const auto& d : devices_.devices()) n += d.health() == "Healthy";
+  return n;
+}
+
+int PluginClient::updates() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return updates_;
+}
+
+bool PluginClient::stream_open() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return open_;
+}
+
+grpc::Status PluginClient::Options(v1beta1::DevicePluginOptions* out) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1beta1::Empty empty;
+  return stub_->GetDevicePluginOptions(&ctx, empty, out);
+}
+
+grpc::Status PluginClient::Preferred(const std::vector<std::string>& available,
+                                     const std::vector<std::string>& must, int size,
+                                     std::vector<std::string>* chosen) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1beta1::PreferredAllocationRequest req;
+  auto* c = req.add_container_requests();
+  for (const auto& id : available) c->add_available_deviceids(id);
+  for (const auto& id : must) c->add_must_include_deviceids(id);
+  c->set_allocation_size(size);
+  v1beta1::PreferredAllocationResponse resp;
+  grpc::Status s = stub_->GetPreferredAllocation(&ctx, req, &resp);
+  if (s.ok() && resp.container_responses_size() == 1) {
+    chosen->assign(resp.container_responses(0).deviceids().begin(),
+                   resp.container_responses(0).deviceids().end());
+  }
+  return s;
+}
+
+grpc::Status PluginClient::Allocate(const std::vector<std::vector<std::string>>& containers,
+                                    v1beta1::AllocateResponse* out) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1beta1::AllocateRequest req;
+  for (const auto& ids : containers) {
+    auto* c = req.add_container_requests();
+    for (const auto& id : ids) c->add_devices_ids(id);
+  }
+  return stub_->Allocate(&ctx, req, out);
+}
+
+KubeletSim::KubeletSim(std::string socket_path) : socket_path_(std::move(socket_path)) {}
+
+KubeletSim::~KubeletSim() { Stop(); }
+
+absl::Status KubeletSim::Start() {
+  ::unlink(socket_path_.c_str());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix://" + socket_path_, grpc::InsecureServerCredentials());
+  builder.RegisterService(this);
+  server_ = builder.BuildAndStart();
+  if (!server_) return absl::UnavailableError("cannot serve " + socket_path_);
+  return absl::OkStatus();
+}
+
+void KubeletSim::Stop() {
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    server_->Wait();
+    server_.reset();
+  }
+  ::unlink(socket_path_.c_str());
+  std::lock_guard<std::mutex> lock(mu_);
+  clients_.clear();
+}
+
+grpc::Status KubeletSim::Register(grpc::ServerContext*, const v1beta1::RegisterRequest* req,
+                                  v1beta1::Empty*) {
+  if (req->version() != "v1beta1") {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "unsupported API version " + req->version());
+  }
+  std::string dir = socket_path_.substr(0, socket_path_.rfind('/'));
+  auto client = std::make_shared<PluginClient>(req->resource_name(), dir + "/" + req->endpoint());
+  std::lock_guard<std::mutex> lock(mu_);
+  // A new registration replaces the old endpoint, as the kubelet does.
+  clients_[req->resource_name()] = client;
+  ++count_[req->resource_name()];
+  cv_.notify_all();
+  return grpc::Status::OK;
+}
+
+std::shared_ptr<PluginClient> KubeletSim::WaitForRegistration(const std::string& resource, int n,
+                                                              std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return count_[resource] >= n; })) return nullptr;
+  return clients_[resource];
+}
+
+int KubeletSim::Registrations(const std::string& resource) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = count_.find(resource);
+  return it == count_.end() ? 0 : it->second;
+}
+
+std::vector<std::string> KubeletSim::Resources() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, _] : clients_) out.push_back(name);
+  return out;
+}
+
+}  // namespace slicer::demo

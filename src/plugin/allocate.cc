@@ -1,0 +1,244 @@
+#include "src/plugin/allocate.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "src/common/shim_contract.h"
+
+namespace slicer::plugin {
+namespace {
+
+using config::DeviceIdStrategy;
+using config::DeviceListStrategy;
+
+bool Has(const std::vector<DeviceListStrategy>& list, DeviceListStrategy s) {
+  return std::find(list.begin(), list.end(), s) != list.end();
+}
+
+std::string ContainerPath(const std::string& dev_root, const std::string& host_path) {
+  if (dev_root.empty() || dev_root == "/") return host_path;
+  if (host_path.rfind(dev_root, 0) == 0) {
+    std::string rest = host_path.substr(dev_root.size());
+    return rest.empty() || rest[0] != '/' ? "/" + rest : rest;
+  }
+  return host_path;
+}
+
+std::string Truncated(const std::vector<std::string>& ids) {
+  constexpr size_t kMax = 8;
+  std::vector<std::string> shown(ids.begin(), ids.begin() + std::min(ids.size(), kMax));
+  std::string s = absl::StrJoin(shown, ", ");
+  if (ids.size() > kMax) absl::StrAppend(&s, ", ... (", ids.size(), " in all)");
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
+    const Resource& resource, const std::vector<std::string>& ids, const AllocateOptions& options,
+    const std::string& request_id) {
+  if (ids.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("empty allocation request for ", resource.name, ": no device IDs"));
+  }
+  if (ids.size() > resource.devices.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request for ", ids.size(), " devices of ", resource.name, " is larger than the ",
+        resource.devices.size(), " it has"));
+  }
+  if (resource.shared() && options.fail_requests_greater_than_one && ids.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request for ", ids.size(), " replicas of ", resource.name, " (", Truncated(ids),
+        ") is too large: failRequestsGreaterThanOne is set, so a container may request at most 1 "
+        "replica of a shared GPU resource"));
+  }
+  // Replicas held per GPU, in first-requested order.
+  std::vector<size_t> gpu_order;
+  std::map<size_t, int> held;
+  std::set<std::string> seen;
+  for (const std::string& id : ids) {
+    if (!seen.insert(id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("device ID \"", id, "\" is requested twice for ", resource.name));
+    }
+    std::optional<size_t> gpu = resource.GpuOf(id);
+    if (!gpu) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown device ID \"", id.substr(0, 128), "\" for ", resource.name, " (it has ",
+          resource.devices.size(), " devices, e.g. \"",
+          resource.devices.empty() ? std::string() : resource.devices.front().id, "\")"));
+    }
+    if (held[*gpu]++ == 0) gpu_order.push_back(*gpu);
+  }
+  const bool cap = resource.enforce_memory;
+  if (cap && options.shim_host_dir.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        resource.name, " enforces memory caps but the shim is not installed on this node "
+        "(--shim-dir is empty): refusing to run the container uncapped"));
+  }
+
+  std::vector<std::string> device_ids;  // as the runtime should see them
+  for (size_t g : gpu_order) {
+    const Gpu& gpu = resource.gpus[g];
+    device_ids.push_back(options.id_strategy == DeviceIdStrategy::kIndex
+                             ? std::to_string(gpu.index)
+                             : gpu.uuid);
+  }
+
+  v1beta1::ContainerAllocateResponse resp;
+  auto& envs = *resp.mutable_envs();
+  const auto& ls = options.list_strategies;
+  const bool any_cdi = Has(ls, DeviceListStrategy::kCdiAnnotations) ||
+                       Has(ls, DeviceListStrategy::kCdiCri);
+  const bool all_cdi = any_cdi && !Has(ls, DeviceListStrategy::kEnvvar) &&
+                       !Has(ls, DeviceListStrategy::kVolumeMounts);
+  if (any_cdi) {
+    std::vector<std::string> cdi_names;
+    for (const std::string& d : device_ids) cdi_names.push_back(absl::StrCat(kCdiKind, "=", d));
+    if (Has(ls, DeviceListStrategy::kCdiAnnotations)) {
+      (*resp.mutable_annotations())[absl::StrCat(options.cdi_annotation_prefix,
+                                                 kCdiAnnotationName, "_", request_id)] =
+          absl::StrJoin(cdi_names, ",");
+    }
+    if (Has(ls, DeviceListStrategy::kCdiCri)) {
+      for (const std::string& n : cdi_names) resp.add_cdi_devices()->set_name(n);
+    }
+  }
+  if (!all_cdi) {
+    if (Has(ls, DeviceListStrategy::kEnvvar)) {
+      envs[kVisibleDevicesEnv] = absl::StrJoin(device_ids, ",");
+    }
+    if (Has(ls, DeviceListStrategy::kVolumeMounts)) {
+      envs[kVisibleDevicesEnv] = kVolumeMountsRoot;
+      for (const std::string& d : device_ids) {
+        v1beta1::Mount* m = resp.add_mounts();
+        m->set_container_path(absl::StrCat(kVolumeMountsRoot, "/", d));
+        m->set_host_path("/dev/null");
+      }
+    }
+    if (options.pass_device_specs) {
+      std::vector<std::string> paths = options.control_device_paths;
+      for (size_t g : gpu_order) {
+        for (const std::string& p : resource.gpus[g].device_paths) paths.push_back(p);
+      }
+      for (const std::string& p : paths) {
+        v1beta1::DeviceSpec* spec = resp.add_devices();
+        spec->set_host_path(p);
+        spec->set_container_path(ContainerPath(options.dev_root, p));
+        spec->set_permissions("rw");
+      }
+    }
+  } else {
+    // Only CDI: keep the NVIDIA runtime hook from injecting devices by itself.
+    envs[kVisibleDevicesEnv] = "void";
+  }
+
+  if (cap) {
+    std::vector<std::string> limits;
+    for (size_t g : gpu_order) {
+      const Gpu& gpu = resource.gpus[g];
+      // memory x k / N without overflow: GPU memory is < 2^44, k <= N.
+      uint64_t limit = gpu.memory_bytes / static_cast<uint64_t>(resource.replicas) *
+                           static_cast<uint64_t>(held[g]) +
+                       gpu.memory_bytes % static_cast<uint64_t>(resource.replicas) *
+                           static_cast<uint64_t>(held[g]) / static_cast<uint64_t>(resource.replicas);
+      limits.push_back(absl::StrCat(gpu.uuid, "=", limit));
+    }
+    envs[SLICER_ENV_MEMORY_LIMITS] = absl::StrJoin(limits, ",");
+    envs[SLICER_ENV_ENFORCE] = "1";
+    envs[SLICER_ENV_CONTAINER_ID] = request_id;
+    if (resource.allow_opt_out) envs[SLICER_ENV_OPT_OUT_ALLOWED] = "1";
+    const std::string lib = absl::StrCat(SLICER_SHIM_CONTAINER_DIR, "/", SLICER_SHIM_NAME);
+    v1beta1::Mount* m = resp.add_mounts();
+    m->set_container_path(lib);
+    m->set_host_path(absl::StrCat(options.shim_host_dir, "/", SLICER_SHIM_NAME));
+    m->set_read_only(true);
+    // An /etc/ld.so.preload that names the shim: applies even when the image sets LD_PRELOAD.
+    m = resp.add_mounts();
+    m->set_container_path("/etc/ld.so.preload");
+    m->set_host_path(absl::StrCat(options.shim_host_dir, "/ld.so.preload"));
+    m->set_read_only(true);
+  }
+  return resp;
+}
+
+absl::StatusOr<std::vector<std::string>> PreferredAllocation(
+    const Resource& resource, const std::vector<std::string>& available,
+    const std::vector<std::string>& must_include, int size, AllocationPolicy policy) {
+  if (size <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("allocation size must be >= 1, got ", size));
+  }
+  if (static_cast<size_t>(size) > available.size() || must_include.size() > static_cast<size_t>(size)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot choose ", size, " of ", available.size(), " available devices of ", resource.name,
+        " with ", must_include.size(), " required"));
+  }
+  // Available replicas per GPU, in replica order.
+  std::map<size_t, std::vector<std::string>> free_by_gpu;
+  std::set<std::string> must(must_include.begin(), must_include.end());
+  for (const std::string& id : available) {
+    std::optional<size_t> gpu = resource.GpuOf(id);
+    if (!gpu) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown device ID \"", id.substr(0, 128), "\" for ", resource.name));
+    }
+    if (!must.count(id)) free_by_gpu[*gpu].push_back(id);
+  }
+  std::vector<std::string> chosen(must_include.begin(), must_include.end());
+  std::map<size_t, int> taken;
+  for (const std::string& id : must_include) {
+    std::optional<size_t> gpu = resource.GpuOf(id);
+    if (!gpu) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown device ID \"", id.substr(0, 128), "\" for ", resource.name));
+    }
+    ++taken[*gpu];
+  }
+  while (chosen.size() < static_cast<size_t>(size)) {
+    const size_t remaining = static_cast<size_t>(size) - chosen.size();
+    std::optional<size_t> best;
+    for (auto& [gpu, ids] : free_by_gpu) {
+      if (ids.empty()) continue;
+      if (!best) {
+        best = gpu;
+        continue;
+      }
+      const size_t have = ids.size(), best_have = free_by_gpu[*best].size();
+      const int t = taken.count(gpu) ? taken[gpu] : 0;
+      const int bt = taken.count(*best) ? taken[*best] : 0;
+      if (policy == AllocationPolicy::kPacked) {
+        // A GPU already holding part of this request first. Otherwise best fit: the GPU with
+        // the fewest free replicas that still holds the rest of the request (keeps whole GPUs
+        // free for larger requests); when none holds it all, the one with the most free.
+        if ((t > 0) != (bt > 0)) {
+          if (t > 0) best = gpu;
+          continue;
+        }
+        const bool fits = have >= remaining, best_fits = best_have >= remaining;
+        if (fits != best_fits) {
+          if (fits) best = gpu;
+        } else if (fits ? have < best_have : have > best_have) {
+          best = gpu;
+        }
+      } else {
+        // Spread: the GPU this request uses least, then the one with the most free.
+        if (t < bt || (t == bt && have > best_have)) best = gpu;
+      }
+    }
+    if (!best) break;
+    auto& ids = free_by_gpu[*best];
+    chosen.push_back(ids.front());
+    ids.erase(ids.begin());
+    ++taken[*best];
+  }
+  if (chosen.size() != static_cast<size_t>(size)) {
+    return absl::InvalidArgumentError(absl::StrCat("only ", chosen.size(), " of ", size,
+                                                   " devices could be chosen for ", resource.name));
+  }
+  return chosen;
+}
+
+}  // namespace slicer::plugin

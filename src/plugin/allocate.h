@@ -1,0 +1,63 @@
+// The answers of one resource's server, as pure functions of the resource and the request:
+// Allocate (what a container receives) and GetPreferredAllocation (which replicas to give).
+// No I/O, no locking: the server calls these under its own lock with a snapshot of the resource.
+#ifndef SLICER_PLUGIN_ALLOCATE_H_
+#define SLICER_PLUGIN_ALLOCATE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "deviceplugin_v1beta1.pb.h"
+#include "src/config/config.h"
+#include "src/plugin/resource.h"
+
+namespace slicer::plugin {
+
+struct AllocateOptions {
+  std::vector<config::DeviceListStrategy> list_strategies = {config::DeviceListStrategy::kEnvvar};
+  config::DeviceIdStrategy id_strategy = config::DeviceIdStrategy::kUuid;
+  bool pass_device_specs = false;
+  bool fail_requests_greater_than_one = false;
+  std::string cdi_annotation_prefix = "cdi.k8s.io/";
+  // Host paths of the device nodes every GPU container needs (/dev/nvidiactl, ...).
+  std::vector<std::string> control_device_paths;
+  // Host prefix of device nodes ("" or "/"; e.g. "/run/nvidia/driver" for a containerised
+  // driver): stripped to form container paths.
+  std::string dev_root;
+  // Host directory holding libslicer.so and ld.so.preload; empty when the shim is not installed,
+  // in which case a resource that enforces memory fails the allocation rather than run uncapped.
+  std::string shim_host_dir;
+};
+
+// NVIDIA's names, so that runtimes and tools that know NVIDIA's plugin understand the answer.
+inline constexpr char kVisibleDevicesEnv[] = "NVIDIA_VISIBLE_DEVICES";
+inline constexpr char kVolumeMountsRoot[] = "/var/run/nvidia-container-devices";
+inline constexpr char kCdiKind[] = "k8s.device-plugin.nvidia.com/gpu";
+inline constexpr char kCdiAnnotationName[] = "nvidia-device-plugin";
+
+// Builds one container's answer. `request_id` makes the CDI annotation key unique and becomes
+// SLICER_CONTAINER_ID. Errors are InvalidArgument with a message that names what was asked and
+// what is allowed: an empty request, an ID the resource does not have, an ID asked twice, more
+// than one replica of a shared resource under failRequestsGreaterThanOne, a memory-capped
+// resource without the shim installed.
+absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
+    const Resource& resource, const std::vector<std::string>& ids, const AllocateOptions& options,
+    const std::string& request_id);
+
+enum class AllocationPolicy {
+  kPacked,       // fill one GPU before the next: k replicas of one GPU are a k/N share of it
+  kDistributed,  // spread over GPUs, least-used first (NVIDIA's behaviour for shared GPUs)
+};
+
+// Chooses `size` replicas from `available`, always including `must_include`. Packed: GPUs that
+// already hold part of the request first, then the best fit (fewest free replicas that still
+// hold the rest), so a request lands on one GPU whenever one can hold it; lowest index on ties. Errors when
+// `available` cannot satisfy the request or names IDs the resource does not have.
+absl::StatusOr<std::vector<std::string>> PreferredAllocation(
+    const Resource& resource, const std::vector<std::string>& available,
+    const std::vector<std::string>& must_include, int size, AllocationPolicy policy);
+
+}  // namespace slicer::plugin
+
+#endif  // SLICER_PLUGIN_ALLOCATE_H_
