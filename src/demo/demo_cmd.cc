@@ -1,0 +1,286 @@
+// `slicer demo`: the device plugin on a simulated node, driven the way the kubelet drives it,
+// narrated on stdout. With no GPU it simulates a g4dn.12xlarge (4x Tesla T4) through the fake
+// driver libraries built beside the binary (fakes/); with a GPU it uses the real one.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "src/cli/commands.h"
+#include "src/common/shim_contract.h"
+#include "src/common/subprocess.h"
+#include "src/common/units.h"
+#include "src/demo/kubelet_sim.h"
+#include "src/nvml/nvml.h"
+
+namespace slicer::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+constexpr char kResource[] = "nvidia.com/gpu";
+constexpr int kReplicas = 4;
+
+void Say(const std::string& s) {
+  std::printf("%s\n", s.c_str());
+  std::fflush(stdout);
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::trunc) << text;
+}
+
+std::string Config(int replicas, bool fail_gt_one) {
+  return absl::StrCat(
+      "version: v1\n"
+      "flags:\n"
+      "  plugin:\n"
+      "    deviceListStrategy: envvar\n"
+      "sharing:\n"
+      "  timeSlicing:\n"
+      "    failRequestsGreaterThanOne: ", fail_gt_one ? "true" : "false", "\n"
+      "    resources:\n"
+      "      - name: nvidia.com/gpu\n"
+      "        replicas: ", replicas, "\n");
+}
+
+std::string Env(const v1beta1::ContainerAllocateResponse& c, const std::string& key) {
+  auto it = c.envs().find(key);
+  return it == c.envs().end() ? "" : it->second;
+}
+
+// "GPU-1=4026531840,GPU-2=..." -> "GPU-1: 3.8GiB, ..."
+std::string DescribeCaps(const std::string& limits) {
+  if (limits.empty()) return "none";
+  std::vector<std::string> out;
+  for (absl::string_view pair : absl::StrSplit(limits, ',')) {
+    std::vector<std::string> kv = absl::StrSplit(pair, '=');
+    if (kv.size() != 2) continue;
+    auto bytes = ParseSize(kv[1]);
+    out.push_back(absl::StrCat(kv[0].substr(0, 12), "...: ",
+                               bytes.ok() ? FormatSize(*bytes) : kv[1]));
+  }
+  return absl::StrJoin(out, ", ");
+}
+
+struct Node {
+  std::shared_ptr<demo::PluginClient> client;
+  std::set<std::string> allocated;  // replica IDs held by running pods, as the kubelet tracks
+};
+
+// Plays the kubelet for one pod with one container asking for `shares` replicas.
+void SchedulePod(Node& node, const std::string& pod, int shares) {
+  std::vector<std::string> available;
+  for (const auto& d : node.client->Devices().devices()) {
+    if (d.health() == "Healthy" && !node.allocated.count(d.id())) available.push_back(d.id());
+  }
+  std::vector<std::string> chosen;
+  grpc::Status s = node.client->Preferred(available, {}, shares, &chosen);
+  if (!s.ok()) {
+    Say(absl::StrCat("  ", pod, " (", shares, " shares): not admitted: ", s.error_message()));
+    return;
+  }
+  v1beta1::AllocateResponse resp;
+  s = node.client->Allocate({chosen}, &resp);
+  if (!s.ok()) {
+    Say(absl::StrCat("  ", pod, " (", shares, " shares): allocation refused: ", s.error_message()));
+    return;
+  }
+  for (const auto& id : chosen) node.allocated.insert(id);
+  const auto& c = resp.container_responses(0);
+  Say(absl::StrCat("  ", pod, " asks for ", shares, " share", shares > 1 ? "s" : "",
+                   " -> plugin prefers ", absl::StrJoin(chosen, " ")));
+  Say(absl::StrCat("      NVIDIA_VISIBLE_DEVICES=", Env(c, "NVIDIA_VISIBLE_DEVICES")));
+  Say(absl::StrCat("      memory cap: ", DescribeCaps(Env(c, SLICER_ENV_MEMORY_LIMITS))));
+  std::vector<std::string> mounts;
+  for (const auto& m : c.mounts()) mounts.push_back(m.container_path());
+  if (!mounts.empty()) Say(absl::StrCat("      mounts: ", absl::StrJoin(mounts, ", ")));
+}
+
+std::string Allocatable(const Node& node) {
+  return absl::StrCat(node.client->Healthy(), " of ", node.client->Devices().devices_size());
+}
+
+}  // namespace
+
+int DemoMain(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      Say("usage: slicer demo\n\nRuns the device plugin on a simulated node (4x Tesla T4, no GPU "
+          "needed; a real GPU is used when one is present) and plays the kubelet.");
+      return 0;
+    }
+  }
+  const std::string self_dir = SelfDir();
+  const std::string self = self_dir + "/slicer";
+  char tmpl[] = "/tmp/slicer-demo-XXXXXX";
+  if (!mkdtemp(tmpl)) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  const std::string dir = tmpl;
+  const std::string plugin_dir = dir + "/device-plugins";
+  fs::create_directories(plugin_dir);
+  const std::string kubelet_sock = plugin_dir + "/kubelet.sock";
+  const std::string log = dir + "/plugin.log";
+
+  // Real GPU or simulated node?
+  bool real = false;
+  if (std::getenv("SLICER_FAKE_NVML") == nullptr) {
+    auto nvml = nvml::Load({});
+    if (nvml.ok()) {
+      auto sys = (*nvml)->Discover();
+      real = sys.ok() && !sys->devices.empty();
+    }
+  }
+  std::map<std::string, std::string> env;
+  std::vector<std::string> uuids;
+  const std::string events = dir + "/nvml-events";
+  if (!real) {
+    const std::string machine = dir + "/machine.yaml";
+    std::string yaml = "driverVersion: \"580.159.04\"\ndevices:\n";
+    for (int i = 0; i < 4; ++i) {
+      char uuid[64];
+      std::snprintf(uuid, sizeof uuid, "GPU-%d%d%d%d%d%d%d%d-demo-4c0d-8a1e-00000000000%d", i, i,
+                    i, i, i, i, i, i, i);
+      uuids.push_back(uuid);
+      absl::StrAppend(&yaml, "  - {uuid: ", uuid, ", name: Tesla T4, memoryMiB: 15360, numaNode: ",
+                      i < 2 ? 0 : 1, "}\n");
+    }
+    WriteFile(machine, yaml);
+    WriteFile(events, "");
+    const char* old = std::getenv("LD_LIBRARY_PATH");
+    env["LD_LIBRARY_PATH"] = self_dir + "/fakes" + (old ? std::string(":") + old : "");
+    env["SLICER_FAKE_NVML"] = machine;
+    env["SLICER_FAKE_NVML_EVENTS"] = events;
+  }
+  // The shim, as the DaemonSet's init container installs it on a node.
+  const std::string shim_dir = dir + "/shim";
+  fs::create_directories(shim_dir);
+  bool have_shim = fs::exists(self_dir + "/" + SLICER_SHIM_NAME);
+  if (have_shim) fs::copy_file(self_dir + "/" + SLICER_SHIM_NAME, shim_dir + "/" + SLICER_SHIM_NAME);
+  const std::string config = dir + "/config.yaml";
+  WriteFile(config, Config(kReplicas, false));
+
+  Say(real ? "gpu-slicer demo on this machine's GPU(s)"
+           : "gpu-slicer demo: a simulated g4dn.12xlarge (4x Tesla T4, 15 GiB each), no GPU needed");
+  Say(absl::StrCat("work dir: ", dir, " (plugin log: ", log, ")\n"));
+  Say(absl::StrCat("config (NVIDIA's format, time-slicing x", kReplicas, "):"));
+  Say(Config(kReplicas, false));
+
+  demo::KubeletSim kubelet(kubelet_sock);
+  if (!kubelet.Start().ok()) {
+    Say("cannot start the simulated kubelet");
+    return 1;
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto plugin = Subprocess::Spawn({{self, "device-plugin", "--config-file", config,
+                                    "--kubelet-socket", kubelet_sock, "--feature-file",
+                                    dir + "/features", "--shim-dir", shim_dir,
+                                    "--health-probe-interval", "100ms",
+                                    "--health-recovery-delay", "0s"},
+                                   env, log});
+  if (!plugin.ok()) {
+    Say(std::string(plugin.status().message()));
+    return 1;
+  }
+  Node node;
+  node.client = kubelet.WaitForRegistration(kResource, 1, milliseconds(10000));
+  if (!node.client || !node.client->WaitFor([](const auto& l) { return l.devices_size() > 0; },
+                                            milliseconds(5000))) {
+    Say(absl::StrCat("the plugin did not register; its log (", log, "):"));
+    std::system(("cat " + log).c_str());
+    return 1;
+  }
+  auto ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+  Say(absl::StrCat("[1] the plugin registered ", kResource, " with the kubelet in ", ms.count(),
+                   " ms"));
+  auto devices = node.client->Devices();
+  Say(absl::StrCat("    node capacity ", kResource, " = ", devices.devices_size(),
+                   real ? "" : " (4 GPUs x 4 replicas)"));
+  for (int i = 0; i < devices.devices_size(); i += kReplicas) {
+    const auto& d = devices.devices(i);
+    Say(absl::StrCat("    ", d.id(), " ... (", d.health(), ", NUMA ",
+                     d.topology().nodes_size() ? d.topology().nodes(0).id() : -1, ")"));
+  }
+  std::ifstream labels(dir + "/features");
+  std::string line, label_text;
+  while (std::getline(labels, line)) {
+    if (line.find("gpu.") != std::string::npos) label_text += "    " + line + "\n";
+  }
+  Say("    node labels (NFD feature file):\n" + label_text);
+
+  Say("[2] pods arrive; the kubelet asks the plugin where to put them, then allocates");
+  if (!have_shim) Say("    (libslicer.so is not built: memory-capped allocations will be refused)");
+  SchedulePod(node, "inference-a", 1);
+  SchedulePod(node, "inference-b", 1);
+  SchedulePod(node, "trainer", 2);
+  SchedulePod(node, "notebook", 1);
+  Say(absl::StrCat("    allocatable now: ", 16 - static_cast<int>(node.allocated.size()),
+                   " replicas free of ", devices.devices_size(), "\n"));
+
+  if (!real) {
+    Say(absl::StrCat("[3] the driver reports XID 79 (GPU fell off the bus) on ", uuids[2]));
+    WriteFile(events, absl::StrCat("xid ", uuids[2], " 79\n"));
+    node.client->WaitFor([](const auto& l) {
+      int u = 0;
+      for (const auto& d : l.devices()) u += d.health() != "Healthy";
+      return u == 4;
+    }, milliseconds(5000));
+    Say(absl::StrCat("    healthy devices: ", Allocatable(node), " (all 4 replicas of that GPU)"));
+    std::ofstream(events, std::ios::app) << "recover " << uuids[2] << "\n";
+    node.client->WaitFor([](const auto& l) {
+      for (const auto& d : l.devices()) {
+        if (d.health() != "Healthy") return false;
+      }
+      return true;
+    }, milliseconds(5000));
+    Say(absl::StrCat("    the GPU answers again: healthy devices ", Allocatable(node), "\n"));
+  }
+
+  Say("[4] config change: replicas 8, failRequestsGreaterThanOne; SIGHUP reloads");
+  WriteFile(config, Config(8, true));
+  plugin->Signal(SIGHUP);
+  node.client = kubelet.WaitForRegistration(kResource, 2, milliseconds(5000));
+  if (node.client && node.client->WaitFor([](const auto& l) { return l.devices_size() > 0; },
+                                          milliseconds(5000))) {
+    node.allocated.clear();
+    Say(absl::StrCat("    re-registered: capacity ", node.client->Devices().devices_size()));
+    SchedulePod(node, "trainer-2", 2);
+  }
+  Say("    a broken config (replicas: -1) is rejected and the running one stays:");
+  WriteFile(config, "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
+                    "      - name: nvidia.com/gpu\n        replicas: -1\n");
+  plugin->Signal(SIGHUP);
+  usleep(500 * 1000);
+  Say(absl::StrCat("    registrations: ", kubelet.Registrations(kResource), ", capacity still ",
+                   node.client ? node.client->Devices().devices_size() : 0, "\n"));
+
+  Say("[5] SIGTERM: the plugin stops and removes its socket");
+  plugin->Signal(SIGTERM);
+  auto status = plugin->Wait(milliseconds(5000));
+  bool clean = status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+  bool socket_gone = true;
+  for (const auto& e : fs::directory_iterator(plugin_dir)) {
+    if (e.path().filename() != "kubelet.sock") socket_gone = false;
+  }
+  Say(absl::StrCat("    exit ", clean ? "0" : "non-zero", ", plugin sockets ",
+                   socket_gone ? "removed" : "LEFT BEHIND"));
+  kubelet.Stop();
+  Say(absl::StrCat("\nplugin log: ", log));
+  return clean && socket_gone ? 0 : 1;
+}
+
+}  // namespace slicer::cli

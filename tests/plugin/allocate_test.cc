@@ -1,0 +1,251 @@
+#include "src/plugin/allocate.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "src/common/shim_contract.h"
+
+namespace slicer::plugin {
+namespace {
+
+using config::DeviceIdStrategy;
+using config::DeviceListStrategy;
+
+constexpr uint64_t kT4 = 15360ull << 20;
+
+Gpu MakeGpu(int i) {
+  Gpu g;
+  g.uuid = "GPU-" + std::to_string(i);
+  g.index = i;
+  g.name = "Tesla T4";
+  g.memory_bytes = kT4;
+  g.numa_node = i / 2;
+  g.minor_number = i;
+  g.device_paths = {"/dev/nvidia" + std::to_string(i)};
+  return g;
+}
+
+Resource Shared(int gpus, int replicas, bool cap = true) {
+  std::vector<Gpu> g;
+  for (int i = 0; i < gpus; ++i) g.push_back(MakeGpu(i));
+  Resource r = MakeResource("nvidia.com/gpu", replicas, g);
+  r.enforce_memory = cap;
+  return r;
+}
+
+AllocateOptions Opts() {
+  AllocateOptions o;
+  o.shim_host_dir = "/usr/local/lib/gpu-slicer";
+  o.control_device_paths = {"/dev/nvidiactl", "/dev/nvidia-uvm"};
+  return o;
+}
+
+TEST(Resource, ReplicaIdsAndLookup) {
+  Resource r = Shared(2, 4);
+  ASSERT_EQ(r.devices.size(), 8u);
+  EXPECT_EQ(r.devices[0].id, "GPU-0::0");
+  EXPECT_EQ(r.devices[7].id, "GPU-1::3");
+  EXPECT_EQ(r.GpuOf("GPU-1::2"), 1u);
+  EXPECT_FALSE(r.GpuOf("GPU-1::4").has_value());
+  EXPECT_FALSE(r.GpuOf("GPU-1").has_value());
+  Resource whole = Shared(2, 1, false);
+  EXPECT_EQ(whole.devices[1].id, "GPU-1");
+  EXPECT_EQ(StripReplicaSuffix("GPU-1::3"), "GPU-1");
+  EXPECT_EQ(SocketName("nvidia.com/gpu.shared"), "gpu-slicer-nvidia.com-gpu.shared.sock");
+}
+
+TEST(Allocate, EnvvarStripsSuffixDeduplicatesAndCapsByReplicasHeld) {
+  auto r = AllocateContainer(Shared(2, 4), {"GPU-1::0", "GPU-1::3", "GPU-0::2"}, Opts(), "abc");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->envs().at("NVIDIA_VISIBLE_DEVICES"), "GPU-1,GPU-0");
+  // 2 of 4 replicas of GPU-1 -> half its memory; 1 of 4 of GPU-0 -> a quarter.
+  EXPECT_EQ(r->envs().at(SLICER_ENV_MEMORY_LIMITS),
+            "GPU-1=" + std::to_string(kT4 / 2) + ",GPU-0=" + std::to_string(kT4 / 4));
+  EXPECT_EQ(r->envs().at(SLICER_ENV_ENFORCE), "1");
+  EXPECT_EQ(r->envs().at(SLICER_ENV_CONTAINER_ID), "abc");
+  EXPECT_EQ(r->envs().count(SLICER_ENV_OPT_OUT_ALLOWED), 0u);
+  ASSERT_EQ(r->mounts_size(), 2);
+  EXPECT_EQ(r->mounts(0).host_path(), "/usr/local/lib/gpu-slicer/libslicer.so");
+  EXPECT_EQ(r->mounts(0).container_path(), "/usr/local/lib/gpu-slicer/libslicer.so");
+  EXPECT_TRUE(r->mounts(0).read_only());
+  EXPECT_EQ(r->mounts(1).container_path(), "/etc/ld.so.preload");
+  EXPECT_EQ(r->devices_size(), 0);
+}
+
+TEST(Allocate, CapRoundsDownAndNeverExceedsGpu) {
+  Resource r = Shared(1, 3);
+  r.gpus[0].memory_bytes = 1000;
+  auto one = AllocateContainer(r, {"GPU-0::0"}, Opts(), "x");
+  auto all = AllocateContainer(r, {"GPU-0::0", "GPU-0::1", "GPU-0::2"}, Opts(), "x");
+  EXPECT_EQ(one->envs().at(SLICER_ENV_MEMORY_LIMITS), "GPU-0=333");
+  EXPECT_EQ(all->envs().at(SLICER_ENV_MEMORY_LIMITS), "GPU-0=1000");
+}
+
+TEST(Allocate, UncappedResourceGetsNoShim) {
+  auto r = AllocateContainer(Shared(2, 4, false), {"GPU-0::0"}, Opts(), "x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->envs().count(SLICER_ENV_MEMORY_LIMITS), 0u);
+  EXPECT_EQ(r->mounts_size(), 0);
+}
+
+TEST(Allocate, OptOutAllowedIsPassedOn) {
+  Resource res = Shared(1, 2);
+  res.allow_opt_out = true;
+  auto r = AllocateContainer(res, {"GPU-0::0"}, Opts(), "x");
+  EXPECT_EQ(r->envs().at(SLICER_ENV_OPT_OUT_ALLOWED), "1");
+}
+
+TEST(Allocate, CappedResourceWithoutShimFailsClosed) {
+  AllocateOptions o = Opts();
+  o.shim_host_dir = "";
+  auto r = AllocateContainer(Shared(1, 2), {"GPU-0::0"}, o, "x");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("uncapped"), std::string::npos);
+}
+
+TEST(Allocate, IndexStrategy) {
+  AllocateOptions o = Opts();
+  o.id_strategy = DeviceIdStrategy::kIndex;
+  auto r = AllocateContainer(Shared(3, 2), {"GPU-2::1", "GPU-0::0"}, o, "x");
+  EXPECT_EQ(r->envs().at("NVIDIA_VISIBLE_DEVICES"), "2,0");
+}
+
+TEST(Allocate, VolumeMounts) {
+  AllocateOptions o = Opts();
+  o.list_strategies = {DeviceListStrategy::kVolumeMounts};
+  auto r = AllocateContainer(Shared(2, 2, false), {"GPU-1::0", "GPU-1::1"}, o, "x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->envs().at("NVIDIA_VISIBLE_DEVICES"), "/var/run/nvidia-container-devices");
+  ASSERT_EQ(r->mounts_size(), 1);
+  EXPECT_EQ(r->mounts(0).container_path(), "/var/run/nvidia-container-devices/GPU-1");
+  EXPECT_EQ(r->mounts(0).host_path(), "/dev/null");
+}
+
+TEST(Allocate, CdiAnnotationsAndCri) {
+  AllocateOptions o = Opts();
+  o.list_strategies = {DeviceListStrategy::kCdiAnnotations, DeviceListStrategy::kCdiCri};
+  auto r = AllocateContainer(Shared(2, 2, false), {"GPU-0::1", "GPU-1::0"}, o, "req1");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->annotations().at("cdi.k8s.io/nvidia-device-plugin_req1"),
+            "k8s.device-plugin.nvidia.com/gpu=GPU-0,k8s.device-plugin.nvidia.com/gpu=GPU-1");
+  ASSERT_EQ(r->cdi_devices_size(), 2);
+  EXPECT_EQ(r->cdi_devices(1).name(), "k8s.device-plugin.nvidia.com/gpu=GPU-1");
+  // Only CDI: the runtime hook must not inject devices by itself.
+  EXPECT_EQ(r->envs().at("NVIDIA_VISIBLE_DEVICES"), "void");
+  EXPECT_EQ(r->devices_size(), 0);
+}
+
+TEST(Allocate, PassDeviceSpecsWithDevRoot) {
+  AllocateOptions o = Opts();
+  o.pass_device_specs = true;
+  o.dev_root = "/run/nvidia/driver";
+  o.control_device_paths = {"/run/nvidia/driver/dev/nvidiactl"};
+  Resource res = Shared(2, 2, false);
+  res.gpus[1].device_paths = {"/run/nvidia/driver/dev/nvidia1"};
+  auto r = AllocateContainer(res, {"GPU-1::0"}, o, "x");
+  ASSERT_EQ(r->devices_size(), 2);
+  EXPECT_EQ(r->devices(0).host_path(), "/run/nvidia/driver/dev/nvidiactl");
+  EXPECT_EQ(r->devices(0).container_path(), "/dev/nvidiactl");
+  EXPECT_EQ(r->devices(1).container_path(), "/dev/nvidia1");
+  EXPECT_EQ(r->devices(1).permissions(), "rw");
+}
+
+TEST(Allocate, FailRequestsGreaterThanOneNamesRequestAndLimit) {
+  AllocateOptions o = Opts();
+  o.fail_requests_greater_than_one = true;
+  EXPECT_TRUE(AllocateContainer(Shared(2, 4), {"GPU-0::0"}, o, "x").ok());
+  auto r = AllocateContainer(Shared(2, 4), {"GPU-0::0", "GPU-0::1"}, o, "x");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string msg(r.status().message());
+  EXPECT_NE(msg.find("request for 2 replicas of nvidia.com/gpu"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("GPU-0::0, GPU-0::1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("at most 1"), std::string::npos) << msg;
+  // Unshared resources are not limited by it.
+  EXPECT_TRUE(AllocateContainer(Shared(2, 1, false), {"GPU-0", "GPU-1"}, o, "x").ok());
+}
+
+TEST(Allocate, BadRequestsNameTheProblem) {
+  Resource r = Shared(2, 4);
+  auto unknown = AllocateContainer(r, {"GPU-0::0", "GPU-9::0"}, Opts(), "x");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown device ID \"GPU-9::0\""), std::string::npos);
+  auto empty = AllocateContainer(r, {}, Opts(), "x");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("empty"), std::string::npos);
+  auto twice = AllocateContainer(r, {"GPU-0::0", "GPU-0::0"}, Opts(), "x");
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.status().message().find("twice"), std::string::npos);
+  std::vector<std::string> huge(100000, "GPU-0::0");
+  auto big = AllocateContainer(r, huge, Opts(), "x");
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.status().message().find("larger than the 8"), std::string::npos);
+  std::string long_id(100000, 'x');
+  auto longone = AllocateContainer(r, {long_id}, Opts(), "x");
+  ASSERT_FALSE(longone.ok());
+  EXPECT_LT(longone.status().message().size(), 400u);  // the message does not echo 100 kB
+}
+
+std::vector<std::string> All(const Resource& r) {
+  std::vector<std::string> ids;
+  for (const auto& d : r.devices) ids.push_back(d.id);
+  return ids;
+}
+
+std::set<size_t> GpusOf(const Resource& r, const std::vector<std::string>& ids) {
+  std::set<size_t> g;
+  for (const auto& id : ids) g.insert(*r.GpuOf(id));
+  return g;
+}
+
+TEST(Preferred, PackedPutsAMultiReplicaRequestOnOneGpu) {
+  Resource r = Shared(4, 4);
+  auto c = PreferredAllocation(r, All(r), {}, 2, AllocationPolicy::kPacked);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->size(), 2u);
+  EXPECT_EQ(GpusOf(r, *c).size(), 1u);
+}
+
+TEST(Preferred, PackedIsBestFit) {
+  // GPU-0 has 1 free, GPU-1 has 4 free, GPU-2 has 2 free.
+  Resource r = Shared(3, 4);
+  std::vector<std::string> avail = {"GPU-0::3", "GPU-1::0", "GPU-1::1", "GPU-1::2",
+                                    "GPU-1::3", "GPU-2::2", "GPU-2::3"};
+  auto one = PreferredAllocation(r, avail, {}, 1, AllocationPolicy::kPacked);
+  EXPECT_EQ(*one, std::vector<std::string>{"GPU-0::3"});
+  auto two = PreferredAllocation(r, avail, {}, 2, AllocationPolicy::kPacked);
+  EXPECT_EQ(GpusOf(r, *two), std::set<size_t>{2});
+  auto three = PreferredAllocation(r, avail, {}, 3, AllocationPolicy::kPacked);
+  EXPECT_EQ(GpusOf(r, *three), std::set<size_t>{1});
+  // Five cannot fit on one GPU: the fullest free GPU first, then the rest.
+  auto five = PreferredAllocation(r, avail, {}, 5, AllocationPolicy::kPacked);
+  ASSERT_TRUE(five.ok());
+  EXPECT_EQ(five->size(), 5u);
+  EXPECT_EQ(GpusOf(r, *five).count(1), 1u);
+}
+
+TEST(Preferred, MustIncludeKeepsItsGpu) {
+  Resource r = Shared(2, 4);
+  auto c = PreferredAllocation(r, All(r), {"GPU-1::2"}, 3, AllocationPolicy::kPacked);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ((*c)[0], "GPU-1::2");
+  EXPECT_EQ(GpusOf(r, *c), std::set<size_t>{1});
+}
+
+TEST(Preferred, DistributedSpreads) {
+  Resource r = Shared(4, 4);
+  auto c = PreferredAllocation(r, All(r), {}, 4, AllocationPolicy::kDistributed);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(GpusOf(r, *c).size(), 4u);
+}
+
+TEST(Preferred, ImpossibleRequestsAreErrors) {
+  Resource r = Shared(1, 2);
+  EXPECT_FALSE(PreferredAllocation(r, All(r), {}, 3, AllocationPolicy::kPacked).ok());
+  EXPECT_FALSE(PreferredAllocation(r, All(r), {}, 0, AllocationPolicy::kPacked).ok());
+  EXPECT_FALSE(PreferredAllocation(r, {"nope"}, {}, 1, AllocationPolicy::kPacked).ok());
+}
+
+}  // namespace
+}  // namespace slicer::plugin
