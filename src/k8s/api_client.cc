@@ -210,7 +210,8 @@ bool NodeLabelWatcher::WatchOnce(const std::string& resource_version) {
       auto ev = nlohmann::json::parse(line, nullptr, false);
       if (ev.is_discarded() || !ev.is_object() || !ev.contains("object")) continue;
       const auto& obj = ev["object"];
-      if (obj.is_object() && obj.contains("metadata") && obj["metadata"].is_object() &&
+      if (!obj.is_object()) continue;  // malformed event: ignore it, never clear the labels
+      if (obj.contains("metadata") && obj["metadata"].is_object() &&
           obj["metadata"].contains("resourceVersion") &&
           obj["metadata"]["resourceVersion"].is_string()) {
         std::lock_guard<std::mutex> lock(st->self->mu_);
