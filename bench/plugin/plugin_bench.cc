@@ -32,7 +32,9 @@ Stats Summarize(std::vector<double> us) {
   std::sort(us.begin(), us.end());
   double sum = 0;
   for (double v : us) sum += v;
-  auto pct = [&](double p) { return us[std::min(us.size() - 1, static_cast<size_t>(p * us.size()))]; };
+  auto pct = [&](double p) {
+    return us[std::min(us.size() - 1, static_cast<size_t>(p * us.size()))];
+  };
   return {pct(0.50), pct(0.99), sum / us.size()};
 }
 
@@ -60,13 +62,14 @@ int main(int argc, char** argv) {
     for (int i = 0; i < kGpus; ++i) {
       char uuid[64];
       std::snprintf(uuid, sizeof uuid, "GPU-%08d-0000-4000-8000-%012d", i, i);
-      m << "  - {uuid: " << uuid << ", name: NVIDIA H100 80GB HBM3, memoryMiB: 81559, numaNode: "
-        << i / 4 << "}\n";
+      m << "  - {uuid: " << uuid
+        << ", name: NVIDIA H100 80GB HBM3, memoryMiB: 81559, numaNode: " << i / 4 << "}\n";
     }
-    std::ofstream(dir + "/config.yaml")
-        << "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
-           "      - name: nvidia.com/gpu\n        replicas: " << kReplicas << "\n"
-           "        enforceMemory: false\n";
+    std::ofstream(dir + "/config.yaml") << "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
+                                           "      - name: nvidia.com/gpu\n        replicas: "
+                                        << kReplicas
+                                        << "\n"
+                                           "        enforceMemory: false\n";
   }
   slicer::demo::KubeletSim kubelet(dir + "/dp/kubelet.sock");
   if (!kubelet.Start().ok()) return 1;
@@ -84,8 +87,9 @@ int main(int argc, char** argv) {
          dir + "/plugin.log"});
     if (!p.ok()) return 1;
     client = kubelet.WaitForRegistration("nvidia.com/gpu", run, std::chrono::seconds(20));
-    if (!client || !client->WaitFor([](const auto& l) { return l.devices_size() == kGpus * kReplicas; },
-                                    std::chrono::seconds(10))) {
+    if (!client ||
+        !client->WaitFor([](const auto& l) { return l.devices_size() == kGpus * kReplicas; },
+                         std::chrono::seconds(10))) {
       std::fprintf(stderr, "plugin did not register (see %s/plugin.log)\n", dir.c_str());
       return 1;
     }
@@ -141,8 +145,10 @@ int main(int argc, char** argv) {
 
   Stats so = Summarize(options_us), a1 = Summarize(alloc1_us), a4 = Summarize(alloc4_us),
         lw = Summarize(law_us), st = Summarize(starts);
-  std::printf("| measurement (%d GPUs x %d replicas = %d devices) | p50 | p99 | mean | p99 / baseline p99 |\n",
-              kGpus, kReplicas, kGpus * kReplicas);
+  std::printf(
+      "| measurement (%d GPUs x %d replicas = %d devices) | p50 | p99 | mean | p99 / baseline p99 "
+      "|\n",
+      kGpus, kReplicas, kGpus * kReplicas);
   std::printf("|---|---|---|---|---|\n");
   auto row = [&](const char* name, Stats s, double div, const char* unit) {
     std::printf("| %s | %.1f %s | %.1f %s | %.1f %s | %.2f |\n", name, s.p50 / div, unit,
@@ -152,9 +158,12 @@ int main(int argc, char** argv) {
   row("Allocate, 1 replica", a1, 1, "us");
   row("Allocate, 4 replicas of one GPU", a4, 1, "us");
   row("ListAndWatch, open to first list (512 devices)", lw, 1, "us");
-  std::printf("| start-to-registered (spawn -> Register -> first list), 5 starts | %.1f ms | %.1f ms | %.1f ms | - |\n",
-              st.p50 / 1000, st.p99 / 1000, st.mean / 1000);
+  std::printf(
+      "| start-to-registered (spawn -> Register -> first list), 5 starts | %.1f ms | %.1f ms | "
+      "%.1f ms | - |\n",
+      st.p50 / 1000, st.p99 / 1000, st.mean / 1000);
   std::printf("\niterations: %d Allocate pairs, %zu ListAndWatch opens\n", iters, law_us.size());
-  std::printf("target Allocate p99 < 1 ms: %s\n", std::max(a1.p99, a4.p99) < 1000 ? "met" : "NOT met");
+  std::printf("target Allocate p99 < 1 ms: %s\n",
+              std::max(a1.p99, a4.p99) < 1000 ? "met" : "NOT met");
   return 0;
 }

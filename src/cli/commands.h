@@ -5,10 +5,10 @@
 
 namespace slicer::cli {
 
-int DevicePluginMain(int argc, char** argv);    // slicer device-plugin
-int ConfigMain(int argc, char** argv);          // slicer config validate FILE...
-int RunMain(int argc, char** argv);             // slicer run [--memory SIZE] -- CMD...
-int DemoMain(int argc, char** argv);            // slicer demo (src/demo)
+int DevicePluginMain(int argc, char** argv);  // slicer device-plugin
+int ConfigMain(int argc, char** argv);        // slicer config validate FILE...
+int RunMain(int argc, char** argv);           // slicer run [--memory SIZE] -- CMD...
+int DemoMain(int argc, char** argv);          // slicer demo (src/demo)
 
 }  // namespace slicer::cli
 

@@ -42,9 +42,9 @@ absl::StatusOr<std::string> SelectConfigFile(const std::string& dir,
   };
   if (label && !label->empty()) {
     if (has(*label)) return dir + "/" + *label;
-    return absl::NotFoundError(absl::StrCat(
-        "the node label names config \"", *label, "\", which is not in ", dir, " (it has: ",
-        names.empty() ? "nothing" : absl::StrJoin(names, ", "), ")"));
+    return absl::NotFoundError(
+        absl::StrCat("the node label names config \"", *label, "\", which is not in ", dir,
+                     " (it has: ", names.empty() ? "nothing" : absl::StrJoin(names, ", "), ")"));
   }
   std::stringstream ss(fallback_strategies);
   std::string strategy;
@@ -60,8 +60,8 @@ absl::StatusOr<std::string> SelectConfigFile(const std::string& dir,
     } else if (strategy == "empty") {
       return std::string();
     } else if (!strategy.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unknown fallback strategy \"", strategy, "\" (use named, single, empty)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown fallback strategy \"", strategy, "\" (use named, single, empty)"));
     }
   }
   return absl::NotFoundError(absl::StrCat("the node has no config label and no fallback applies: ",
@@ -77,12 +77,13 @@ absl::StatusOr<std::unique_ptr<ConfigSource>> ConfigSource::Create(
   if (!options.config_dir.empty() && !options.node_name.empty()) {
     auto server = k8s::InClusterApiServer(options.api_server);
     if (!server.ok()) return server.status();
-    source->watcher_ = std::make_unique<k8s::NodeLabelWatcher>(*server, options.node_name,
-                                                               options.node_label);
+    source->watcher_ =
+        std::make_unique<k8s::NodeLabelWatcher>(*server, options.node_name, options.node_label);
     absl::Status s = source->watcher_->Start();
     if (!s.ok()) {
       // Keep going on the fallbacks; the watcher keeps trying and a label will trigger a reload.
-      SLOG(kWarning, "node_read_failed").Kv("node", options.node_name)
+      SLOG(kWarning, "node_read_failed")
+          .Kv("node", options.node_name)
           .Kv("error", std::string(s.message()));
     }
   }

@@ -76,7 +76,8 @@ absl::StatusOr<config::Overrides> FlagOverrides(const FlagSet& f) {
   auto boolean = [&](const char* name, std::optional<bool>& out) -> absl::Status {
     if (auto v = f.FromFlag(name)) {
       auto b = ParseBool(*v);
-      if (!b.ok()) return absl::InvalidArgumentError(absl::StrCat("--", name, ": ", b.status().message()));
+      if (!b.ok())
+        return absl::InvalidArgumentError(absl::StrCat("--", name, ": ", b.status().message()));
       out = *b;
     }
     return absl::OkStatus();
@@ -114,7 +115,10 @@ std::optional<config::Config> LoadConfig(const FlagSet& flags, ConfigSource& sou
     config::ParseResult parsed = config::ParseFile(*selected);
     if (!parsed.ok()) {
       for (const auto& e : parsed.errors) {
-        SLOG(kError, "config_error").Kv("file", *selected).Kv("line", e.line).Kv("path", e.path)
+        SLOG(kError, "config_error")
+            .Kv("file", *selected)
+            .Kv("line", e.line)
+            .Kv("path", e.path)
             .Kv("error", e.message);
         std::fprintf(stderr, "%s\n", config::FormatError(*selected, e).c_str());
       }
@@ -124,18 +128,21 @@ std::optional<config::Config> LoadConfig(const FlagSet& flags, ConfigSource& sou
   }
   auto env = config::OverridesFromEnvironment(Environment());
   auto fl = FlagOverrides(flags);
-  absl::Status s = !env.ok() ? env.status() : !fl.ok() ? fl.status()
-                                                       : config::ApplyOverrides(*env, *fl, cfg);
+  absl::Status s = !env.ok()  ? env.status()
+                   : !fl.ok() ? fl.status()
+                              : config::ApplyOverrides(*env, *fl, cfg);
   if (!s.ok()) {
     SLOG(kError, "config_override_error").Kv("error", std::string(s.message()));
     return std::nullopt;
   }
   if (cfg.flags.mig_strategy != "none") {
-    SLOG(kError, "config_unsupported").Kv("migStrategy", cfg.flags.mig_strategy)
+    SLOG(kError, "config_unsupported")
+        .Kv("migStrategy", cfg.flags.mig_strategy)
         .Kv("error", "MIG strategies are not supported yet: use migStrategy none");
     return std::nullopt;
   }
-  SLOG(kInfo, "config_loaded").Kv("file", selected->empty() ? "(defaults)" : *selected)
+  SLOG(kInfo, "config_loaded")
+      .Kv("file", selected->empty() ? "(defaults)" : *selected)
       .Kv("resources", cfg.time_slicing.resources.size());
   return cfg;
 }
@@ -164,8 +171,10 @@ int DevicePluginMain(int argc, char** argv) {
     return 0;
   }
   std::string level = flags.Get("log-level");
-  SetLogLevel(level == "debug" ? LogLevel::kDebug : level == "warning" ? LogLevel::kWarning
-              : level == "error" ? LogLevel::kError : LogLevel::kInfo);
+  SetLogLevel(level == "debug"     ? LogLevel::kDebug
+              : level == "warning" ? LogLevel::kWarning
+              : level == "error"   ? LogLevel::kError
+                                   : LogLevel::kInfo);
 
   plugin::PluginOptions options;
   options.kubelet_socket = flags.Get("kubelet-socket");
@@ -173,7 +182,8 @@ int DevicePluginMain(int argc, char** argv) {
   options.shim_dir = flags.Get("shim-dir");
   std::string policy = flags.Get("allocation-policy");
   if (policy != "packed" && policy != "distributed") {
-    std::fprintf(stderr, "slicer device-plugin: --allocation-policy: \"%s\" is not packed or distributed\n",
+    std::fprintf(stderr,
+                 "slicer device-plugin: --allocation-policy: \"%s\" is not packed or distributed\n",
                  policy.c_str());
     return 2;
   }
@@ -182,16 +192,21 @@ int DevicePluginMain(int argc, char** argv) {
   auto probe = ParseDuration(flags.Get("health-probe-interval"));
   auto recovery = ParseDuration(flags.Get("health-recovery-delay"));
   if (!probe.ok() || !recovery.ok() || probe->count() <= 0) {
-    std::fprintf(stderr, "slicer device-plugin: bad health duration: %s\n",
-                 std::string((!probe.ok() ? probe.status() : !recovery.ok() ? recovery.status()
-                              : absl::InvalidArgumentError("probe interval must be > 0")).message()).c_str());
+    std::fprintf(
+        stderr, "slicer device-plugin: bad health duration: %s\n",
+        std::string((!probe.ok()      ? probe.status()
+                     : !recovery.ok() ? recovery.status()
+                                      : absl::InvalidArgumentError("probe interval must be > 0"))
+                        .message())
+            .c_str());
     return 2;
   }
   options.health.probe_interval = std::chrono::duration_cast<std::chrono::milliseconds>(*probe);
   options.health.recovery_delay = *recovery;
   const char* disable = std::getenv("DP_DISABLE_HEALTHCHECKS");
   const char* enable = std::getenv("DP_ENABLE_HEALTHCHECKS");
-  options.xid_policy = plugin::XidPolicy::FromEnvironment(disable ? disable : "", enable ? enable : "");
+  options.xid_policy =
+      plugin::XidPolicy::FromEnvironment(disable ? disable : "", enable ? enable : "");
 
   ConfigSourceOptions cso;
   cso.config_file = flags.Get("config-file");
@@ -203,7 +218,8 @@ int DevicePluginMain(int argc, char** argv) {
   cso.api_server = flags.Get("kube-api-server");
   auto source = ConfigSource::Create(cso);
   if (!source.ok()) {
-    std::fprintf(stderr, "slicer device-plugin: %s\n", std::string(source.status().message()).c_str());
+    std::fprintf(stderr, "slicer device-plugin: %s\n",
+                 std::string(source.status().message()).c_str());
     return 2;
   }
 
@@ -221,7 +237,8 @@ int DevicePluginMain(int argc, char** argv) {
   {
     auto loaded = nvml::Load({cfg->flags.nvidia_driver_root});
     if (!loaded.ok()) {
-      SLOG(kError, "nvml_init_failed").Kv("error", std::string(loaded.status().message()))
+      SLOG(kError, "nvml_init_failed")
+          .Kv("error", std::string(loaded.status().message()))
           .Kv("failOnInitError", cfg->flags.fail_on_init_error);
       if (cfg->flags.fail_on_init_error) return 1;
     } else {
@@ -232,8 +249,8 @@ int DevicePluginMain(int argc, char** argv) {
   const std::string socket_dir = Dirname(options.kubelet_socket);
   const std::string kubelet_name = Basename(options.kubelet_socket);
   int ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  if (ifd < 0 || inotify_add_watch(ifd, socket_dir.c_str(),
-                                   IN_CREATE | IN_MOVED_TO | IN_DELETE) < 0) {
+  if (ifd < 0 ||
+      inotify_add_watch(ifd, socket_dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_DELETE) < 0) {
     SLOG(kError, "watch_failed").Kv("dir", socket_dir).Kv("error", std::strerror(errno));
     return 1;
   }
@@ -289,7 +306,8 @@ int DevicePluginMain(int argc, char** argv) {
       if (!next) {
         SLOG(kError, "reload_rejected").Kv("effect", "the running config stays in force");
       } else if (absl::Status s = p.Start(*next); !s.ok()) {
-        SLOG(kError, "reload_failed").Kv("error", std::string(s.message()))
+        SLOG(kError, "reload_failed")
+            .Kv("error", std::string(s.message()))
             .Kv("effect", "restarting with the previous config");
         if (absl::Status back = p.Start(*cfg); !back.ok()) {
           SLOG(kError, "restore_failed").Kv("error", std::string(back.message()));

@@ -48,8 +48,8 @@ absl::Status FlagSet::Parse(int argc, char** argv) {
     if (!has_value) {
       if (flag->is_bool) {
         // A bare boolean flag means true; "--flag false" is also accepted.
-        if (i + 1 < argc && (std::string(argv[i + 1]) == "true" ||
-                             std::string(argv[i + 1]) == "false")) {
+        if (i + 1 < argc &&
+            (std::string(argv[i + 1]) == "true" || std::string(argv[i + 1]) == "false")) {
           value = argv[++i];
         } else {
           value = "true";

@@ -17,7 +17,8 @@ constexpr Command kCommands[] = {
     {"device-plugin", slicer::cli::DevicePluginMain, "run the kubelet device plugin"},
     {"config", slicer::cli::ConfigMain, "check config files: slicer config validate FILE..."},
     {"demo", slicer::cli::DemoMain, "the device plugin on a simulated node, narrated"},
-    {"run", slicer::cli::RunMain, "run a command under the shim: slicer run [--memory SIZE] -- CMD..."},
+    {"run", slicer::cli::RunMain,
+     "run a command under the shim: slicer run [--memory SIZE] -- CMD..."},
 };
 
 void Usage(FILE* out) {

@@ -43,30 +43,47 @@ absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
   std::string_view unit;
   if (!SplitNumber(t, number, unit)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("invalid size \"", std::string(text), "\": expected a number with a unit such as 512MiB or 8GiB"));
+        absl::StrCat("invalid size \"", std::string(text),
+                     "\": expected a number with a unit such as 512MiB or 8GiB"));
   }
   struct Unit {
     std::string_view name;
     double factor;
   };
   static constexpr Unit kUnits[] = {
-      {"", 1},          {"B", 1},
-      {"Ki", 1024.0},   {"KiB", 1024.0},  {"K", 1e3},  {"KB", 1e3},  {"k", 1e3},
-      {"Mi", 1048576.0}, {"MiB", 1048576.0}, {"M", 1e6}, {"MB", 1e6},
-      {"Gi", 1073741824.0}, {"GiB", 1073741824.0}, {"G", 1e9}, {"GB", 1e9},
-      {"Ti", 1099511627776.0}, {"TiB", 1099511627776.0}, {"T", 1e12}, {"TB", 1e12},
+      {"", 1},
+      {"B", 1},
+      {"Ki", 1024.0},
+      {"KiB", 1024.0},
+      {"K", 1e3},
+      {"KB", 1e3},
+      {"k", 1e3},
+      {"Mi", 1048576.0},
+      {"MiB", 1048576.0},
+      {"M", 1e6},
+      {"MB", 1e6},
+      {"Gi", 1073741824.0},
+      {"GiB", 1073741824.0},
+      {"G", 1e9},
+      {"GB", 1e9},
+      {"Ti", 1099511627776.0},
+      {"TiB", 1099511627776.0},
+      {"T", 1e12},
+      {"TB", 1e12},
   };
   for (const Unit& u : kUnits) {
     if (unit == u.name) {
       double bytes = std::round(number * u.factor);
       if (!(bytes < 18446744073709551615.0)) {
-        return absl::InvalidArgumentError(absl::StrCat("size \"", std::string(text), "\" is too large"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("size \"", std::string(text), "\" is too large"));
       }
       return static_cast<uint64_t>(bytes);
     }
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "invalid size \"", std::string(text), "\": unknown unit \"", std::string(unit), "\" (use B, KiB, MiB, GiB, TiB, K, M, G, T)"));
+  return absl::InvalidArgumentError(absl::StrCat("invalid size \"", std::string(text),
+                                                 "\": unknown unit \"", std::string(unit),
+                                                 "\" (use B, KiB, MiB, GiB, TiB, K, M, G, T)"));
 }
 
 std::string FormatSize(uint64_t bytes) {
@@ -77,7 +94,8 @@ std::string FormatSize(uint64_t bytes) {
     v /= 1024.0;
     ++i;
   }
-  if (std::fabs(v - std::round(v)) < 0.05) return absl::StrCat(static_cast<uint64_t>(std::round(v)), kNames[i]);
+  if (std::fabs(v - std::round(v)) < 0.05)
+    return absl::StrCat(static_cast<uint64_t>(std::round(v)), kNames[i]);
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f%s", v, kNames[i]);
   return buf;
@@ -86,8 +104,8 @@ std::string FormatSize(uint64_t bytes) {
 absl::StatusOr<std::chrono::nanoseconds> ParseDuration(std::string_view text) {
   std::string_view t = Trim(text);
   auto bad = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid duration \"", std::string(text), "\": expected e.g. 100ms, 2s, 1m30s"));
+    return absl::InvalidArgumentError(absl::StrCat("invalid duration \"", std::string(text),
+                                                   "\": expected e.g. 100ms, 2s, 1m30s"));
   };
   if (t.empty()) return bad();
   if (t == "0") return std::chrono::nanoseconds(0);
@@ -100,13 +118,20 @@ absl::StatusOr<std::chrono::nanoseconds> ParseDuration(std::string_view text) {
     while (u < rest.size() && std::isalpha(static_cast<unsigned char>(rest[u]))) ++u;
     std::string_view unit = rest.substr(0, u);
     double factor;
-    if (unit == "ns") factor = 1;
-    else if (unit == "us" || unit == "µs") factor = 1e3;
-    else if (unit == "ms") factor = 1e6;
-    else if (unit == "s") factor = 1e9;
-    else if (unit == "m") factor = 60e9;
-    else if (unit == "h") factor = 3600e9;
-    else return bad();
+    if (unit == "ns")
+      factor = 1;
+    else if (unit == "us" || unit == "µs")
+      factor = 1e3;
+    else if (unit == "ms")
+      factor = 1e6;
+    else if (unit == "s")
+      factor = 1e9;
+    else if (unit == "m")
+      factor = 60e9;
+    else if (unit == "h")
+      factor = 3600e9;
+    else
+      return bad();
     total += number * factor;
     t = rest.substr(u);
   }

@@ -50,10 +50,13 @@ std::string Config(int replicas, bool fail_gt_one) {
       "    deviceListStrategy: envvar\n"
       "sharing:\n"
       "  timeSlicing:\n"
-      "    failRequestsGreaterThanOne: ", fail_gt_one ? "true" : "false", "\n"
+      "    failRequestsGreaterThanOne: ",
+      fail_gt_one ? "true" : "false",
+      "\n"
       "    resources:\n"
       "      - name: nvidia.com/gpu\n"
-      "        replicas: ", replicas, "\n");
+      "        replicas: ",
+      replicas, "\n");
 }
 
 std::string Env(const v1beta1::ContainerAllocateResponse& c, const std::string& key) {
@@ -69,8 +72,8 @@ std::string DescribeCaps(const std::string& limits) {
     std::vector<std::string> kv = absl::StrSplit(pair, '=');
     if (kv.size() != 2) continue;
     auto bytes = ParseSize(kv[1]);
-    out.push_back(absl::StrCat(kv[0].substr(0, 12), "...: ",
-                               bytes.ok() ? FormatSize(*bytes) : kv[1]));
+    out.push_back(
+        absl::StrCat(kv[0].substr(0, 12), "...: ", bytes.ok() ? FormatSize(*bytes) : kv[1]));
   }
   return absl::StrJoin(out, ", ");
 }
@@ -153,11 +156,11 @@ int DemoMain(int argc, char** argv) {
     std::string yaml = "driverVersion: \"580.159.04\"\ndevices:\n";
     for (int i = 0; i < 4; ++i) {
       char uuid[64];
-      std::snprintf(uuid, sizeof uuid, "GPU-%d%d%d%d%d%d%d%d-demo-4c0d-8a1e-00000000000%d", i, i,
-                    i, i, i, i, i, i, i);
+      std::snprintf(uuid, sizeof uuid, "GPU-%d%d%d%d%d%d%d%d-demo-4c0d-8a1e-00000000000%d", i, i, i,
+                    i, i, i, i, i, i);
       uuids.push_back(uuid);
-      absl::StrAppend(&yaml, "  - {uuid: ", uuid, ", name: Tesla T4, memoryMiB: 15360, numaNode: ",
-                      i < 2 ? 0 : 1, "}\n");
+      absl::StrAppend(&yaml, "  - {uuid: ", uuid,
+                      ", name: Tesla T4, memoryMiB: 15360, numaNode: ", i < 2 ? 0 : 1, "}\n");
     }
     WriteFile(machine, yaml);
     WriteFile(events, "");
@@ -170,12 +173,14 @@ int DemoMain(int argc, char** argv) {
   const std::string shim_dir = dir + "/shim";
   fs::create_directories(shim_dir);
   bool have_shim = fs::exists(self_dir + "/" + SLICER_SHIM_NAME);
-  if (have_shim) fs::copy_file(self_dir + "/" + SLICER_SHIM_NAME, shim_dir + "/" + SLICER_SHIM_NAME);
+  if (have_shim)
+    fs::copy_file(self_dir + "/" + SLICER_SHIM_NAME, shim_dir + "/" + SLICER_SHIM_NAME);
   const std::string config = dir + "/config.yaml";
   WriteFile(config, Config(kReplicas, false));
 
-  Say(real ? "gpu-slicer demo on this machine's GPU(s)"
-           : "gpu-slicer demo: a simulated g4dn.12xlarge (4x Tesla T4, 15 GiB each), no GPU needed");
+  Say(real
+          ? "gpu-slicer demo on this machine's GPU(s)"
+          : "gpu-slicer demo: a simulated g4dn.12xlarge (4x Tesla T4, 15 GiB each), no GPU needed");
   Say(absl::StrCat("work dir: ", dir, " (plugin log: ", log, ")\n"));
   Say(absl::StrCat("config (NVIDIA's format, time-slicing x", kReplicas, "):"));
   Say(Config(kReplicas, false));
@@ -186,12 +191,12 @@ int DemoMain(int argc, char** argv) {
     return 1;
   }
   auto start = std::chrono::steady_clock::now();
-  auto plugin = Subprocess::Spawn({{self, "device-plugin", "--config-file", config,
-                                    "--kubelet-socket", kubelet_sock, "--feature-file",
-                                    dir + "/features", "--shim-dir", shim_dir,
-                                    "--health-probe-interval", "100ms",
-                                    "--health-recovery-delay", "0s"},
-                                   env, log});
+  auto plugin =
+      Subprocess::Spawn({{self, "device-plugin", "--config-file", config, "--kubelet-socket",
+                          kubelet_sock, "--feature-file", dir + "/features", "--shim-dir", shim_dir,
+                          "--health-probe-interval", "100ms", "--health-recovery-delay", "0s"},
+                         env,
+                         log});
   if (!plugin.ok()) {
     Say(std::string(plugin.status().message()));
     return 1;
@@ -234,19 +239,23 @@ int DemoMain(int argc, char** argv) {
   if (!real) {
     Say(absl::StrCat("[3] the driver reports XID 79 (GPU fell off the bus) on ", uuids[2]));
     WriteFile(events, absl::StrCat("xid ", uuids[2], " 79\n"));
-    node.client->WaitFor([](const auto& l) {
-      int u = 0;
-      for (const auto& d : l.devices()) u += d.health() != "Healthy";
-      return u == 4;
-    }, milliseconds(5000));
+    node.client->WaitFor(
+        [](const auto& l) {
+          int u = 0;
+          for (const auto& d : l.devices()) u += d.health() != "Healthy";
+          return u == 4;
+        },
+        milliseconds(5000));
     Say(absl::StrCat("    healthy devices: ", Allocatable(node), " (all 4 replicas of that GPU)"));
     std::ofstream(events, std::ios::app) << "recover " << uuids[2] << "\n";
-    node.client->WaitFor([](const auto& l) {
-      for (const auto& d : l.devices()) {
-        if (d.health() != "Healthy") return false;
-      }
-      return true;
-    }, milliseconds(5000));
+    node.client->WaitFor(
+        [](const auto& l) {
+          for (const auto& d : l.devices()) {
+            if (d.health() != "Healthy") return false;
+          }
+          return true;
+        },
+        milliseconds(5000));
     Say(absl::StrCat("    the GPU answers again: healthy devices ", Allocatable(node), "\n"));
   }
 
@@ -261,8 +270,9 @@ int DemoMain(int argc, char** argv) {
     SchedulePod(node, "trainer-2", 2);
   }
   Say("    a broken config (replicas: -1) is rejected and the running one stays:");
-  WriteFile(config, "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
-                    "      - name: nvidia.com/gpu\n        replicas: -1\n");
+  WriteFile(config,
+            "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
+            "      - name: nvidia.com/gpu\n        replicas: -1\n");
   plugin->Signal(SIGHUP);
   usleep(500 * 1000);
   Say(absl::StrCat("    registrations: ", kubelet.Registrations(kResource), ", capacity still ",

@@ -113,8 +113,8 @@ absl::StatusOr<NodeInfo> GetNode(const ApiServer& server, const std::string& nam
   long code = 0;
   curl_easy_getinfo(req.curl, CURLINFO_RESPONSE_CODE, &code);
   if (code != 200) {
-    return absl::UnavailableError(absl::StrCat("GET node ", name, ": HTTP ", code, ": ",
-                                               body.substr(0, 200)));
+    return absl::UnavailableError(
+        absl::StrCat("GET node ", name, ": HTTP ", code, ": ", body.substr(0, 200)));
   }
   auto json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) {
@@ -182,7 +182,9 @@ void NodeLabelWatcher::Update(const std::map<std::string, std::string>& labels) 
     value_ = v;
   }
   if (changed) {
-    SLOG(kInfo, "node_label_changed").Kv("node", node_).Kv("label", label_)
+    SLOG(kInfo, "node_label_changed")
+        .Kv("node", node_)
+        .Kv("label", label_)
         .Kv("value", v.value_or("(none)"));
     char one = 1;
     ssize_t unused = ::write(pipe_[1], &one, 1);
@@ -192,8 +194,9 @@ void NodeLabelWatcher::Update(const std::map<std::string, std::string>& labels) 
 
 // Streams watch events until the stream ends, fails, or Stop(). Returns false on failure.
 bool NodeLabelWatcher::WatchOnce(const std::string& resource_version) {
-  std::string url = absl::StrCat(server_.url, "/api/v1/nodes?watch=true&fieldSelector=metadata.name%3D",
-                                 node_, "&timeoutSeconds=300&allowWatchBookmarks=true");
+  std::string url =
+      absl::StrCat(server_.url, "/api/v1/nodes?watch=true&fieldSelector=metadata.name%3D", node_,
+                   "&timeoutSeconds=300&allowWatchBookmarks=true");
   if (!resource_version.empty()) absl::StrAppend(&url, "&resourceVersion=", resource_version);
   Request req(server_, url);
   struct State {
@@ -241,7 +244,8 @@ bool NodeLabelWatcher::WatchOnce(const std::string& resource_version) {
   curl_easy_getinfo(req.curl, CURLINFO_RESPONSE_CODE, &code);
   if (stop_) return true;
   if (rc != CURLE_OK || code != 200) {
-    SLOG(kWarning, "node_watch_failed").Kv("node", node_)
+    SLOG(kWarning, "node_watch_failed")
+        .Kv("node", node_)
         .Kv("error", rc != CURLE_OK ? curl_easy_strerror(rc) : absl::StrCat("HTTP ", code));
     return false;
   }

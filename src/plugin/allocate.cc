@@ -45,9 +45,9 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
         absl::StrCat("empty allocation request for ", resource.name, ": no device IDs"));
   }
   if (ids.size() > resource.devices.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request for ", ids.size(), " devices of ", resource.name, " is larger than the ",
-        resource.devices.size(), " it has"));
+    return absl::InvalidArgumentError(absl::StrCat("request for ", ids.size(), " devices of ",
+                                                   resource.name, " is larger than the ",
+                                                   resource.devices.size(), " it has"));
   }
   if (resource.shared() && options.fail_requests_greater_than_one && ids.size() > 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -75,33 +75,32 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
   }
   const bool cap = resource.enforce_memory;
   if (cap && options.shim_host_dir.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        resource.name, " enforces memory caps but the shim is not installed on this node "
-        "(--shim-dir is empty): refusing to run the container uncapped"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(resource.name,
+                     " enforces memory caps but the shim is not installed on this node "
+                     "(--shim-dir is empty): refusing to run the container uncapped"));
   }
 
   std::vector<std::string> device_ids;  // as the runtime should see them
   for (size_t g : gpu_order) {
     const Gpu& gpu = resource.gpus[g];
-    device_ids.push_back(options.id_strategy == DeviceIdStrategy::kIndex
-                             ? std::to_string(gpu.index)
-                             : gpu.uuid);
+    device_ids.push_back(options.id_strategy == DeviceIdStrategy::kIndex ? std::to_string(gpu.index)
+                                                                         : gpu.uuid);
   }
 
   v1beta1::ContainerAllocateResponse resp;
   auto& envs = *resp.mutable_envs();
   const auto& ls = options.list_strategies;
-  const bool any_cdi = Has(ls, DeviceListStrategy::kCdiAnnotations) ||
-                       Has(ls, DeviceListStrategy::kCdiCri);
+  const bool any_cdi =
+      Has(ls, DeviceListStrategy::kCdiAnnotations) || Has(ls, DeviceListStrategy::kCdiCri);
   const bool all_cdi = any_cdi && !Has(ls, DeviceListStrategy::kEnvvar) &&
                        !Has(ls, DeviceListStrategy::kVolumeMounts);
   if (any_cdi) {
     std::vector<std::string> cdi_names;
     for (const std::string& d : device_ids) cdi_names.push_back(absl::StrCat(kCdiKind, "=", d));
     if (Has(ls, DeviceListStrategy::kCdiAnnotations)) {
-      (*resp.mutable_annotations())[absl::StrCat(options.cdi_annotation_prefix,
-                                                 kCdiAnnotationName, "_", request_id)] =
-          absl::StrJoin(cdi_names, ",");
+      (*resp.mutable_annotations())[absl::StrCat(options.cdi_annotation_prefix, kCdiAnnotationName,
+                                                 "_", request_id)] = absl::StrJoin(cdi_names, ",");
     }
     if (Has(ls, DeviceListStrategy::kCdiCri)) {
       for (const std::string& n : cdi_names) resp.add_cdi_devices()->set_name(n);
@@ -144,7 +143,8 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
       uint64_t limit = gpu.memory_bytes / static_cast<uint64_t>(resource.replicas) *
                            static_cast<uint64_t>(held[g]) +
                        gpu.memory_bytes % static_cast<uint64_t>(resource.replicas) *
-                           static_cast<uint64_t>(held[g]) / static_cast<uint64_t>(resource.replicas);
+                           static_cast<uint64_t>(held[g]) /
+                           static_cast<uint64_t>(resource.replicas);
       limits.push_back(absl::StrCat(gpu.uuid, "=", limit));
     }
     envs[SLICER_ENV_MEMORY_LIMITS] = absl::StrJoin(limits, ",");
@@ -171,10 +171,11 @@ absl::StatusOr<std::vector<std::string>> PreferredAllocation(
   if (size <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("allocation size must be >= 1, got ", size));
   }
-  if (static_cast<size_t>(size) > available.size() || must_include.size() > static_cast<size_t>(size)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot choose ", size, " of ", available.size(), " available devices of ", resource.name,
-        " with ", must_include.size(), " required"));
+  if (static_cast<size_t>(size) > available.size() ||
+      must_include.size() > static_cast<size_t>(size)) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot choose ", size, " of ", available.size(),
+                                                   " available devices of ", resource.name,
+                                                   " with ", must_include.size(), " required"));
   }
   // Available replicas per GPU, in replica order.
   std::map<size_t, std::vector<std::string>> free_by_gpu;

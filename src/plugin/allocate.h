@@ -52,8 +52,8 @@ enum class AllocationPolicy {
 
 // Chooses `size` replicas from `available`, always including `must_include`. Packed: GPUs that
 // already hold part of the request first, then the best fit (fewest free replicas that still
-// hold the rest), so a request lands on one GPU whenever one can hold it; lowest index on ties. Errors when
-// `available` cannot satisfy the request or names IDs the resource does not have.
+// hold the rest), so a request lands on one GPU whenever one can hold it; lowest index on ties.
+// Errors when `available` cannot satisfy the request or names IDs the resource does not have.
 absl::StatusOr<std::vector<std::string>> PreferredAllocation(
     const Resource& resource, const std::vector<std::string>& available,
     const std::vector<std::string>& must_include, int size, AllocationPolicy policy);

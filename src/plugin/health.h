@@ -27,9 +27,9 @@ namespace slicer::plugin {
 class XidPolicy {
  public:
   static XidPolicy FromEnvironment(const std::string& disable, const std::string& enable);
-  bool AllDisabled() const;       // health checking is off altogether
+  bool AllDisabled() const;  // health checking is off altogether
   bool Ignored(uint64_t xid) const;
-  std::string Describe() const;   // for the start-up log
+  std::string Describe() const;  // for the start-up log
 
  private:
   bool all_disabled_ = false;
@@ -47,8 +47,8 @@ struct HealthOptions {
 // Thread-safety: Start/Stop from one owner thread.
 class HealthMonitor {
  public:
-  using OnChange = std::function<void(const std::string& uuid, bool healthy,
-                                      const std::string& reason)>;
+  using OnChange =
+      std::function<void(const std::string& uuid, bool healthy, const std::string& reason)>;
   HealthMonitor(nvml::Nvml* nvml, XidPolicy policy, std::vector<std::string> uuids,
                 HealthOptions options, OnChange on_change, Clock& clock = RealClock());
   ~HealthMonitor();

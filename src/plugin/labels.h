@@ -13,8 +13,8 @@
 namespace slicer::plugin {
 
 struct NodeFacts {
-  std::string driver_version;  // "580.159.04"
-  int cuda_driver_version = 0; // 13000
+  std::string driver_version;   // "580.159.04"
+  int cuda_driver_version = 0;  // 13000
   int cc_major = 0, cc_minor = 0;
 };
 

@@ -31,7 +31,8 @@ std::string PrepareShimDir(const std::string& shim_dir) {
   if (shim_dir.empty()) return "";
   std::string lib = shim_dir + "/" + SLICER_SHIM_NAME;
   if (!Exists(lib)) {
-    SLOG(kWarning, "shim_missing").Kv("path", lib)
+    SLOG(kWarning, "shim_missing")
+        .Kv("path", lib)
         .Kv("effect", "memory-capped resources will refuse allocations");
     return "";
   }
@@ -45,7 +46,9 @@ std::string PrepareShimDir(const std::string& shim_dir) {
     out << want;
     out.close();
     if (!out || std::rename(tmp.c_str(), preload.c_str()) != 0) {
-      SLOG(kError, "shim_preload_write_failed").Kv("path", preload).Kv("error", std::strerror(errno));
+      SLOG(kError, "shim_preload_write_failed")
+          .Kv("path", preload)
+          .Kv("error", std::strerror(errno));
       return "";
     }
   }
@@ -153,8 +156,11 @@ absl::Status Plugin::Start(const config::Config& config) {
   }
 
   for (const Resource& r : resources_) {
-    SLOG(kInfo, "resource").Kv("name", r.name).Kv("gpus", r.gpus.size())
-        .Kv("replicas", r.replicas).Kv("devices", r.devices.size())
+    SLOG(kInfo, "resource")
+        .Kv("name", r.name)
+        .Kv("gpus", r.gpus.size())
+        .Kv("replicas", r.replicas)
+        .Kv("devices", r.devices.size())
         .Kv("memory_caps", r.enforce_memory);
   }
   absl::Status reg = RegisterPending();

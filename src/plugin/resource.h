@@ -25,14 +25,14 @@ struct Gpu {
 };
 
 struct Replica {
-  std::string id;   // "<uuid>::<n>" when shared, "<uuid>" when not
-  size_t gpu = 0;   // index into Resource::gpus
-  int number = 0;   // n
+  std::string id;  // "<uuid>::<n>" when shared, "<uuid>" when not
+  size_t gpu = 0;  // index into Resource::gpus
+  int number = 0;  // n
 };
 
 struct Resource {
-  std::string name;        // e.g. nvidia.com/gpu.shared
-  int replicas = 1;        // per GPU; 1 means not shared
+  std::string name;  // e.g. nvidia.com/gpu.shared
+  int replicas = 1;  // per GPU; 1 means not shared
   bool enforce_memory = false;
   bool allow_opt_out = false;
   std::vector<Gpu> gpus;

@@ -39,19 +39,28 @@ std::string RandomId() {
 grpc::Status ToGrpc(const absl::Status& s) {
   grpc::StatusCode code = grpc::StatusCode::INTERNAL;
   switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument: code = grpc::StatusCode::INVALID_ARGUMENT; break;
-    case absl::StatusCode::kFailedPrecondition: code = grpc::StatusCode::FAILED_PRECONDITION; break;
-    case absl::StatusCode::kNotFound: code = grpc::StatusCode::NOT_FOUND; break;
-    case absl::StatusCode::kUnavailable: code = grpc::StatusCode::UNAVAILABLE; break;
-    default: break;
+    case absl::StatusCode::kInvalidArgument:
+      code = grpc::StatusCode::INVALID_ARGUMENT;
+      break;
+    case absl::StatusCode::kFailedPrecondition:
+      code = grpc::StatusCode::FAILED_PRECONDITION;
+      break;
+    case absl::StatusCode::kNotFound:
+      code = grpc::StatusCode::NOT_FOUND;
+      break;
+    case absl::StatusCode::kUnavailable:
+      code = grpc::StatusCode::UNAVAILABLE;
+      break;
+    default:
+      break;
   }
   return grpc::Status(code, std::string(s.message()));
 }
 
 }  // namespace
 
-ResourceServer::ResourceServer(Resource resource, AllocateOptions options,
-                               AllocationPolicy policy, std::string socket_dir)
+ResourceServer::ResourceServer(Resource resource, AllocateOptions options, AllocationPolicy policy,
+                               std::string socket_dir)
     : resource_(std::move(resource)),
       options_(std::move(options)),
       policy_(policy),
@@ -72,9 +81,12 @@ absl::Status ResourceServer::Start() {
   builder.SetMaxReceiveMessageSize(4 << 20);
   server_ = builder.BuildAndStart();
   if (!server_) {
-    return absl::UnavailableError(absl::StrCat("cannot serve ", resource_.name, " on ", socket_path_));
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve ", resource_.name, " on ", socket_path_));
   }
-  SLOG(kInfo, "server_started").Kv("resource", resource_.name).Kv("socket", socket_path_)
+  SLOG(kInfo, "server_started")
+      .Kv("resource", resource_.name)
+      .Kv("socket", socket_path_)
       .Kv("devices", resource_.devices.size());
   return absl::OkStatus();
 }
@@ -95,11 +107,12 @@ void ResourceServer::Stop() {
 
 absl::Status ResourceServer::Register(const std::string& kubelet_socket) {
   if (Dirname(kubelet_socket) != Dirname(socket_path_)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "plugin socket ", socket_path_, " is not in the kubelet socket's directory ",
-        Dirname(kubelet_socket)));
+    return absl::FailedPreconditionError(absl::StrCat("plugin socket ", socket_path_,
+                                                      " is not in the kubelet socket's directory ",
+                                                      Dirname(kubelet_socket)));
   }
-  auto channel = grpc::CreateChannel("unix://" + kubelet_socket, grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("unix://" + kubelet_socket, grpc::InsecureChannelCredentials());
   auto stub = v1beta1::Registration::NewStub(channel);
   v1beta1::RegisterRequest req;
   req.set_version(kApiVersion);
@@ -129,8 +142,11 @@ void ResourceServer::SetGpuHealth(const std::string& uuid, bool healthy) {
     if (!changed) return;
     ++generation_;
   }
-  SLOG(kInfo, "health_changed").Kv("resource", resource_.name).Kv("uuid", uuid)
-      .Kv("health", healthy ? kHealthy : kUnhealthy).Kv("replicas", resource_.replicas);
+  SLOG(kInfo, "health_changed")
+      .Kv("resource", resource_.name)
+      .Kv("uuid", uuid)
+      .Kv("health", healthy ? kHealthy : kUnhealthy)
+      .Kv("replicas", resource_.replicas);
   changed_.notify_all();
 }
 
@@ -190,7 +206,8 @@ grpc::Status ResourceServer::GetPreferredAllocation(grpc::ServerContext*,
                                   creq.must_include_deviceids().end());
     auto chosen = PreferredAllocation(resource_, available, must, creq.allocation_size(), policy_);
     if (!chosen.ok()) {
-      SLOG(kWarning, "preferred_allocation_rejected").Kv("resource", resource_.name)
+      SLOG(kWarning, "preferred_allocation_rejected")
+          .Kv("resource", resource_.name)
           .Kv("error", std::string(chosen.status().message()));
       return ToGrpc(chosen.status());
     }
@@ -214,14 +231,16 @@ grpc::Status ResourceServer::Allocate(grpc::ServerContext*, const v1beta1::Alloc
     auto c = AllocateContainer(resource_, ids, options_, RandomId());
     if (!c.ok()) {
       ++stats_.allocation_errors;
-      SLOG(kWarning, "allocate_rejected").Kv("resource", resource_.name)
+      SLOG(kWarning, "allocate_rejected")
+          .Kv("resource", resource_.name)
           .Kv("error", std::string(c.status().message()));
       return ToGrpc(c.status());
     }
     *resp.add_container_responses() = std::move(*c);
   }
   ++stats_.allocations;
-  SLOG(kInfo, "allocated").Kv("resource", resource_.name)
+  SLOG(kInfo, "allocated")
+      .Kv("resource", resource_.name)
       .Kv("containers", req->container_requests_size());
   *out = std::move(resp);
   return grpc::Status::OK;

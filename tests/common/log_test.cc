@@ -1,10 +1,9 @@
 #include "src/common/log.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <string>
-
-#include <gtest/gtest.h>
 
 namespace slicer {
 namespace {
@@ -26,8 +25,10 @@ std::string Capture(void (*fn)()) {
 
 TEST(Log, OneKeyValueLinePerEventWithQuoting) {
   std::string out = Capture([] {
-    SLOG(kInfo, "registered").Kv("resource", "nvidia.com/gpu").Kv("replicas", 16).Kv(
-        "why", "kubelet restarted");
+    SLOG(kInfo, "registered")
+        .Kv("resource", "nvidia.com/gpu")
+        .Kv("replicas", 16)
+        .Kv("why", "kubelet restarted");
   });
   EXPECT_NE(out.find(" level=info event=registered resource=nvidia.com/gpu replicas=16 "
                      "why=\"kubelet restarted\"\n"),

@@ -1,11 +1,10 @@
 #include "src/k8s/api_client.h"
 
+#include <gtest/gtest.h>
 #include <poll.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "tests/k8s/fake_apiserver.h"
 

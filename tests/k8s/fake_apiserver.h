@@ -117,8 +117,9 @@ class FakeApiServer {
         std::lock_guard<std::mutex> lock(mu_);
         seen = events_.size();
       }
-      WriteAll(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                   "Transfer-Encoding: chunked\r\n\r\n");
+      WriteAll(fd,
+               "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n");
       for (;;) {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait_for(lock, std::chrono::milliseconds(200),

@@ -97,8 +97,8 @@ TEST(HealthMonitor, CriticalXidThenRecoveryWhenGpuAnswers) {
                     t.cv.notify_all();
                   });
   m.Start();
-  nvml.Xid("GPU-b", 13, false);      // application XID: ignored
-  nvml.Xid("GPU-zzz", 79, true);     // not ours: ignored
+  nvml.Xid("GPU-b", 13, false);   // application XID: ignored
+  nvml.Xid("GPU-zzz", 79, true);  // not ours: ignored
   nvml.Xid("GPU-a", 79, true);
   ASSERT_TRUE(t.WaitForCount(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // still lost: stays unhealthy

@@ -1,4 +1,5 @@
 // The real `slicer device-plugin` binary on the fake NVML, against the simulated kubelet.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -10,8 +11,6 @@
 #include <set>
 #include <sstream>
 
-#include <gtest/gtest.h>
-
 #include "src/common/shim_contract.h"
 #include "src/common/subprocess.h"
 #include "src/demo/kubelet_sim.h"
@@ -22,10 +21,9 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
-const char* kGpus[] = {"GPU-00000000-0000-4000-8000-000000000000",
-                       "GPU-11111111-1111-4111-8111-111111111111",
-                       "GPU-22222222-2222-4222-8222-222222222222",
-                       "GPU-33333333-3333-4333-8333-333333333333"};
+const char* kGpus[] = {
+    "GPU-00000000-0000-4000-8000-000000000000", "GPU-11111111-1111-4111-8111-111111111111",
+    "GPU-22222222-2222-4222-8222-222222222222", "GPU-33333333-3333-4333-8333-333333333333"};
 
 std::string Read(const std::string& path) {
   std::ifstream in(path);
@@ -77,15 +75,26 @@ class PluginTest : public ::testing::Test {
   void Write(const std::string& name, const std::string& text) {
     std::ofstream(dir_ + "/" + name, std::ios::trunc) << text;
   }
-  void Event(const std::string& line) { std::ofstream(dir_ + "/events", std::ios::app) << line << "\n"; }
+  void Event(const std::string& line) {
+    std::ofstream(dir_ + "/events", std::ios::app) << line << "\n";
+  }
 
   void StartPlugin(const std::string& config, std::vector<std::string> extra = {}) {
     Write("config.yaml", config);
-    std::vector<std::string> argv = {bin_, "device-plugin", "--config-file", dir_ + "/config.yaml",
-                                     "--kubelet-socket", kubelet_sock_, "--feature-file",
-                                     dir_ + "/features", "--shim-dir", dir_ + "/shim",
-                                     "--health-probe-interval", "50ms",
-                                     "--health-recovery-delay", "0s"};
+    std::vector<std::string> argv = {bin_,
+                                     "device-plugin",
+                                     "--config-file",
+                                     dir_ + "/config.yaml",
+                                     "--kubelet-socket",
+                                     kubelet_sock_,
+                                     "--feature-file",
+                                     dir_ + "/features",
+                                     "--shim-dir",
+                                     dir_ + "/shim",
+                                     "--health-probe-interval",
+                                     "50ms",
+                                     "--health-recovery-delay",
+                                     "0s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto p = Subprocess::Spawn({argv,
                                 {{"LD_LIBRARY_PATH", fakes_},
@@ -157,8 +166,7 @@ TEST_F(PluginTest, AllocateStrategies) {
     const char* strategy;
     std::function<void(const v1beta1::ContainerAllocateResponse&)> check;
   } cases[] = {
-      {"envvar",
-       [](const auto& c) { EXPECT_EQ(c.envs().at("NVIDIA_VISIBLE_DEVICES"), kGpus[1]); }},
+      {"envvar", [](const auto& c) { EXPECT_EQ(c.envs().at("NVIDIA_VISIBLE_DEVICES"), kGpus[1]); }},
       {"volume-mounts",
        [](const auto& c) {
          EXPECT_EQ(c.envs().at("NVIDIA_VISIBLE_DEVICES"), "/var/run/nvidia-container-devices");
@@ -174,7 +182,8 @@ TEST_F(PluginTest, AllocateStrategies) {
       {"cdi-cri",
        [](const auto& c) {
          ASSERT_EQ(c.cdi_devices_size(), 1);
-         EXPECT_EQ(c.cdi_devices(0).name(), std::string("k8s.device-plugin.nvidia.com/gpu=") + kGpus[1]);
+         EXPECT_EQ(c.cdi_devices(0).name(),
+                   std::string("k8s.device-plugin.nvidia.com/gpu=") + kGpus[1]);
        }},
   };
   int n = 0;
@@ -213,7 +222,8 @@ TEST_F(PluginTest, FailRequestsGreaterThanOneBothWays) {
   grpc::Status s = c->Allocate({two}, &r);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(s.error_message().find("request for 2 replicas"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("request for 2 replicas"), std::string::npos)
+      << s.error_message();
   EXPECT_NE(s.error_message().find("at most 1"), std::string::npos);
   EXPECT_TRUE(c->Allocate({{two[0]}}, &r).ok());
 }
@@ -259,21 +269,25 @@ TEST_F(PluginTest, XidMakesEveryReplicaUnhealthyAndRecoveryRestores) {
   auto c = Registered("nvidia.com/gpu");
   Event(std::string("xid ") + kGpus[1] + " 13");  // application XID: ignored
   Event(std::string("xid ") + kGpus[1] + " 79");
-  ASSERT_TRUE(c->WaitFor([](const auto& l) {
-    int bad = 0;
-    for (const auto& d : l.devices()) bad += d.health() == "Unhealthy";
-    return bad == 4;
-  }, milliseconds(5000)));
+  ASSERT_TRUE(c->WaitFor(
+      [](const auto& l) {
+        int bad = 0;
+        for (const auto& d : l.devices()) bad += d.health() == "Unhealthy";
+        return bad == 4;
+      },
+      milliseconds(5000)));
   for (const auto& d : c->Devices().devices()) {
     EXPECT_EQ(d.health() == "Unhealthy", d.id().rfind(kGpus[1], 0) == 0) << d.id();
   }
   Event(std::string("recover ") + kGpus[1]);
-  ASSERT_TRUE(c->WaitFor([](const auto& l) {
-    for (const auto& d : l.devices()) {
-      if (d.health() != "Healthy") return false;
-    }
-    return true;
-  }, milliseconds(5000)));
+  ASSERT_TRUE(c->WaitFor(
+      [](const auto& l) {
+        for (const auto& d : l.devices()) {
+          if (d.health() != "Healthy") return false;
+        }
+        return true;
+      },
+      milliseconds(5000)));
 }
 
 TEST_F(PluginTest, KubeletRestartMeansReregistration) {
@@ -299,8 +313,9 @@ TEST_F(PluginTest, SighupGoodConfigReloadsBadConfigKeepsRunningOne) {
   auto c = Registered("nvidia.com/gpu", 2);
   ASSERT_TRUE(c);
   EXPECT_EQ(c->Devices().devices_size(), 32);
-  Write("config.yaml", "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
-                       "      - name: nvidia.com/gpu\n        replicas: zero\n");
+  Write("config.yaml",
+        "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
+        "      - name: nvidia.com/gpu\n        replicas: zero\n");
   plugin_->Signal(SIGHUP);
   std::this_thread::sleep_for(milliseconds(500));
   EXPECT_EQ(kubelet_->Registrations("nvidia.com/gpu"), 2);
