@@ -393,6 +393,9 @@ FAKE_EXPORT CUresult cuDeviceGetDefaultMemPool(CUmemoryPool* pool, CUdevice dev)
   *pool = reinterpret_cast<CUmemoryPool>(static_cast<uintptr_t>(dev + 1) << 4);
   return CUDA_SUCCESS;
 }
+FAKE_EXPORT CUresult cuDeviceGetMemPool(CUmemoryPool* pool, CUdevice dev) {
+  return cuDeviceGetDefaultMemPool(pool, dev);
+}
 FAKE_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool, size_t) { return CheckInit(); }
 
 static CUresult AllocFromPool(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool) {
@@ -672,6 +675,7 @@ const ProcEntry kProcs[] = {
     E(cuMemPoolDestroy, cuMemPoolDestroy, 11020, kPlain),
     E(cuMemPoolTrimTo, cuMemPoolTrimTo, 11020, kPlain),
     E(cuDeviceGetDefaultMemPool, cuDeviceGetDefaultMemPool, 11020, kPlain),
+    E(cuDeviceGetMemPool, cuDeviceGetMemPool, 11020, kPlain),
     E(cuMemGetAllocationGranularity, cuMemGetAllocationGranularity, 10020, kPlain),
     E(cuMemCreate, cuMemCreate, 10020, kPlain),
     E(cuMemRelease, cuMemRelease, 10020, kPlain),

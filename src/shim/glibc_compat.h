@@ -1,0 +1,23 @@
+/* Pins the glibc symbols the shim imports to their oldest versions, so that a shim built on a new
+ * glibc (where dlopen & co. moved into libc at GLIBC_2.34) still loads in user images with glibc
+ * 2.27. Included first by every shim source (-include). The shim_exports test checks the result
+ * with objdump -T. Avoid new glibc functions in the shim (pthread_once, pidfd_open, stat...):
+ * old images have them in libpthread or not at all.
+ */
+#ifndef SLICER_SHIM_GLIBC_COMPAT_H_
+#define SLICER_SHIM_GLIBC_COMPAT_H_
+
+#if defined(__x86_64__)
+#define SLICER_GLIBC_BASE "GLIBC_2.2.5"
+#elif defined(__aarch64__)
+#define SLICER_GLIBC_BASE "GLIBC_2.17"
+#endif
+
+#ifdef SLICER_GLIBC_BASE
+__asm__(".symver dlopen,dlopen@" SLICER_GLIBC_BASE);
+__asm__(".symver dlvsym,dlvsym@" SLICER_GLIBC_BASE);
+__asm__(".symver dlerror,dlerror@" SLICER_GLIBC_BASE);
+__asm__(".symver dladdr,dladdr@" SLICER_GLIBC_BASE);
+#endif
+
+#endif /* SLICER_SHIM_GLIBC_COMPAT_H_ */

@@ -1,0 +1,984 @@
+/* libslicer.so: per-container GPU memory caps, preloaded into every process of a container.
+ *
+ * How calls reach it: the functions of hooks.h are exported under their driver names, so direct
+ * calls bind here first (LD_PRELOAD or /etc/ld.so.preload); dlsym is interposed so that lookups
+ * by handle (dlopen("libcuda.so.1") + dlsym, as the CUDA runtime and pynvml do) return the same
+ * wrappers; and cuGetProcAddress / cuGetProcAddress_v2 return the wrapper of the variant that the
+ * driver chose. Every other function goes to the driver untouched: the launch path never enters
+ * the shim.
+ *
+ * Policy (docs/shim.md): each allocation is charged to the container's ledger for its GPU before
+ * the driver is asked, and given back if the driver fails or when it is freed. Past the cap the
+ * call returns CUDA_ERROR_OUT_OF_MEMORY and the driver is not called. cuMemGetInfo_v2,
+ * cuDeviceTotalMem_v2 and NVML's memory info report the cap.
+ *
+ * Nothing happens at load time: configuration, libcuda's symbols and ledgers are set up on the
+ * first hooked call, so the many processes of a container that never touch a GPU pay nothing.
+ * No hook holds a lock while it calls the driver, and no hook calls an exported hooked symbol
+ * (only the real pointers), so a driver that calls back in, or a cuInit made inside a hook,
+ * cannot deadlock.
+ */
+#include <cuda.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <nvml.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/common/shim_contract.h"
+#include "src/shim/config.h"
+#include "src/shim/hooks.h"
+#include "src/shim/ledger.h"
+
+/* cuda.h maps this name to cuGetProcAddress_v2; the shim also exports the old entry point. */
+#undef cuGetProcAddress
+
+#define SLICER_EXPORT __attribute__((visibility("default")))
+#define SLICER_UNPAREN(...) __VA_ARGS__
+
+/* ---- Logging: one line per event, key=value, stderr ------------------------------------------ */
+
+static slicer_config g_cfg;
+
+__attribute__((format(printf, 2, 3))) static void slog(const char* level, const char* fmt, ...) {
+  char buf[768];
+  int n = snprintf(buf, sizeof buf, "slicer-shim: level=%s pid=%d ", level, (int)getpid());
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+  if (len > sizeof buf - 2) len = sizeof buf - 2;
+  buf[len++] = '\n';
+  ssize_t w = write(2, buf, len);
+  (void)w;
+}
+
+#define SLOG_DEBUG(...) \
+  do {                  \
+    if (g_cfg.debug) slog("debug", __VA_ARGS__); \
+  } while (0)
+
+/* ---- Once, without pthread_once (in libpthread on old glibc) --------------------------------- */
+
+typedef struct {
+  int done; /* atomic */
+  pthread_mutex_t mu;
+} once_t;
+#define ONCE_INIT {0, PTHREAD_MUTEX_INITIALIZER}
+
+static void run_once(once_t* o, void (*fn)(void)) {
+  if (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE)) return;
+  pthread_mutex_lock(&o->mu);
+  if (!o->done) {
+    fn();
+    __atomic_store_n(&o->done, 1, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&o->mu);
+}
+
+/* ---- The table --------------------------------------------------------------------------------- */
+
+enum { LIB_CUDA, LIB_NVML };
+enum { FLAV_PLAIN, FLAV_PTSZ };
+
+#define X(lib, ret, base, variant, since, flav, hook, params, args) IDX_##variant,
+enum { SLICER_HOOKS(X) IDX_COUNT };
+#undef X
+
+#define X(lib, ret, base, variant, since, flav, hook, params, args) \
+  typedef ret (*pfn_##variant) params;
+SLICER_HOOKS(X)
+#undef X
+
+#define X(lib, ret, base, variant, since, flav, hook, params, args) \
+  static ret hook(pfn_##variant real, SLICER_UNPAREN params);
+SLICER_HOOKS(X)
+#undef X
+
+/* The wrappers' prototypes (cuda.h declares some of them too; the compiler checks they agree). */
+#define X(lib, ret, base, variant, since, flav, hook, params, args) SLICER_EXPORT ret variant params;
+SLICER_HOOKS(X)
+#undef X
+
+typedef struct {
+  int lib;
+  int flavour;
+  int since;
+  const char* base;
+  const char* variant;
+  void* wrapper;
+  void* real; /* atomic; set once, from the library's own symbol or what dlsym returned */
+} hook_entry;
+
+#define X(lib, ret, base, variant, since, flav, hook, params, args) \
+  {LIB_##lib, FLAV_##flav, since, #base, #variant, (void*)&variant, NULL},
+static hook_entry g_hooks[IDX_COUNT] = {SLICER_HOOKS(X)};
+#undef X
+
+/* ---- Real dlsym and the driver libraries -------------------------------------------------------- */
+
+typedef void* (*dlsym_fn)(void*, const char*);
+static dlsym_fn g_real_dlsym;
+
+static void* null_dlsym(void* handle, const char* name) { return NULL; }
+
+/* glibc's dlsym (GLIBC_2.34 where libdl moved into libc, the base version before). Visible to the
+ * assembly entry point below. */
+__attribute__((visibility("hidden"))) dlsym_fn slicer_real_dlsym(void) {
+  dlsym_fn f = __atomic_load_n(&g_real_dlsym, __ATOMIC_ACQUIRE);
+  if (f != NULL) return f;
+  f = (dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+#ifdef SLICER_GLIBC_BASE
+  if (f == NULL) f = (dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", SLICER_GLIBC_BASE);
+#endif
+  if (f == NULL) f = null_dlsym;
+  __atomic_store_n(&g_real_dlsym, f, __ATOMIC_RELEASE);
+  return f;
+}
+
+static void set_real(hook_entry* e, void* p) {
+  void* expected = NULL;
+  if (p != NULL && p != e->wrapper) {
+    __atomic_compare_exchange_n(&e->real, &expected, p, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+  }
+}
+
+/* Driver functions the shim calls itself and does not hook. */
+typedef CUresult (*pfn_ctx_get_device)(CUdevice*);
+typedef CUresult (*pfn_device_get_uuid)(CUuuid*, CUdevice);
+typedef nvmlReturn_t (*pfn_nvml_get_uuid)(nvmlDevice_t, char*, unsigned int);
+static pfn_ctx_get_device g_cuCtxGetDevice;
+static pfn_device_get_uuid g_cuDeviceGetUuid;
+static pfn_nvml_get_uuid g_nvmlDeviceGetUUID;
+
+static void* open_lib(const char* soname) {
+  void* h = dlopen(soname, RTLD_LAZY | RTLD_NOLOAD);
+  if (h == NULL) h = dlopen(soname, RTLD_LAZY);
+  return h;
+}
+
+static void resolve_lib(int lib, void* handle) {
+  if (handle == NULL) return;
+  dlsym_fn real = slicer_real_dlsym();
+  for (int i = 0; i < IDX_COUNT; ++i) {
+    if (g_hooks[i].lib == lib) set_real(&g_hooks[i], real(handle, g_hooks[i].variant));
+  }
+}
+
+static once_t g_cuda_once = ONCE_INIT;
+static void cuda_init(void) {
+  void* h = open_lib("libcuda.so.1");
+  if (h == NULL) {
+    slog("error", "event=libcuda_missing detail=\"%s\"", dlerror());
+    return;
+  }
+  resolve_lib(LIB_CUDA, h);
+  dlsym_fn real = slicer_real_dlsym();
+  g_cuCtxGetDevice = (pfn_ctx_get_device)real(h, "cuCtxGetDevice");
+  g_cuDeviceGetUuid = (pfn_device_get_uuid)real(h, "cuDeviceGetUuid_v2");
+  if (g_cuDeviceGetUuid == NULL) g_cuDeviceGetUuid = (pfn_device_get_uuid)real(h, "cuDeviceGetUuid");
+}
+
+static once_t g_nvml_once = ONCE_INIT;
+static void nvml_init(void) {
+  void* h = open_lib("libnvidia-ml.so.1");
+  if (h == NULL) return;
+  resolve_lib(LIB_NVML, h);
+  g_nvmlDeviceGetUUID = (pfn_nvml_get_uuid)slicer_real_dlsym()(h, "nvmlDeviceGetUUID");
+}
+
+/* ---- Configuration ----------------------------------------------------------------------------- */
+
+static const char* env(const char* name) { return getenv(name); }
+static void after_fork_child(void);
+
+static once_t g_config_once = ONCE_INIT;
+static void config_init(void) {
+  slicer_config_load(&g_cfg, env);
+  pthread_atfork(NULL, NULL, after_fork_child);
+  switch (g_cfg.mode) {
+    case SLICER_MODE_OFF:
+      if (g_cfg.reason[0]) slog("info", "event=caps_off reason=\"%s\"", g_cfg.reason);
+      else SLOG_DEBUG("event=caps_off reason=\"no %s in the environment\"", SLICER_ENV_MEMORY_LIMITS);
+      break;
+    case SLICER_MODE_ENFORCE:
+      if (g_cfg.reason[0]) slog("warn", "event=opt_out_refused reason=\"%s\"", g_cfg.reason);
+      SLOG_DEBUG("event=caps_on limits=%d container=%s ledger_dir=%s arbiter=\"%s\"",
+                 g_cfg.nlimits, g_cfg.container_id, g_cfg.ledger_dir, g_cfg.arbiter_socket);
+      break;
+    case SLICER_MODE_DENY:
+      break; /* said at the first refused allocation, where the user will look */
+  }
+}
+
+static slicer_mode mode(void) {
+  run_once(&g_config_once, config_init);
+  return g_cfg.mode;
+}
+
+static void* real_of(int idx) {
+  void* p = __atomic_load_n(&g_hooks[idx].real, __ATOMIC_ACQUIRE);
+  if (p != NULL) return p;
+  run_once(g_hooks[idx].lib == LIB_CUDA ? &g_cuda_once : &g_nvml_once,
+           g_hooks[idx].lib == LIB_CUDA ? cuda_init : nvml_init);
+  return __atomic_load_n(&g_hooks[idx].real, __ATOMIC_ACQUIRE);
+}
+
+/* ---- GPUs and their ledgers -------------------------------------------------------------------- */
+
+enum { GPU_NO_CAP = 1, GPU_READY, GPU_BROKEN };
+
+typedef struct {
+  int state;
+  char key[SLICER_MAX_KEY + 1];
+  uint64_t cap;
+  const slicer_ledger_ops* ops;
+  void* impl;
+  int warned; /* atomic: over-cap messages printed */
+} gpu_state;
+
+#define MAX_GPUS 64
+static pthread_mutex_t g_gpu_mu = PTHREAD_MUTEX_INITIALIZER;
+static gpu_state g_gpus[MAX_GPUS]; /* by key, filled in order; never removed */
+static int g_ngpus;                /* atomic */
+static gpu_state* g_by_ordinal[MAX_GPUS]; /* atomic pointers: cache of ordinal -> state */
+
+/* The state for a device key ("GPU-..." / "MIG-..."), created on first use. */
+static gpu_state* gpu_for_key(const char* gpu_key, const char* mig_key) {
+  pthread_mutex_lock(&g_gpu_mu);
+  gpu_state* g = NULL;
+  for (int i = 0; i < g_ngpus; ++i) {
+    if (strcmp(g_gpus[i].key, gpu_key) == 0) g = &g_gpus[i];
+  }
+  if (g == NULL && g_ngpus < MAX_GPUS) {
+    g = &g_gpus[g_ngpus];
+    snprintf(g->key, sizeof g->key, "%s", gpu_key);
+    uint64_t cap;
+    const char* matched = gpu_key;
+    int found = slicer_config_limit(&g_cfg, gpu_key, &cap) == 0;
+    if (!found && mig_key != NULL && slicer_config_limit(&g_cfg, mig_key, &cap) == 0) {
+      found = 1;
+      matched = mig_key;
+    }
+    if (!found) {
+      g->state = GPU_NO_CAP;
+    } else {
+      char err[256];
+      slicer_ledger* l = slicer_ledger_open(g_cfg.ledger_dir, g_cfg.container_id, matched, err,
+                                            sizeof err);
+      if (l == NULL) {
+        g->state = GPU_BROKEN;
+        slog("error", "event=ledger_unusable gpu=%s detail=\"%s\" effect=\"allocations on this GPU "
+             "fail (fail closed)\"", gpu_key, err);
+      } else {
+        g->cap = cap;
+        g->ops = &slicer_file_ledger_ops;
+        g->impl = l;
+        g->state = GPU_READY;
+        SLOG_DEBUG("event=ledger_open gpu=%s cap=%llu", gpu_key, (unsigned long long)cap);
+      }
+    }
+    __atomic_store_n(&g_ngpus, g_ngpus + 1, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&g_gpu_mu);
+  return g;
+}
+
+static void format_uuid(char* out, size_t n, const char* prefix, const unsigned char* b) {
+  snprintf(out, n,
+           "%s-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", prefix,
+           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+           b[14], b[15]);
+}
+
+static CUresult gpu_for_ordinal(CUdevice dev, gpu_state** out) {
+  if (dev < 0 || dev >= MAX_GPUS) return CUDA_ERROR_INVALID_DEVICE;
+  gpu_state* g = __atomic_load_n(&g_by_ordinal[dev], __ATOMIC_ACQUIRE);
+  if (g == NULL) {
+    run_once(&g_cuda_once, cuda_init);
+    if (g_cuDeviceGetUuid == NULL) return CUDA_ERROR_NOT_INITIALIZED;
+    CUuuid uuid;
+    CUresult r = g_cuDeviceGetUuid(&uuid, dev);
+    if (r != CUDA_SUCCESS) return r;
+    char gpu_key[64], mig_key[64];
+    format_uuid(gpu_key, sizeof gpu_key, "GPU", (const unsigned char*)uuid.bytes);
+    format_uuid(mig_key, sizeof mig_key, "MIG", (const unsigned char*)uuid.bytes);
+    g = gpu_for_key(gpu_key, mig_key);
+    if (g == NULL) return CUDA_ERROR_INVALID_DEVICE;
+    __atomic_store_n(&g_by_ordinal[dev], g, __ATOMIC_RELEASE);
+  }
+  *out = g;
+  return CUDA_SUCCESS;
+}
+
+static CUresult current_gpu(gpu_state** out) {
+  run_once(&g_cuda_once, cuda_init);
+  if (g_cuCtxGetDevice == NULL) return CUDA_ERROR_NOT_INITIALIZED;
+  CUdevice dev;
+  CUresult r = g_cuCtxGetDevice(&dev);
+  if (r != CUDA_SUCCESS) return r;
+  return gpu_for_ordinal(dev, out);
+}
+
+static int g_denied_said; /* atomic */
+
+/* Charges `bytes` to g. CUDA_SUCCESS, or CUDA_ERROR_OUT_OF_MEMORY with a message. */
+static CUresult charge(gpu_state* g, uint64_t bytes, const char* fn) {
+  switch (g->state) {
+    case GPU_READY: break;
+    case GPU_NO_CAP:
+      if (__atomic_fetch_add(&g->warned, 1, __ATOMIC_RELAXED) < 3) {
+        slog("error", "event=alloc_refused fn=%s gpu=%s reason=\"%s names no cap for this GPU "
+             "(and no '*')\"", fn, g->key, SLICER_ENV_MEMORY_LIMITS);
+      }
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    default:
+      return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  uint64_t used = 0;
+  int r = g->ops->reserve(g->impl, bytes, g->cap, &used);
+  if (r == 0) return CUDA_SUCCESS;
+  if (__atomic_fetch_add(&g->warned, 1, __ATOMIC_RELAXED) < 8) {
+    if (r > 0) {
+      slog("warn", "event=over_cap fn=%s gpu=%s requested=%llu used=%llu cap=%llu "
+           "result=CUDA_ERROR_OUT_OF_MEMORY", fn, g->key, (unsigned long long)bytes,
+           (unsigned long long)used, (unsigned long long)g->cap);
+    } else {
+      slog("error", "event=ledger_full fn=%s gpu=%s slots=%d result=CUDA_ERROR_OUT_OF_MEMORY", fn,
+           g->key, SLICER_LEDGER_SLOTS);
+    }
+  }
+  return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+static void uncharge(gpu_state* g, uint64_t bytes) {
+  if (g != NULL && g->state == GPU_READY && bytes > 0) g->ops->release(g->impl, bytes);
+}
+
+static CUresult denied(const char* fn) {
+  if (__atomic_exchange_n(&g_denied_said, 1, __ATOMIC_RELAXED) == 0) {
+    slog("error", "event=alloc_refused fn=%s reason=\"%s\" effect=\"every GPU allocation fails "
+         "(fail closed) until the container's cap environment is fixed\"", fn, g_cfg.reason);
+  }
+  return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+/* ---- What this process holds: allocation -> (bytes, GPU) ------------------------------------- */
+
+enum { KIND_PTR = 1, KIND_VMM, KIND_ARRAY, KIND_MIPMAP, KIND_POOL };
+
+typedef struct {
+  uint64_t key;
+  uint64_t bytes;
+  gpu_state* gpu;
+  int kind; /* 0 empty, -1 tombstone */
+} track_entry;
+
+static pthread_mutex_t g_track_mu = PTHREAD_MUTEX_INITIALIZER;
+static track_entry* g_track;
+static size_t g_track_cap, g_track_used; /* used counts tombstones too */
+
+static size_t track_hash(int kind, uint64_t key) {
+  uint64_t h = (key ^ ((uint64_t)kind << 59)) * UINT64_C(0x9E3779B97F4A7C15);
+  return (size_t)(h >> 20);
+}
+
+/* Lock held. */
+static track_entry* track_find(int kind, uint64_t key) {
+  if (g_track == NULL) return NULL;
+  for (size_t i = track_hash(kind, key) & (g_track_cap - 1), n = 0; n < g_track_cap;
+       i = (i + 1) & (g_track_cap - 1), ++n) {
+    track_entry* e = &g_track[i];
+    if (e->kind == 0) return NULL;
+    if (e->kind == kind && e->key == key) return e;
+  }
+  return NULL;
+}
+
+/* Lock held. Returns 0, or -1 when out of host memory. */
+static int track_insert(int kind, uint64_t key, uint64_t bytes, gpu_state* g) {
+  if ((g_track_used + 1) * 2 > g_track_cap) {
+    size_t cap = g_track_cap ? g_track_cap * 2 : 1024;
+    track_entry* old = g_track;
+    size_t old_cap = g_track_cap;
+    track_entry* t = calloc(cap, sizeof *t);
+    if (t == NULL) return -1;
+    g_track = t;
+    g_track_cap = cap;
+    g_track_used = 0;
+    for (size_t i = 0; i < old_cap; ++i) {
+      if (old[i].kind > 0) track_insert(old[i].kind, old[i].key, old[i].bytes, old[i].gpu);
+    }
+    free(old);
+  }
+  for (size_t i = track_hash(kind, key) & (g_track_cap - 1);; i = (i + 1) & (g_track_cap - 1)) {
+    track_entry* e = &g_track[i];
+    if (e->kind <= 0 || (e->kind == kind && e->key == key)) {
+      if (e->kind == 0) g_track_used++;
+      e->kind = kind;
+      e->key = key;
+      e->bytes = bytes;
+      e->gpu = g;
+      return 0;
+    }
+  }
+}
+
+static void track(int kind, uint64_t key, uint64_t bytes, gpu_state* g) {
+  pthread_mutex_lock(&g_track_mu);
+  int r = track_insert(kind, key, bytes, g);
+  pthread_mutex_unlock(&g_track_mu);
+  /* Without a record the free cannot be credited: keep the charge (safe side) and say so. */
+  if (r != 0) slog("error", "event=track_failed detail=\"out of host memory\"");
+}
+
+/* Removes the record; returns 1 and its contents if there was one. */
+static int untrack(int kind, uint64_t key, uint64_t* bytes, gpu_state** g) {
+  pthread_mutex_lock(&g_track_mu);
+  track_entry* e = track_find(kind, key);
+  int found = e != NULL;
+  if (found) {
+    *bytes = e->bytes;
+    *g = e->gpu;
+    e->kind = -1;
+  }
+  pthread_mutex_unlock(&g_track_mu);
+  return found;
+}
+
+static int lookup(int kind, uint64_t key, gpu_state** g) {
+  pthread_mutex_lock(&g_track_mu);
+  track_entry* e = track_find(kind, key);
+  int found = e != NULL;
+  if (found) *g = e->gpu;
+  pthread_mutex_unlock(&g_track_mu);
+  return found;
+}
+
+static void after_fork_child(void) {
+  /* The child holds none of the parent's GPU memory (CUDA does not survive fork) and none of its
+   * ledger slot locks. */
+  pthread_mutex_init(&g_track_mu, NULL);
+  pthread_mutex_init(&g_gpu_mu, NULL);
+  if (g_track != NULL) memset(g_track, 0, g_track_cap * sizeof *g_track);
+  g_track_used = 0;
+  for (int i = 0; i < g_ngpus; ++i) {
+    if (g_gpus[i].state == GPU_READY) g_gpus[i].ops->after_fork_child(g_gpus[i].impl);
+  }
+}
+
+/* ---- Allocation hooks ------------------------------------------------------------------------- */
+
+static CUresult missing(const char* fn) {
+  slog("error", "event=driver_symbol_missing fn=%s result=CUDA_ERROR_NOT_FOUND", fn);
+  return CUDA_ERROR_NOT_FOUND;
+}
+
+/* Before an allocation of `bytes` on device `ordinal` (-1: the current context's). On success *g
+ * is the GPU charged, or NULL when caps are off. */
+static CUresult begin(int ordinal, uint64_t bytes, const char* fn, gpu_state** g) {
+  *g = NULL;
+  slicer_mode m = mode();
+  if (m == SLICER_MODE_OFF) return CUDA_SUCCESS;
+  if (m == SLICER_MODE_DENY) return denied(fn);
+  CUresult r = ordinal < 0 ? current_gpu(g) : gpu_for_ordinal(ordinal, g);
+  if (r != CUDA_SUCCESS) {
+    *g = NULL;
+    return r;
+  }
+  r = charge(*g, bytes, fn);
+  if (r != CUDA_SUCCESS) *g = NULL;
+  return r;
+}
+
+/* After the driver answered: keep the charge and record it, or give it back. */
+static CUresult finish(CUresult r, gpu_state* g, int kind, uint64_t key, uint64_t bytes) {
+  if (g == NULL) return r;
+  if (r == CUDA_SUCCESS) track(kind, key, bytes, g);
+  else uncharge(g, bytes);
+  return r;
+}
+
+static CUresult hook_mem_alloc(pfn_cuMemAlloc_v2 real, CUdeviceptr* dptr, size_t bytesize) {
+  if (real == NULL) return missing("cuMemAlloc_v2");
+  gpu_state* g;
+  CUresult r = begin(-1, bytesize, "cuMemAlloc_v2", &g);
+  if (r != CUDA_SUCCESS) return r;
+  r = real(dptr, bytesize);
+  return finish(r, g, KIND_PTR, r == CUDA_SUCCESS ? *dptr : 0, bytesize);
+}
+
+static CUresult hook_mem_alloc_managed(pfn_cuMemAllocManaged real, CUdeviceptr* dptr,
+                                       size_t bytesize, unsigned int flags) {
+  if (real == NULL) return missing("cuMemAllocManaged");
+  /* Managed memory is charged in full to the current device (docs/shim.md). */
+  gpu_state* g;
+  CUresult r = begin(-1, bytesize, "cuMemAllocManaged", &g);
+  if (r != CUDA_SUCCESS) return r;
+  r = real(dptr, bytesize, flags);
+  return finish(r, g, KIND_PTR, r == CUDA_SUCCESS ? *dptr : 0, bytesize);
+}
+
+static CUresult hook_mem_alloc_pitch(pfn_cuMemAllocPitch_v2 real, CUdeviceptr* dptr,
+                                     size_t* pPitch, size_t width, size_t height,
+                                     unsigned int elem) {
+  if (real == NULL) return missing("cuMemAllocPitch_v2");
+  /* The pitch is known only afterwards: charge the widest pitch the driver uses (512-byte
+   * alignment), then settle on the real size. */
+  uint64_t guess = ((uint64_t)width + 511) / 512 * 512 * (uint64_t)height;
+  gpu_state* g;
+  CUresult r = begin(-1, guess, "cuMemAllocPitch_v2", &g);
+  if (r != CUDA_SUCCESS) return r;
+  r = real(dptr, pPitch, width, height, elem);
+  if (g == NULL || r != CUDA_SUCCESS) return finish(r, g, KIND_PTR, 0, guess);
+  uint64_t actual = (uint64_t)*pPitch * height;
+  if (actual < guess) {
+    uncharge(g, guess - actual);
+  } else if (actual > guess && charge(g, actual - guess, "cuMemAllocPitch_v2") != CUDA_SUCCESS) {
+    pfn_cuMemFree_v2 free_fn = (pfn_cuMemFree_v2)real_of(IDX_cuMemFree_v2);
+    if (free_fn != NULL) free_fn(*dptr);
+    uncharge(g, guess);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  return finish(r, g, KIND_PTR, *dptr, actual);
+}
+
+static CUresult hook_mem_alloc_async(pfn_cuMemAllocAsync real, CUdeviceptr* dptr, size_t bytesize,
+                                     CUstream hStream) {
+  if (real == NULL) return missing("cuMemAllocAsync");
+  gpu_state* g;
+  CUresult r = begin(-1, bytesize, "cuMemAllocAsync", &g);
+  if (r != CUDA_SUCCESS) return r;
+  r = real(dptr, bytesize, hStream);
+  return finish(r, g, KIND_PTR, r == CUDA_SUCCESS ? *dptr : 0, bytesize);
+}
+
+static CUresult hook_mem_alloc_from_pool(pfn_cuMemAllocFromPoolAsync real, CUdeviceptr* dptr,
+                                         size_t bytesize, CUmemoryPool pool, CUstream hStream) {
+  if (real == NULL) return missing("cuMemAllocFromPoolAsync");
+  /* The pool's device, when the shim saw the pool made or handed out; else the current one. */
+  gpu_state* pool_gpu = NULL;
+  int known = lookup(KIND_POOL, (uint64_t)(uintptr_t)pool, &pool_gpu);
+  if (known && pool_gpu == NULL) return real(dptr, bytesize, pool, hStream); /* host pool */
+  gpu_state* g = NULL;
+  CUresult r;
+  slicer_mode m = mode();
+  if (m == SLICER_MODE_DENY) return denied("cuMemAllocFromPoolAsync");
+  if (m == SLICER_MODE_ENFORCE) {
+    if (known) {
+      g = pool_gpu;
+    } else if ((r = current_gpu(&g)) != CUDA_SUCCESS) {
+      return r;
+    }
+    if ((r = charge(g, bytesize, "cuMemAllocFromPoolAsync")) != CUDA_SUCCESS) return r;
+  }
+  r = real(dptr, bytesize, pool, hStream);
+  return finish(r, g, KIND_PTR, r == CUDA_SUCCESS ? *dptr : 0, bytesize);
+}
+
+static void note_pool(CUmemoryPool pool, int ordinal) {
+  if (mode() != SLICER_MODE_ENFORCE) return;
+  gpu_state* g = NULL;
+  if (ordinal >= 0 && gpu_for_ordinal(ordinal, &g) != CUDA_SUCCESS) return;
+  track(KIND_POOL, (uint64_t)(uintptr_t)pool, 0, g);
+}
+
+static CUresult hook_mem_pool_create(pfn_cuMemPoolCreate real, CUmemoryPool* pool,
+                                     const CUmemPoolProps* props) {
+  if (real == NULL) return missing("cuMemPoolCreate");
+  CUresult r = real(pool, props);
+  if (r == CUDA_SUCCESS && props != NULL) {
+    note_pool(*pool, props->location.type == CU_MEM_LOCATION_TYPE_DEVICE ? props->location.id : -1);
+  }
+  return r;
+}
+
+static CUresult hook_device_get_mem_pool(pfn_cuDeviceGetMemPool real, CUmemoryPool* pool,
+                                         CUdevice dev) {
+  if (real == NULL) return missing("cuDeviceGetMemPool");
+  CUresult r = real(pool, dev);
+  if (r == CUDA_SUCCESS && pool != NULL) note_pool(*pool, dev);
+  return r;
+}
+
+static CUresult hook_mem_pool_destroy(pfn_cuMemPoolDestroy real, CUmemoryPool pool) {
+  if (real == NULL) return missing("cuMemPoolDestroy");
+  uint64_t bytes;
+  gpu_state* g;
+  untrack(KIND_POOL, (uint64_t)(uintptr_t)pool, &bytes, &g);
+  return real(pool);
+}
+
+static CUresult hook_mem_create(pfn_cuMemCreate real, CUmemGenericAllocationHandle* handle,
+                                size_t size, const CUmemAllocationProp* prop,
+                                unsigned long long flags) {
+  if (real == NULL) return missing("cuMemCreate");
+  /* Only device-located physical memory counts; host and host-NUMA locations are host memory. */
+  if (prop == NULL || prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE) {
+    return real(handle, size, prop, flags);
+  }
+  gpu_state* g;
+  CUresult r = begin(prop->location.id, size, "cuMemCreate", &g);
+  if (r != CUDA_SUCCESS) return r;
+  r = real(handle, size, prop, flags);
+  return finish(r, g, KIND_VMM, r == CUDA_SUCCESS ? *handle : 0, size);
+}
+
+static uint64_t format_bytes(CUarray_format f) {
+  switch ((int)f) {
+    case CU_AD_FORMAT_UNSIGNED_INT8: case CU_AD_FORMAT_SIGNED_INT8: case CU_AD_FORMAT_UNORM_INT8X1:
+    case CU_AD_FORMAT_SNORM_INT8X1:
+      return 1;
+    case CU_AD_FORMAT_UNSIGNED_INT16: case CU_AD_FORMAT_SIGNED_INT16: case CU_AD_FORMAT_HALF:
+    case CU_AD_FORMAT_UNORM_INT8X2: case CU_AD_FORMAT_SNORM_INT8X2: case CU_AD_FORMAT_UNORM_INT16X1:
+    case CU_AD_FORMAT_SNORM_INT16X1:
+      return 2;
+    case CU_AD_FORMAT_UNORM_INT16X4: case CU_AD_FORMAT_SNORM_INT16X4:
+      return 8;
+    default:
+      return 4; /* 32-bit formats, and an upper bound for packed and block-compressed ones */
+  }
+}
+
+static uint64_t array_bytes(size_t w, size_t h, size_t d, CUarray_format f, unsigned channels) {
+  uint64_t n = (uint64_t)w * (h ? h : 1);
+  n *= d ? d : 1;
+  return n * format_bytes(f) * (channels ? channels : 1);
+}
+
+static CUresult hook_array_create(pfn_cuArrayCreate_v2 real, CUarray* pHandle,
+                                  const CUDA_ARRAY_DESCRIPTOR* desc) {
+  if (real == NULL) return missing("cuArrayCreate_v2");
+  if (desc == NULL || pHandle == NULL) return real(pHandle, desc);
+  uint64_t bytes = array_bytes(desc->Width, desc->Height, 1, desc->Format, desc->NumChannels);
+  gpu_state* g;
+  CUresult r = begin(-1, bytes, "cuArrayCreate_v2", &g);
+  if (r != CUDA_SUCCESS) return r;
+  r = real(pHandle, desc);
+  return finish(r, g, KIND_ARRAY, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*pHandle : 0, bytes);
+}
+
+static CUresult hook_array3d_create(pfn_cuArray3DCreate_v2 real, CUarray* pHandle,
+                                    const CUDA_ARRAY3D_DESCRIPTOR* desc) {
+  if (real == NULL) return missing("cuArray3DCreate_v2");
+  if (desc == NULL || pHandle == NULL) return real(pHandle, desc);
+  uint64_t bytes =
+      array_bytes(desc->Width, desc->Height, desc->Depth, desc->Format, desc->NumChannels);
+  gpu_state* g;
+  CUresult r = begin(-1, bytes, "cuArray3DCreate_v2", &g);
+  if (r != CUDA_SUCCESS) return r;
+  r = real(pHandle, desc);
+  return finish(r, g, KIND_ARRAY, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*pHandle : 0, bytes);
+}
+
+static CUresult hook_mipmapped_array_create(pfn_cuMipmappedArrayCreate real,
+                                            CUmipmappedArray* pHandle,
+                                            const CUDA_ARRAY3D_DESCRIPTOR* desc,
+                                            unsigned int levels) {
+  if (real == NULL) return missing("cuMipmappedArrayCreate");
+  if (desc == NULL || pHandle == NULL) return real(pHandle, desc, levels);
+  uint64_t bytes = 0;
+  size_t w = desc->Width, h = desc->Height, d = desc->Depth;
+  for (unsigned i = 0; i < (levels ? levels : 1) && i < 64; ++i) {
+    bytes += array_bytes(w ? w : 1, h, d, desc->Format, desc->NumChannels);
+    w /= 2, h /= 2, d /= 2;
+  }
+  gpu_state* g;
+  CUresult r = begin(-1, bytes, "cuMipmappedArrayCreate", &g);
+  if (r != CUDA_SUCCESS) return r;
+  r = real(pHandle, desc, levels);
+  return finish(r, g, KIND_MIPMAP, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*pHandle : 0, bytes);
+}
+
+/* ---- Free hooks: the record is taken before the driver frees, so that an address the driver
+ * hands out again at once cannot meet the old record; it is put back if the free fails. ---- */
+
+#define FREE_HOOK_BODY(kind, key, call)                       \
+  uint64_t bytes = 0;                                         \
+  gpu_state* g = NULL;                                        \
+  int had = untrack(kind, key, &bytes, &g);                   \
+  CUresult r = call;                                          \
+  if (had) {                                                  \
+    if (r == CUDA_SUCCESS) uncharge(g, bytes);                \
+    else track(kind, key, bytes, g);                          \
+  }                                                           \
+  return r;
+
+static CUresult hook_mem_free(pfn_cuMemFree_v2 real, CUdeviceptr dptr) {
+  if (real == NULL) return missing("cuMemFree_v2");
+  FREE_HOOK_BODY(KIND_PTR, dptr, real(dptr))
+}
+
+static CUresult hook_mem_free_async(pfn_cuMemFreeAsync real, CUdeviceptr dptr, CUstream hStream) {
+  if (real == NULL) return missing("cuMemFreeAsync");
+  /* Credited when the free is queued: the pool reuses the memory for this container's next
+   * allocations; what it keeps cached is not charged (docs/shim.md). */
+  FREE_HOOK_BODY(KIND_PTR, dptr, real(dptr, hStream))
+}
+
+static CUresult hook_mem_release(pfn_cuMemRelease real, CUmemGenericAllocationHandle handle) {
+  if (real == NULL) return missing("cuMemRelease");
+  FREE_HOOK_BODY(KIND_VMM, handle, real(handle))
+}
+
+static CUresult hook_array_destroy(pfn_cuArrayDestroy real, CUarray hArray) {
+  if (real == NULL) return missing("cuArrayDestroy");
+  FREE_HOOK_BODY(KIND_ARRAY, (uint64_t)(uintptr_t)hArray, real(hArray))
+}
+
+static CUresult hook_mipmapped_array_destroy(pfn_cuMipmappedArrayDestroy real,
+                                             CUmipmappedArray h) {
+  if (real == NULL) return missing("cuMipmappedArrayDestroy");
+  FREE_HOOK_BODY(KIND_MIPMAP, (uint64_t)(uintptr_t)h, real(h))
+}
+
+/* ---- What programs size themselves by ---------------------------------------------------------- */
+
+/* The capped view of one GPU: total = min(cap, device), used = the container's, free = what the
+ * cap leaves, never more than the device has free. */
+static void capped_view(gpu_state* g, uint64_t* free_b, uint64_t* total, uint64_t* used_out) {
+  if (g->state != GPU_READY) {
+    *free_b = 0;
+    if (used_out) *used_out = *total;
+    return;
+  }
+  uint64_t used = g->ops->used(g->impl);
+  uint64_t cap = g->cap < *total ? g->cap : *total;
+  uint64_t room = used < cap ? cap - used : 0;
+  *total = cap;
+  if (*free_b > room) *free_b = room;
+  if (used_out) *used_out = used < cap ? used : cap;
+}
+
+static CUresult hook_mem_get_info(pfn_cuMemGetInfo_v2 real, size_t* free_b, size_t* total) {
+  if (real == NULL) return missing("cuMemGetInfo_v2");
+  CUresult r = real(free_b, total);
+  if (r != CUDA_SUCCESS || free_b == NULL || total == NULL) return r;
+  slicer_mode m = mode();
+  if (m == SLICER_MODE_OFF) return r;
+  if (m == SLICER_MODE_DENY) {
+    *free_b = 0;
+    return r;
+  }
+  gpu_state* g;
+  if (current_gpu(&g) != CUDA_SUCCESS) return r;
+  uint64_t f = *free_b, t = *total;
+  capped_view(g, &f, &t, NULL);
+  *free_b = (size_t)f;
+  *total = (size_t)t;
+  return r;
+}
+
+static CUresult hook_device_total_mem(pfn_cuDeviceTotalMem_v2 real, size_t* bytes, CUdevice dev) {
+  if (real == NULL) return missing("cuDeviceTotalMem_v2");
+  CUresult r = real(bytes, dev);
+  if (r != CUDA_SUCCESS || bytes == NULL || mode() != SLICER_MODE_ENFORCE) return r;
+  gpu_state* g;
+  if (gpu_for_ordinal(dev, &g) == CUDA_SUCCESS && g->state == GPU_READY && g->cap < *bytes) {
+    *bytes = (size_t)g->cap;
+  }
+  return r;
+}
+
+/* NVML: the device's UUID names its ledger. */
+static gpu_state* nvml_gpu(nvmlDevice_t device) {
+  run_once(&g_nvml_once, nvml_init);
+  if (g_nvmlDeviceGetUUID == NULL) return NULL;
+  char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE];
+  if (g_nvmlDeviceGetUUID(device, uuid, sizeof uuid) != NVML_SUCCESS) return NULL;
+  uuid[sizeof uuid - 1] = '\0';
+  return gpu_for_key(uuid, NULL);
+}
+
+static nvmlReturn_t hook_nvml_memory_info(pfn_nvmlDeviceGetMemoryInfo real, nvmlDevice_t device,
+                                          nvmlMemory_t* memory) {
+  if (real == NULL) return NVML_ERROR_FUNCTION_NOT_FOUND;
+  nvmlReturn_t r = real(device, memory);
+  if (r != NVML_SUCCESS || memory == NULL || mode() != SLICER_MODE_ENFORCE) return r;
+  gpu_state* g = nvml_gpu(device);
+  if (g == NULL || g->state != GPU_READY) return r;
+  uint64_t f = memory->free, t = memory->total, used;
+  capped_view(g, &f, &t, &used);
+  memory->total = t;
+  memory->free = f;
+  memory->used = used;
+  return r;
+}
+
+static nvmlReturn_t hook_nvml_memory_info_v2(pfn_nvmlDeviceGetMemoryInfo_v2 real,
+                                             nvmlDevice_t device, nvmlMemory_v2_t* memory) {
+  if (real == NULL) return NVML_ERROR_FUNCTION_NOT_FOUND;
+  nvmlReturn_t r = real(device, memory);
+  if (r != NVML_SUCCESS || memory == NULL || mode() != SLICER_MODE_ENFORCE) return r;
+  gpu_state* g = nvml_gpu(device);
+  if (g == NULL || g->state != GPU_READY) return r;
+  uint64_t f = memory->free, t = memory->total, used;
+  capped_view(g, &f, &t, &used);
+  memory->total = t;
+  memory->free = f;
+  memory->used = used;
+  memory->reserved = 0;
+  return r;
+}
+
+/* ---- cuGetProcAddress ------------------------------------------------------------------------ */
+
+/* The hooked variant that the driver's answer `p` for (symbol, version, flags) is, or NULL when
+ * the symbol is not hooked. By address first (the driver returned its exported function); else by
+ * cuGetProcAddress's own rule: the newest variant introduced at or before `version`, per-thread
+ * variants only when asked for. */
+static hook_entry* variant_for(const char* symbol, void* p, int version, cuuint64_t flags,
+                               int* known) {
+  *known = 0;
+  if (symbol == NULL || symbol[0] != 'c' || symbol[1] != 'u') return NULL;
+  hook_entry* best = NULL;
+  int per_thread = (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0;
+  for (int i = 0; i < IDX_COUNT; ++i) {
+    hook_entry* e = &g_hooks[i];
+    if (e->lib != LIB_CUDA || strcmp(e->base, symbol) != 0) continue;
+    *known = 1;
+    if (__atomic_load_n(&e->real, __ATOMIC_ACQUIRE) == p) return e;
+    if (e->since > version || (e->flavour == FLAV_PTSZ && !per_thread)) continue;
+    if (best == NULL || (e->flavour == FLAV_PTSZ && best->flavour != FLAV_PTSZ) ||
+        (e->flavour == best->flavour && e->since >= best->since)) {
+      best = e;
+    }
+  }
+  return best;
+}
+
+typedef CUresult (*pfn_gpa2)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*);
+typedef CUresult (*pfn_gpa1)(const char*, void**, int, cuuint64_t);
+
+/* Replaces the driver's answer in *pfn with the matching wrapper. `again` asks the driver the
+ * same question for another version (to check answers for versions newer than the table). */
+static void wrap_answer(const char* symbol, void** pfn, int version, cuuint64_t flags,
+                        CUdriverProcAddressQueryResult* status, pfn_gpa2 again2, pfn_gpa1 again1) {
+  void* p = *pfn;
+  run_once(&g_cuda_once, cuda_init);
+  int known;
+  hook_entry* e = variant_for(symbol, p, version, flags, &known);
+  if (e == NULL) {
+    if (known) {
+      /* An older variant than the table holds (e.g. the 32-bit cuMemAlloc of CUDA < 3.2): it
+       * would take memory past the cap, so it is not handed out. */
+      slog("error", "event=old_variant_refused symbol=%s cudaVersion=%d", symbol, version);
+      *pfn = NULL;
+      if (status != NULL) *status = CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT;
+    }
+    return;
+  }
+  if (__atomic_load_n(&e->real, __ATOMIC_ACQUIRE) != p && version > SLICER_TABLE_CUDA_VERSION) {
+    /* A version newer than the table: the driver may hold a variant the shim does not know. Only
+     * if it gives the same answer as for the table's version is the wrapper the right one. */
+    void* q = NULL;
+    CUresult r = again2 ? again2(symbol, &q, SLICER_TABLE_CUDA_VERSION, flags, NULL)
+                        : again1(symbol, &q, SLICER_TABLE_CUDA_VERSION, flags);
+    if (r != CUDA_SUCCESS || q != p) {
+      slog("error", "event=unknown_variant symbol=%s cudaVersion=%d effect=\"not handed out: the "
+           "shim knows variants up to CUDA %d\"", symbol, version, SLICER_TABLE_CUDA_VERSION);
+      *pfn = NULL;
+      if (status != NULL) *status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+      return;
+    }
+  }
+  set_real(e, p);
+  SLOG_DEBUG("event=proc_wrapped symbol=%s variant=%s cudaVersion=%d flags=%llu", symbol,
+             e->variant, version, (unsigned long long)flags);
+  *pfn = e->wrapper;
+}
+
+static CUresult hook_get_proc_address(pfn_cuGetProcAddress_v2 real, const char* symbol, void** pfn,
+                                      int cudaVersion, cuuint64_t flags,
+                                      CUdriverProcAddressQueryResult* symbolStatus) {
+  if (real == NULL) return missing("cuGetProcAddress_v2");
+  CUresult r = real(symbol, pfn, cudaVersion, flags, symbolStatus);
+  if (r == CUDA_SUCCESS && pfn != NULL && *pfn != NULL) {
+    wrap_answer(symbol, pfn, cudaVersion, flags, symbolStatus, real, NULL);
+  }
+  return r;
+}
+
+static CUresult hook_get_proc_address_v1(pfn_cuGetProcAddress real, const char* symbol,
+                                         void** pfn, int cudaVersion, cuuint64_t flags) {
+  if (real == NULL) return missing("cuGetProcAddress");
+  CUresult r = real(symbol, pfn, cudaVersion, flags);
+  if (r == CUDA_SUCCESS && pfn != NULL && *pfn != NULL) {
+    wrap_answer(symbol, pfn, cudaVersion, flags, NULL, NULL, real);
+  }
+  return r;
+}
+
+/* ---- The exported wrappers, generated from the table ------------------------------------------- */
+
+#define X(lib, ret, base, variant, since, flav, hook, params, args)        \
+  SLICER_EXPORT ret variant params {                                        \
+    return hook((pfn_##variant)real_of(IDX_##variant), SLICER_UNPAREN args); \
+  }
+SLICER_HOOKS(X)
+#undef X
+
+/* ---- dlsym ------------------------------------------------------------------------------------ */
+
+/* Lookups by handle of a hooked name get the wrapper; the real function is remembered. */
+__attribute__((visibility("hidden"))) void* slicer_dlsym_hook(void* handle, const char* name) {
+  void* p = slicer_real_dlsym()(handle, name);
+  if (p == NULL || name == NULL || !((name[0] == 'c' && name[1] == 'u') || name[0] == 'n')) {
+    return p;
+  }
+  for (int i = 0; i < IDX_COUNT; ++i) {
+    if (strcmp(g_hooks[i].variant, name) == 0) {
+      set_real(&g_hooks[i], p);
+      return g_hooks[i].wrapper;
+    }
+  }
+  return p;
+}
+
+/* dlsym(RTLD_NEXT, name) means "after the caller", and glibc finds the caller by the return
+ * address: such calls must reach glibc with the caller's return address intact, so the entry
+ * point jumps (not calls) to the real dlsym. */
+#if defined(__x86_64__)
+__asm__(
+    ".text\n"
+    ".globl dlsym\n"
+    ".type dlsym,@function\n"
+    "dlsym:\n"
+    "  cmpq $-1, %rdi\n" /* RTLD_NEXT */
+    "  je 1f\n"
+    "  jmp slicer_dlsym_hook\n"
+    "1:\n"
+    "  pushq %rdi\n"
+    "  pushq %rsi\n"
+    "  subq $8, %rsp\n"
+    "  call slicer_real_dlsym\n"
+    "  addq $8, %rsp\n"
+    "  popq %rsi\n"
+    "  popq %rdi\n"
+    "  jmp *%rax\n"
+    ".size dlsym, .-dlsym\n");
+#elif defined(__aarch64__)
+__asm__(
+    ".text\n"
+    ".globl dlsym\n"
+    ".type dlsym,%function\n"
+    "dlsym:\n"
+    "  cmn x0, #1\n"
+    "  b.ne slicer_dlsym_hook\n"
+    "  stp x0, x1, [sp, #-32]!\n"
+    "  str x30, [sp, #16]\n"
+    "  bl slicer_real_dlsym\n"
+    "  mov x16, x0\n"
+    "  ldr x30, [sp, #16]\n"
+    "  ldp x0, x1, [sp], #32\n"
+    "  br x16\n"
+    ".size dlsym, .-dlsym\n");
+#else
+#error "libslicer.so: dlsym entry point not written for this architecture"
+#endif
