@@ -1,0 +1,241 @@
+// A small driver-API program that the shim tests run under libslicer.so and the fake libcuda. It
+// executes the operations named on its command line in order and prints one line per operation,
+// `op=<op> result=<CUresult> [key=value...]`, so that a test can drive several paths in one
+// process. Exit status: 0 when every operation succeeded, 2 when the last failure was
+// CUDA_ERROR_OUT_OF_MEMORY, 1 for any other failure.
+//
+// Operations (sizes in bytes, or with K/M/G suffixes):
+//   init                     cuInit + primary context of device 0 made current
+//   device:<n>               make device n's primary context current
+//   alloc:<size>[:<via>]     cuMemAlloc_v2 by `via`: direct (default), proc (cuGetProcAddress_v2),
+//                            procv1 (cuGetProcAddress), dlsym (dlopen + dlsym), procdl
+//                            (cuGetProcAddress_v2 found through dlsym)
+//   free                     cuMemFree_v2 of the newest allocation
+//   async:<size>[:<flags>]   cuMemAllocAsync found by cuGetProcAddress_v2 with those flags
+//   freeasync                cuMemFreeAsync (direct) of the newest allocation
+//   pool:<size>              cuMemPoolCreate (device 0) + cuMemAllocFromPoolAsync
+//   hostpool:<size>          same with a host-located pool
+//   defpool:<size>:<dev>     cuDeviceGetDefaultMemPool(dev) + cuMemAllocFromPoolAsync_ptsz
+//   vmm:<size>[:host]        cuMemCreate (device 0, or a host location)
+//   release                  cuMemRelease of the newest VMM handle
+//   managed:<size>           cuMemAllocManaged
+//   pitch:<width>:<height>   cuMemAllocPitch_v2
+//   array:<w>:<h>            cuArrayCreate_v2 (float, 1 channel); arraydestroy
+//   info / infoproc          cuMemGetInfo_v2 direct / via cuGetProcAddress (prints free, total)
+//   totalmem                 cuDeviceTotalMem_v2 of device 0 (prints bytes)
+//   gpa:<sym>:<ver>:<flags>  cuGetProcAddress_v2; prints status and whether pfn is the shim's
+//   gpa1:<sym>:<ver>:<flags> cuGetProcAddress (v1)
+//   launch:<n>:<ns>          n "sleep" kernels of ns each, then cuStreamSynchronize
+//   rtldnext                 dlsym(RTLD_NEXT, "cuMemAlloc_v2"): prints which library answered
+//   hold                     print "holding" and sleep until killed
+#include <cuda.h>
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#undef cuGetProcAddress
+extern "C" CUresult cuGetProcAddress(const char*, void**, int, cuuint64_t);
+extern "C" CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr*, size_t, CUmemoryPool, CUstream);
+
+namespace {
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    size_t c = s.find(':', start);
+    out.push_back(s.substr(start, c - start));
+    if (c == std::string::npos) return out;
+    start = c + 1;
+  }
+}
+
+uint64_t Size(const std::string& s) {
+  char* end;
+  uint64_t v = std::strtoull(s.c_str(), &end, 10);
+  switch (*end) {
+    case 'K': return v << 10;
+    case 'M': return v << 20;
+    case 'G': return v << 30;
+    default: return v;
+  }
+}
+
+const char* Library(void* p) {
+  Dl_info info;
+  if (p == nullptr || dladdr(p, &info) == 0 || info.dli_fname == nullptr) return "none";
+  if (std::strstr(info.dli_fname, "libslicer")) return "shim";
+  if (std::strstr(info.dli_fname, "libcuda")) return "driver";
+  return "other";
+}
+
+using AllocFn = CUresult (*)(CUdeviceptr*, size_t);
+using AllocAsyncFn = CUresult (*)(CUdeviceptr*, size_t, CUstream);
+using InfoFn = CUresult (*)(size_t*, size_t*);
+using Gpa2Fn = CUresult (*)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::vector<CUdeviceptr> ptrs;
+  std::vector<CUmemGenericAllocationHandle> handles;
+  std::vector<CUarray> arrays;
+  CUresult last_failure = CUDA_SUCCESS;
+  for (int i = 1; i < argc; ++i) {
+    std::vector<std::string> a = Split(argv[i]);
+    const std::string& op = a[0];
+    auto arg = [&](size_t k, const char* def = "0") { return k < a.size() ? a[k] : std::string(def); };
+    CUresult r = CUDA_SUCCESS;
+    std::string extra;
+    if (op == "init" || op == "device") {
+      r = cuInit(0);
+      CUcontext ctx;
+      if (r == CUDA_SUCCESS) r = cuDevicePrimaryCtxRetain(&ctx, std::atoi(arg(1).c_str()));
+      if (r == CUDA_SUCCESS) r = cuCtxSetCurrent(ctx);
+    } else if (op == "alloc") {
+      std::string via = arg(2, "direct");
+      AllocFn fn = cuMemAlloc_v2;
+      if (via == "proc") {
+        r = cuGetProcAddress_v2("cuMemAlloc", reinterpret_cast<void**>(&fn), 13000, 0, nullptr);
+      } else if (via == "procv1") {
+        r = cuGetProcAddress("cuMemAlloc", reinterpret_cast<void**>(&fn), 12000, 0);
+      } else if (via == "dlsym" || via == "procdl") {
+        void* h = dlopen("libcuda.so.1", RTLD_NOW);
+        if (via == "dlsym") {
+          fn = reinterpret_cast<AllocFn>(dlsym(h, "cuMemAlloc_v2"));
+        } else {
+          auto gpa = reinterpret_cast<Gpa2Fn>(dlsym(h, "cuGetProcAddress_v2"));
+          r = gpa("cuMemAlloc", reinterpret_cast<void**>(&fn), 12000, 0, nullptr);
+        }
+      }
+      extra = std::string(" fn=") + Library(reinterpret_cast<void*>(fn));
+      CUdeviceptr p = 0;
+      if (r == CUDA_SUCCESS) r = fn ? fn(&p, Size(arg(1))) : CUDA_ERROR_NOT_FOUND;
+      if (r == CUDA_SUCCESS) ptrs.push_back(p);
+    } else if (op == "free" || op == "freeasync") {
+      if (ptrs.empty()) {
+        r = CUDA_ERROR_INVALID_VALUE;
+      } else {
+        r = op == "free" ? cuMemFree_v2(ptrs.back()) : cuMemFreeAsync(ptrs.back(), nullptr);
+        ptrs.pop_back();
+      }
+    } else if (op == "async") {
+      AllocAsyncFn fn = nullptr;
+      CUdriverProcAddressQueryResult st;
+      r = cuGetProcAddress_v2("cuMemAllocAsync", reinterpret_cast<void**>(&fn), 13000,
+                              std::strtoull(arg(2).c_str(), nullptr, 10), &st);
+      extra = std::string(" fn=") + Library(reinterpret_cast<void*>(fn));
+      CUdeviceptr p = 0;
+      if (r == CUDA_SUCCESS) r = fn ? fn(&p, Size(arg(1)), nullptr) : CUDA_ERROR_NOT_FOUND;
+      if (r == CUDA_SUCCESS) ptrs.push_back(p);
+    } else if (op == "pool" || op == "hostpool" || op == "defpool") {
+      CUmemoryPool pool;
+      if (op == "defpool") {
+        r = cuDeviceGetDefaultMemPool(&pool, std::atoi(arg(2).c_str()));
+      } else {
+        CUmemPoolProps props;
+        std::memset(&props, 0, sizeof props);
+        props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+        props.location.type = op == "pool" ? CU_MEM_LOCATION_TYPE_DEVICE : CU_MEM_LOCATION_TYPE_HOST;
+        props.location.id = 0;
+        r = cuMemPoolCreate(&pool, &props);
+      }
+      CUdeviceptr p = 0;
+      if (r == CUDA_SUCCESS) {
+        r = op == "defpool" ? cuMemAllocFromPoolAsync_ptsz(&p, Size(arg(1)), pool, nullptr)
+                            : cuMemAllocFromPoolAsync(&p, Size(arg(1)), pool, nullptr);
+      }
+      if (r == CUDA_SUCCESS) ptrs.push_back(p);
+    } else if (op == "vmm") {
+      CUmemAllocationProp prop;
+      std::memset(&prop, 0, sizeof prop);
+      prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+      prop.location.type = arg(2, "") == "host" ? CU_MEM_LOCATION_TYPE_HOST : CU_MEM_LOCATION_TYPE_DEVICE;
+      prop.location.id = 0;
+      CUmemGenericAllocationHandle h;
+      r = cuMemCreate(&h, Size(arg(1)), &prop, 0);
+      if (r == CUDA_SUCCESS) handles.push_back(h);
+    } else if (op == "release") {
+      if (handles.empty()) {
+        r = CUDA_ERROR_INVALID_VALUE;
+      } else {
+        r = cuMemRelease(handles.back());
+        handles.pop_back();
+      }
+    } else if (op == "managed") {
+      CUdeviceptr p = 0;
+      r = cuMemAllocManaged(&p, Size(arg(1)), CU_MEM_ATTACH_GLOBAL);
+      if (r == CUDA_SUCCESS) ptrs.push_back(p);
+    } else if (op == "pitch") {
+      CUdeviceptr p = 0;
+      size_t pitch = 0;
+      r = cuMemAllocPitch_v2(&p, &pitch, Size(arg(1)), Size(arg(2)), 4);
+      if (r == CUDA_SUCCESS) ptrs.push_back(p);
+      extra = " pitch=" + std::to_string(pitch);
+    } else if (op == "array" || op == "arraydestroy") {
+      if (op == "array") {
+        CUDA_ARRAY_DESCRIPTOR d{Size(arg(1)), Size(arg(2)), CU_AD_FORMAT_FLOAT, 1};
+        CUarray h;
+        r = cuArrayCreate_v2(&h, &d);
+        if (r == CUDA_SUCCESS) arrays.push_back(h);
+      } else if (arrays.empty()) {
+        r = CUDA_ERROR_INVALID_VALUE;
+      } else {
+        r = cuArrayDestroy(arrays.back());
+        arrays.pop_back();
+      }
+    } else if (op == "info" || op == "infoproc") {
+      InfoFn fn = cuMemGetInfo_v2;
+      if (op == "infoproc") {
+        r = cuGetProcAddress_v2("cuMemGetInfo", reinterpret_cast<void**>(&fn), 13000, 0, nullptr);
+      }
+      size_t f = 0, t = 0;
+      if (r == CUDA_SUCCESS) r = fn(&f, &t);
+      extra = " free=" + std::to_string(f) + " total=" + std::to_string(t);
+    } else if (op == "totalmem") {
+      size_t b = 0;
+      r = cuDeviceTotalMem_v2(&b, 0);
+      extra = " bytes=" + std::to_string(b);
+    } else if (op == "gpa" || op == "gpa1") {
+      void* fn = nullptr;
+      CUdriverProcAddressQueryResult st = CU_GET_PROC_ADDRESS_SUCCESS;
+      int ver = std::atoi(arg(2).c_str());
+      cuuint64_t flags = std::strtoull(arg(3).c_str(), nullptr, 10);
+      r = op == "gpa" ? cuGetProcAddress_v2(arg(1).c_str(), &fn, ver, flags, &st)
+                      : cuGetProcAddress(arg(1).c_str(), &fn, ver, flags);
+      Dl_info info{};
+      const char* name = fn && dladdr(fn, &info) && info.dli_sname ? info.dli_sname : "-";
+      extra = " status=" + std::to_string(st) + " lib=" + Library(fn) + " name=" + name;
+    } else if (op == "launch") {
+      CUmodule mod;
+      CUfunction f;
+      r = cuModuleLoadData(&mod, "");
+      if (r == CUDA_SUCCESS) r = cuModuleGetFunction(&f, mod, "sleep");
+      uint64_t ns = Size(arg(2));
+      void* params[] = {&ns};
+      for (uint64_t k = 0; r == CUDA_SUCCESS && k < Size(arg(1)); ++k) {
+        r = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, nullptr, params, nullptr);
+      }
+      if (r == CUDA_SUCCESS) r = cuStreamSynchronize(nullptr);
+    } else if (op == "rtldnext") {
+      extra = std::string(" lib=") + Library(dlsym(RTLD_NEXT, "cuMemAlloc_v2"));
+    } else if (op == "hold") {
+      std::printf("holding\n");
+      while (true) pause();
+    } else {
+      std::fprintf(stderr, "cuda_client: unknown operation %s\n", argv[i]);
+      return 64;
+    }
+    std::printf("op=%s result=%d%s\n", argv[i], static_cast<int>(r), extra.c_str());
+    if (r != CUDA_SUCCESS) last_failure = r;
+  }
+  if (last_failure == CUDA_SUCCESS) return 0;
+  return last_failure == CUDA_ERROR_OUT_OF_MEMORY ? 2 : 1;
+}
