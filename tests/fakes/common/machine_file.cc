@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 namespace fake {
 namespace {
@@ -30,6 +31,12 @@ bool SetDeviceKey(FakeDevice& d, const std::string& key, const std::string& valu
       d.cc_major = std::stoi(value.substr(0, dot));
       d.cc_minor = dot == std::string::npos ? 0 : std::stoi(value.substr(dot + 1));
     } else if (key == "pciBusId") d.pci_bus_id = value;
+    else if (key == "minorNumber") d.minor_number = std::stoi(value);
+    else if (key == "xidEvents") {
+      if (value == "true") d.xid_events = true;
+      else if (value == "false") d.xid_events = false;
+      else throw std::invalid_argument(value);
+    }
     else {
       error = "unknown device key \"" + key + "\"";
       return false;
@@ -118,6 +125,7 @@ bool LoadMachine(const std::string& path, Machine& machine, std::string& error) 
       std::snprintf(buf, sizeof buf, "00000000:%02zX:00.0", i + 0x10);
       d.pci_bus_id = buf;
     }
+    if (d.minor_number < 0) d.minor_number = static_cast<int>(i);
   }
   return true;
 }

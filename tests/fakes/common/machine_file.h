@@ -6,6 +6,11 @@
 //   devices:
 //     - {uuid: GPU-1111..., name: Tesla T4, memoryMiB: 15360, numaNode: 0}
 //
+// Device keys: uuid (required), name, memoryMiB, numaNode (absent: NVML cannot tell, as on
+// drivers without nvmlDeviceGetNumaNodeId), computeCapability ("7.5"), pciBusId
+// ("00000000:3B:00.0"), minorNumber (default: the device's index), xidEvents (true/false,
+// default true: false models a GPU that does not support event registration).
+//
 // Only this small subset of YAML is read (flow maps per device, or the same keys as a block
 // under "- "), so the fakes need no YAML library. Nothing here uses src/.
 #ifndef SLICER_TESTS_FAKES_COMMON_MACHINE_FILE_H_
@@ -25,6 +30,8 @@ struct FakeDevice {
   int cc_major = 7;
   int cc_minor = 5;
   std::string pci_bus_id;  // generated from the index when absent
+  int minor_number = -1;   // set to the index when absent
+  bool xid_events = true;  // whether nvmlDeviceRegisterEvents accepts XID events
 };
 
 struct Machine {
