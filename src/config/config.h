@@ -12,11 +12,17 @@
 //   sharing.timeSlicing.resources[].allowOptOut    bool, default false: containers may set
 //                                                  SLICER_OPT_OUT=1 to run uncapped.
 //
+// NVIDIA keys gpu-slicer does not act on (flags.gdrcopyEnabled, flags.plugin.kubeletSocket,
+// flags.plugin.cdiFeatureFlags, imex, health) are parsed and type-checked so that NVIDIA's files
+// load; docs/config.md lists where this parser is stricter than NVIDIA's and why.
+//
 // Thread-safety: plain values; parse functions are pure.
 #ifndef SLICER_CONFIG_CONFIG_H_
 #define SLICER_CONFIG_CONFIG_H_
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -38,6 +44,9 @@ struct PluginFlags {
   std::string cdi_annotation_prefix = "cdi.k8s.io/";
   std::string nvidia_ctk_path = "/usr/bin/nvidia-ctk";
   std::string container_driver_root = "/driver-root";
+  // Parsed for NVIDIA compatibility; gpu-slicer takes the kubelet socket from its own flag.
+  std::string kubelet_socket;
+  std::string cdi_feature_flags;
 };
 
 struct GfdFlags {
@@ -54,10 +63,11 @@ struct Flags {
   std::string mps_root;
   std::string nvidia_driver_root = "/";
   std::string nvidia_dev_root;        // empty: same as nvidia_driver_root
+  bool gdrcopy_enabled = false;
   bool gds_enabled = false;
   bool mofed_enabled = false;
   bool use_node_feature_api = false;
-  std::string device_discovery_strategy = "auto";
+  std::string device_discovery_strategy = "auto";  // auto | nvml | tegra
   PluginFlags plugin;
   GfdFlags gfd;
 };
@@ -70,9 +80,12 @@ struct DeviceSelector {
   std::vector<std::string> ids;  // "0", "3", "GPU-1111..."
 };
 
+// Names are stored fully qualified: NVIDIA's parser prefixes a bare "gpu" with "nvidia.com/", and
+// so does this one (NormalizeResourceName).
 struct ReplicatedResource {
   std::string name;     // e.g. nvidia.com/gpu
-  std::string rename;   // empty: not renamed (or <name>.shared when renameByDefault)
+  std::string rename;   // as written; empty: not renamed (or <name>.shared when renameByDefault
+                        // and replicas > 1, applied by ResolveResources)
   DeviceSelector devices;
   int replicas = 1;
   // gpu-slicer extensions.
@@ -80,6 +93,10 @@ struct ReplicatedResource {
   bool allow_opt_out = false;
   int line = 0;  // where the entry starts in the file, for messages
 };
+
+// The largest accepted `replicas`. NVIDIA has no limit; a typo such as 10000 would make the plugin
+// advertise that many devices per GPU and overflow the kubelet's ListAndWatch message.
+inline constexpr int kMaxReplicas = 4096;
 
 struct TimeSlicing {
   bool rename_by_default = false;
@@ -100,7 +117,24 @@ struct Config {
   std::vector<ResourcePattern> mig_resources;
   TimeSlicing time_slicing;
   bool has_mps = false;  // sharing.mps present (rejected by validation: not supported)
+  // NVIDIA's `imex` and `health` sections, parsed so NVIDIA's files load. gpu-slicer's XID policy
+  // comes from the device-plugin's environment knobs (docs/config.md).
+  struct Imex {
+    std::vector<int> channel_ids;
+    bool required = false;
+  } imex;
+  struct Health {
+    bool disabled = false;
+    std::vector<std::string> event_types;
+    std::vector<uint64_t> ignored_xids;
+    bool critical_xids_all = true;
+    std::vector<uint64_t> critical_xids;
+  } health;
 };
+
+// Config files larger than this are rejected before YAML parsing: a ConfigMap holds at most
+// 1 MiB, so anything bigger is not a config file, and yaml-cpp's memory use grows with the input.
+inline constexpr size_t kMaxConfigBytes = 4 << 20;
 
 struct ConfigError {
   std::string path;     // YAML path, e.g. "sharing.timeSlicing.resources[0].replicas"
@@ -116,7 +150,7 @@ struct ParseResult {
 };
 
 // Parses and validates one config file's text. Never throws; malformed YAML is an error with the
-// parser's line and column. `source` names the file in messages.
+// parser's line and column. Every problem is reported, not only the first.
 ParseResult Parse(std::string_view yaml_text);
 
 // Reads and parses a file. A missing or unreadable file is one error with path "" and line 0.
@@ -167,6 +201,16 @@ struct ResolvedResource {
 // with different replicas.
 absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& config,
                                                                const std::vector<GpuRef>& gpus);
+
+// NVIDIA's resource-name rule: a name without the "nvidia.com/" prefix gets it; the part after the
+// prefix must be a DNS-1123 subdomain and the whole at most 63 characters. InvalidArgument says
+// what is wrong.
+absl::StatusOr<std::string> NormalizeResourceName(std::string_view name);
+
+// NVIDIA's resources.gpus pattern match: '*' matches any run of characters, everything else is
+// literal, and the pattern may match anywhere in the product name (NVIDIA's regexp is unanchored:
+// "T4" matches "Tesla T4").
+bool MatchesPattern(std::string_view pattern, std::string_view product);
 
 std::string_view ToString(DeviceListStrategy s);
 std::string_view ToString(DeviceIdStrategy s);
