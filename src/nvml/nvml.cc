@@ -150,14 +150,13 @@ absl::StatusOr<OpenedLibrary> OpenLibrary(const LoadOptions& options) {
       if (void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) return OpenedLibrary{h, path};
       failures.push_back(dlerror());
     }
-    failures.push_back(absl::StrCat("not under ", options.driver_root, "/{",
-                                    absl::StrJoin(kLibDirs, ","), "}"));
+    failures.push_back(
+        absl::StrCat("not under ", options.driver_root, "/{", absl::StrJoin(kLibDirs, ","), "}"));
   }
   if (void* h = dlopen(kSoname, RTLD_NOW | RTLD_LOCAL)) return OpenedLibrary{h, LoadedPath(h)};
   failures.push_back(dlerror());
-  return absl::NotFoundError(absl::StrCat(kSoname,
-                                          " (the NVIDIA driver's NVML library) not found: ",
-                                          absl::StrJoin(failures, "; ")));
+  return absl::NotFoundError(absl::StrCat(
+      kSoname, " (the NVIDIA driver's NVML library) not found: ", absl::StrJoin(failures, "; ")));
 }
 
 // "00000000:3B:00.0" (NVML) -> "0000:3b:00.0" (sysfs).
@@ -169,8 +168,8 @@ std::string SysfsPciId(const std::string& bus_id) {
 }
 
 int ReadSysfsNumaNode(const std::string& sys_root, const std::string& bus_id) {
-  std::ifstream in(UnderRoot(sys_root, absl::StrCat("sys/bus/pci/devices/", SysfsPciId(bus_id),
-                                                    "/numa_node")));
+  std::ifstream in(
+      UnderRoot(sys_root, absl::StrCat("sys/bus/pci/devices/", SysfsPciId(bus_id), "/numa_node")));
   int node = -1;
   if (!(in >> node) || node < 0) return -1;
   return node;
@@ -296,9 +295,9 @@ class NvmlLibrary final : public Nvml {
  private:
   // NVML's error as a Status: "<call> failed for <subject>: <NVML string> (NVML error <n>)".
   absl::Status Error(nvmlReturn_t r, std::string_view call, std::string_view subject) const {
-    std::string message =
-        absl::StrCat(std::string(call), " failed", subject.empty() ? "" : " for ",
-                     std::string(subject), ": ", api_.error_string(r), " (NVML error ", static_cast<int>(r), ")");
+    std::string message = absl::StrCat(std::string(call), " failed", subject.empty() ? "" : " for ",
+                                       std::string(subject), ": ", api_.error_string(r),
+                                       " (NVML error ", static_cast<int>(r), ")");
     switch (r) {
       case NVML_ERROR_NOT_FOUND:
         return absl::NotFoundError(message);
@@ -415,8 +414,9 @@ absl::StatusOr<std::unique_ptr<Nvml>> Load(const LoadOptions& options) {
     return s;
   }
   if (nvmlReturn_t r = api.init(); r != NVML_SUCCESS) {
-    absl::Status s = absl::UnavailableError(absl::StrCat(
-        "nvmlInit failed (", lib->path, "): ", api.error_string(r), " (NVML error ", static_cast<int>(r), ")"));
+    absl::Status s = absl::UnavailableError(
+        absl::StrCat("nvmlInit failed (", lib->path, "): ", api.error_string(r), " (NVML error ",
+                     static_cast<int>(r), ")"));
     dlclose(lib->handle);
     return s;
   }

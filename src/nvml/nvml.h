@@ -1,10 +1,10 @@
 // Access to the NVIDIA driver's management library, loaded at run time.
 //
 // `libnvidia-ml.so.1` is opened by soname (searched under the driver root first, then through the
-// dynamic loader; see LoadOptions) and every symbol is looked up once into a typed pointer, preferring the newest
-// versioned name (e.g. nvmlDeviceGetCount_v2). A missing library or symbol is an error returned
-// from Load(), never a crash. Tests swap in the fake library from tests/fakes by putting its
-// directory first on LD_LIBRARY_PATH; this code has no test branches.
+// dynamic loader; see LoadOptions) and every symbol is looked up once into a typed pointer,
+// preferring the newest versioned name (e.g. nvmlDeviceGetCount_v2). A missing library or symbol is
+// an error returned from Load(), never a crash. Tests swap in the fake library from tests/fakes by
+// putting its directory first on LD_LIBRARY_PATH; this code has no test branches.
 //
 // Thread-safety: after Load() succeeds all methods may be called from any thread.
 #ifndef SLICER_NVML_NVML_H_
@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,23 +23,23 @@
 namespace slicer::nvml {
 
 struct Device {
-  std::string uuid;          // "GPU-1111..."
-  int index = 0;             // NVML index (what NVIDIA_VISIBLE_DEVICES=0 means)
-  std::string name;          // "Tesla T4"
-  uint64_t memory_bytes = 0; // total framebuffer memory
-  int numa_node = -1;        // -1 when unknown
-  int cc_major = 0;          // compute capability
+  std::string uuid;           // "GPU-1111..."
+  int index = 0;              // NVML index (what NVIDIA_VISIBLE_DEVICES=0 means)
+  std::string name;           // "Tesla T4"
+  uint64_t memory_bytes = 0;  // total framebuffer memory
+  int numa_node = -1;         // -1 when unknown
+  int cc_major = 0;           // compute capability
   int cc_minor = 0;
-  std::string pci_bus_id;    // "00000000:00:1E.0"
-  int minor_number = -1;     // /dev/nvidia<minor>
+  std::string pci_bus_id;  // "00000000:00:1E.0"
+  int minor_number = -1;   // /dev/nvidia<minor>
   // <dev_root>/dev/nvidia<minor>, whether or not the node exists yet (see LoadOptions::dev_root).
   std::vector<std::string> device_paths;
 };
 
 struct System {
-  std::string driver_version;  // "580.159.04"
-  int cuda_driver_version = 0; // e.g. 13000 for CUDA 13.0
-  std::vector<Device> devices; // ordered by index
+  std::string driver_version;   // "580.159.04"
+  int cuda_driver_version = 0;  // e.g. 13000 for CUDA 13.0
+  std::vector<Device> devices;  // ordered by index
   // Device nodes every GPU container needs besides its own /dev/nvidia<minor>: those of
   // nvidiactl, nvidia-uvm, nvidia-uvm-tools, nvidia-modeset (in that order) that exist under
   // <dev_root>/dev, named as <dev_root>/dev/<name>.
@@ -74,6 +75,10 @@ class Nvml {
 };
 
 struct LoadOptions {
+  LoadOptions() = default;
+  // Implicit so that callers write Load({driver_root}).
+  LoadOptions(std::string driver_root) : driver_root(std::move(driver_root)) {}  // NOLINT
+
   // Host directory where the driver is installed ("/" by default; "/run/nvidia/driver" under the
   // GPU operator). With a root other than "/", the library is first searched under
   // <root>/usr/lib64, <root>/usr/lib/x86_64-linux-gnu, <root>/usr/lib/aarch64-linux-gnu,

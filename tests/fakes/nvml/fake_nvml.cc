@@ -138,7 +138,7 @@ void ApplyLine(State& s, const std::string& line, bool deliver) {
 void CatchUp(State& s, bool deliver) {
   if (s.events_path.empty()) return;
   struct stat st;
-  if (stat(s.events_path.c_str(), &st) != 0) return;  // not there yet
+  if (stat(s.events_path.c_str(), &st) != 0) return;      // not there yet
   if (st.st_size < s.events_offset) s.events_offset = 0;  // truncated or replaced
   if (st.st_size == s.events_offset) return;
   std::ifstream in(s.events_path, std::ios::binary);
@@ -165,9 +165,9 @@ nvmlReturn_t CopyString(const std::string& value, char* out, unsigned int length
 }
 
 // Guards for the entry points: lock, check init, (optionally) validate the handle.
-#define FAKE_LOCK()                                \
-  State& s = S();                                  \
-  std::lock_guard<std::mutex> lock(s.mu);          \
+#define FAKE_LOCK()                       \
+  State& s = S();                         \
+  std::lock_guard<std::mutex> lock(s.mu); \
   if (s.init_count == 0) return NVML_ERROR_UNINITIALIZED
 
 #define FAKE_DEVICE(device)                                        \
@@ -213,17 +213,28 @@ FAKE_EXPORT nvmlReturn_t nvmlShutdown(void) {
 
 FAKE_EXPORT const char* nvmlErrorString(nvmlReturn_t result) {
   switch (result) {
-    case NVML_SUCCESS: return "Success";
-    case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
-    case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
-    case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
-    case NVML_ERROR_NOT_FOUND: return "Not Found";
-    case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
-    case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
-    case NVML_ERROR_TIMEOUT: return "Timeout";
-    case NVML_ERROR_GPU_IS_LOST: return "GPU is lost";
-    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH: return "Argument version mismatch";
-    default: return "Unknown Error";
+    case NVML_SUCCESS:
+      return "Success";
+    case NVML_ERROR_UNINITIALIZED:
+      return "Uninitialized";
+    case NVML_ERROR_INVALID_ARGUMENT:
+      return "Invalid Argument";
+    case NVML_ERROR_NOT_SUPPORTED:
+      return "Not Supported";
+    case NVML_ERROR_NOT_FOUND:
+      return "Not Found";
+    case NVML_ERROR_INSUFFICIENT_SIZE:
+      return "Insufficient Size";
+    case NVML_ERROR_DRIVER_NOT_LOADED:
+      return "Driver Not Loaded";
+    case NVML_ERROR_TIMEOUT:
+      return "Timeout";
+    case NVML_ERROR_GPU_IS_LOST:
+      return "GPU is lost";
+    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH:
+      return "Argument version mismatch";
+    default:
+      return "Unknown Error";
   }
 }
 
