@@ -1,0 +1,309 @@
+#include "src/arbiter/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+
+namespace slicer::arbiter {
+
+absl::StatusOr<Policy> ParsePolicy(std::string_view text) {
+  if (text == "fair") return Policy::kFair;
+  if (text == "priority") return Policy::kPriority;
+  if (text == "off") return Policy::kOff;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown policy \"", std::string(text), "\": use fair, priority or off"));
+}
+
+absl::StatusOr<Priority> ParsePriority(std::string_view text) {
+  if (text == "high") return Priority::kHigh;
+  if (text == "normal" || text.empty()) return Priority::kNormal;
+  if (text == "low") return Priority::kLow;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown priority \"", std::string(text), "\": use high, normal or low"));
+}
+
+const char* PolicyName(Policy p) {
+  switch (p) {
+    case Policy::kOff:
+      return "off";
+    case Policy::kFair:
+      return "fair";
+    case Policy::kPriority:
+      return "priority";
+  }
+  return "?";
+}
+
+const char* PriorityName(Priority p) {
+  switch (p) {
+    case Priority::kHigh:
+      return "high";
+    case Priority::kNormal:
+      return "normal";
+    case Priority::kLow:
+      return "low";
+  }
+  return "?";
+}
+
+GpuScheduler::GpuScheduler(const SchedulerConfig& config, const Clock& clock)
+    : config_(config), clock_(clock) {}
+
+int GpuScheduler::Class(const Client& c) const {
+  return config_.policy == Policy::kPriority ? static_cast<int>(c.priority) : 1;
+}
+
+Clock::Duration GpuScheduler::QuantumFor(const Client& c) const {
+  auto q = std::chrono::duration_cast<Clock::Duration>(config_.quantum * c.weight);
+  return std::clamp(q, config_.min_quantum, std::max(config_.min_quantum, config_.max_quantum));
+}
+
+void GpuScheduler::Decay(Client& c, Clock::TimePoint now) const {
+  if (now <= c.recent_at) return;
+  double dt = std::chrono::duration<double>(now - c.recent_at).count();
+  double tau = std::max(1e-3, std::chrono::duration<double>(config_.share_window).count());
+  c.recent *= std::exp(-dt / tau);
+  c.recent_at = now;
+}
+
+double GpuScheduler::ClassRecent(int cls, Clock::TimePoint now) const {
+  double sum = 0;
+  double tau = std::max(1e-3, std::chrono::duration<double>(config_.share_window).count());
+  for (const auto& [key, c] : clients_) {
+    if (cls >= 0 && Class(c) != cls) continue;
+    double dt = now > c.recent_at ? std::chrono::duration<double>(now - c.recent_at).count() : 0;
+    sum += c.recent * std::exp(-dt / tau);
+  }
+  return sum;
+}
+
+void GpuScheduler::Add(ClientKey key, double weight, Priority priority) {
+  weight = std::clamp(std::isfinite(weight) ? weight : 1.0, 0.001, 1e6);
+  auto [it, inserted] = clients_.try_emplace(key);
+  Client& c = it->second;
+  c.weight = weight;
+  c.priority = priority;
+  if (inserted) {
+    c.last_charge = clock_.Now();
+    c.recent_at = c.last_charge;
+  }
+}
+
+void GpuScheduler::EndLease(Client& c) {
+  c.holding = false;
+  c.revoked = false;
+  c.floor_grant = false;
+  c.quantum = Clock::Duration(0);
+}
+
+void GpuScheduler::Remove(ClientKey key) {
+  auto it = clients_.find(key);
+  if (it == clients_.end()) return;
+  holders_.erase(std::remove(holders_.begin(), holders_.end(), key), holders_.end());
+  clients_.erase(it);
+}
+
+void GpuScheduler::Request(ClientKey key) {
+  auto it = clients_.find(key);
+  if (it == clients_.end()) return;
+  Client& c = it->second;
+  if (c.holding || c.waiting) return;
+  // Idle time banks no credit: start at the least virtual time of the active clients.
+  double min_active = std::numeric_limits<double>::infinity();
+  for (const auto& [k, o] : clients_) {
+    if (k != key && (o.waiting || o.holding) && Class(o) == Class(c)) {
+      min_active = std::min(min_active, o.vtime);
+    }
+  }
+  if (std::isfinite(min_active)) c.vtime = std::max(c.vtime, min_active);
+  c.waiting = true;
+  c.wait_start = clock_.Now();
+}
+
+void GpuScheduler::Charge(ClientKey key, Clock::Duration busy) {
+  auto it = clients_.find(key);
+  if (it == clients_.end()) return;
+  Client& c = it->second;
+  Clock::TimePoint now = clock_.Now();
+  Clock::Duration wall = now - c.last_charge;
+  busy = std::clamp(busy, Clock::Duration(0), std::max(Clock::Duration(0), wall));
+  // The clamp budget is consumed by what was charged: a client cannot report the same wall time
+  // twice, but an under-report does not lose the rest of the budget.
+  c.last_charge += busy;
+  c.used += busy;
+  c.vtime += static_cast<double>(busy.count()) / c.weight;
+  Decay(c, now);
+  c.recent += static_cast<double>(busy.count());
+}
+
+void GpuScheduler::Release(ClientKey key, Clock::Duration busy, bool more_work) {
+  auto it = clients_.find(key);
+  if (it == clients_.end()) return;
+  Charge(key, busy);
+  Client& c = it->second;
+  if (c.holding) {
+    EndLease(c);
+    holders_.erase(std::remove(holders_.begin(), holders_.end(), key), holders_.end());
+    // Time between hand-overs is nobody's: the next charge window starts now.
+    c.last_charge = clock_.Now();
+  }
+  if (more_work) Request(key);
+}
+
+bool GpuScheduler::AnyWaiting(std::optional<ClientKey> except) const {
+  for (const auto& [k, c] : clients_) {
+    if (c.waiting && (!except || k != *except)) return true;
+  }
+  return false;
+}
+
+std::optional<ClientKey> GpuScheduler::PickNext(Clock::TimePoint now, bool* floor) const {
+  *floor = false;
+  // Best (least virtual time) waiter per class.
+  std::optional<ClientKey> best[3];
+  for (const auto& [k, c] : clients_) {
+    if (!c.waiting) continue;
+    int cls = Class(c);
+    if (!best[cls] || c.vtime < clients_.at(*best[cls]).vtime) best[cls] = k;
+  }
+  int top = -1;
+  for (int cls = 0; cls < 3; ++cls) {
+    if (best[cls]) {
+      top = cls;
+      break;
+    }
+  }
+  if (top < 0) return std::nullopt;
+  if (config_.policy == Policy::kPriority && config_.priority_floor > 0) {
+    double total = ClassRecent(-1, now);
+    if (total > 0) {
+      // The most starved lower class under its floor goes first.
+      int starved = -1;
+      double starved_share = config_.priority_floor;
+      for (int cls = top + 1; cls < 3; ++cls) {
+        if (!best[cls]) continue;
+        double share = ClassRecent(cls, now) / total;
+        if (share < starved_share) {
+          starved = cls;
+          starved_share = share;
+        }
+      }
+      if (starved >= 0) {
+        *floor = true;
+        return best[starved];
+      }
+    }
+  }
+  return best[top];
+}
+
+std::vector<Action> GpuScheduler::Poll() {
+  std::vector<Action> actions;
+  Clock::TimePoint now = clock_.Now();
+  if (config_.policy == Policy::kOff) {
+    for (auto& [k, c] : clients_) {
+      if (!c.waiting) continue;
+      c.waiting = false;
+      c.waited += now - c.wait_start;
+      c.holding = true;
+      c.grant_time = now;
+      ++c.grants;
+      holders_.push_back(k);
+      actions.push_back({Action::kGrant, k, Clock::Duration(0)});
+    }
+    return actions;
+  }
+  if (!holders_.empty()) {
+    ClientKey hk = holders_.front();
+    Client& h = clients_.at(hk);
+    if (h.revoked) {
+      if (now - h.revoke_time < config_.revoke_grace) return actions;
+      // Stuck or hostile: it loses the lease and pays for the wall time it kept.
+      Charge(hk, now - h.last_charge);
+      EndLease(h);
+      holders_.clear();
+      actions.push_back({Action::kForcedOff, hk, Clock::Duration(0)});
+    } else {
+      if (!AnyWaiting(hk)) return actions;
+      bool preempt = false;
+      if (config_.policy == Policy::kPriority && !h.floor_grant) {
+        for (const auto& [k, c] : clients_) {
+          if (c.waiting && Class(c) < Class(h)) preempt = true;
+        }
+      }
+      Clock::Duration q = h.quantum.count() > 0 ? h.quantum : QuantumFor(h);
+      if (preempt || now - h.grant_time >= q) {
+        h.revoked = true;
+        h.revoke_time = now;
+        actions.push_back({Action::kRevoke, hk, Clock::Duration(0)});
+      }
+      return actions;
+    }
+  }
+  bool floor = false;
+  std::optional<ClientKey> next = PickNext(now, &floor);
+  if (!next) return actions;
+  Client& c = clients_.at(*next);
+  c.waiting = false;
+  c.waited += now - c.wait_start;
+  c.holding = true;
+  c.revoked = false;
+  c.floor_grant = floor;
+  c.grant_time = now;
+  c.last_charge = now;
+  ++c.grants;
+  c.quantum = AnyWaiting(*next) ? QuantumFor(c) : Clock::Duration(0);
+  holders_.push_back(*next);
+  actions.push_back({Action::kGrant, *next, c.quantum});
+  return actions;
+}
+
+std::optional<Clock::TimePoint> GpuScheduler::NextDeadline() const {
+  if (config_.policy == Policy::kOff || holders_.empty()) return std::nullopt;
+  const Client& h = clients_.at(holders_.front());
+  if (h.revoked) return h.revoke_time + config_.revoke_grace;
+  if (!AnyWaiting(holders_.front())) return std::nullopt;
+  return h.grant_time + (h.quantum.count() > 0 ? h.quantum : QuantumFor(h));
+}
+
+ClientStats GpuScheduler::Stats(ClientKey key) const {
+  ClientStats s;
+  auto it = clients_.find(key);
+  if (it == clients_.end()) return s;
+  const Client& c = it->second;
+  Clock::TimePoint now = clock_.Now();
+  s.weight = c.weight;
+  s.priority = c.priority;
+  s.holding = c.holding;
+  s.waiting = c.waiting;
+  s.used = c.used;
+  s.waited = c.waited + (c.waiting ? now - c.wait_start : Clock::Duration(0));
+  s.grants = c.grants;
+  double total = ClassRecent(-1, now);
+  if (total > 0) {
+    double tau = std::max(1e-3, std::chrono::duration<double>(config_.share_window).count());
+    double dt = now > c.recent_at ? std::chrono::duration<double>(now - c.recent_at).count() : 0;
+    s.achieved_share = c.recent * std::exp(-dt / tau) / total;
+  }
+  double wsum = 0;
+  for (const auto& [k, o] : clients_) {
+    if (Class(o) == Class(c)) wsum += o.weight;
+  }
+  s.configured_share = wsum > 0 ? c.weight / wsum : 0;
+  return s;
+}
+
+std::vector<ClientKey> GpuScheduler::Clients() const {
+  std::vector<ClientKey> out;
+  for (const auto& [k, c] : clients_) out.push_back(k);
+  return out;
+}
+
+std::optional<ClientKey> GpuScheduler::Holder() const {
+  if (config_.policy == Policy::kOff || holders_.empty()) return std::nullopt;
+  return holders_.front();
+}
+
+}  // namespace slicer::arbiter

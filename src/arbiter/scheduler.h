@@ -1,0 +1,142 @@
+// The time-share scheduler of ONE GPU: who may submit work now, for how long, and who is next.
+//
+// Mechanism (the weighted lease of DESIGN.md): at most one client holds the GPU's lease; it
+// submits for a quantum (base quantum x weight), is asked to drain and hand over (a Revoke
+// action), and the next holder is the waiting client with the least virtual time (GPU time
+// charged / weight). Work-conserving: a client is only scheduled while it asks (Request), and a
+// lease granted while nobody else waits is open-ended (quantum 0): the lone active client runs
+// ungated until someone else asks. A client waking from idle starts at the smallest virtual time
+// of the active clients, so idling banks no credit.
+//
+// Policies: kFair (one class; weights split the time), kPriority (classes high > normal > low:
+// a waiting higher class preempts a lower holder at once; every lower class with work still gets
+// at least `priority_floor` of the recent GPU time), kOff (every request is granted open-ended at
+// once and nobody is revoked: caps and metrics only).
+//
+// Charging: the GPU time a client reports (Charge/Release) is clamped to the wall time since its
+// previous charge, so nobody can be charged, or charge itself, more than time that passed.
+//
+// Pure: no I/O and no threads; time comes from the Clock. The owner calls Poll() after every
+// event and when NextDeadline() passes, and sends the returned actions. Not thread-safe.
+#ifndef SLICER_ARBITER_SCHEDULER_H_
+#define SLICER_ARBITER_SCHEDULER_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "src/common/clock.h"
+
+namespace slicer::arbiter {
+
+enum class Policy { kOff, kFair, kPriority };
+enum class Priority { kHigh = 0, kNormal = 1, kLow = 2 };
+
+absl::StatusOr<Policy> ParsePolicy(std::string_view text);
+absl::StatusOr<Priority> ParsePriority(std::string_view text);
+const char* PolicyName(Policy p);
+const char* PriorityName(Priority p);
+
+struct SchedulerConfig {
+  Policy policy = Policy::kFair;
+  Clock::Duration quantum = std::chrono::milliseconds(20);  // per unit of weight
+  Clock::Duration min_quantum = std::chrono::milliseconds(5);
+  Clock::Duration max_quantum = std::chrono::milliseconds(200);
+  // kPriority: each lower class that has work gets at least this fraction of recent GPU time.
+  double priority_floor = 0.05;
+  // A holder that has not released this long after a Revoke loses the lease anyway (and is
+  // charged the wall time it held): a stuck or hostile client cannot keep the others out.
+  Clock::Duration revoke_grace = std::chrono::milliseconds(500);
+  // Time constant of the recent-usage averages (priority floor, achieved share).
+  Clock::Duration share_window = std::chrono::seconds(2);
+};
+
+using ClientKey = uint64_t;
+
+struct Action {
+  enum Kind { kGrant, kRevoke, kForcedOff };
+  Kind kind;
+  ClientKey client;
+  Clock::Duration quantum{0};  // kGrant: lease length; 0 = open-ended
+};
+
+struct ClientStats {
+  double weight = 1;
+  Priority priority = Priority::kNormal;
+  bool holding = false;
+  bool waiting = false;
+  Clock::Duration used{0};    // GPU time charged
+  Clock::Duration waited{0};  // time spent waiting for a lease (held back), current wait included
+  uint64_t grants = 0;
+  double achieved_share = 0;    // of the GPU time recently charged on this GPU
+  double configured_share = 0;  // weight / sum of weights of the GPU's clients (same class)
+};
+
+class GpuScheduler {
+ public:
+  GpuScheduler(const SchedulerConfig& config, const Clock& clock);
+
+  // A client attaches to this GPU. Weight > 0 (clamped to [0.001, 1e6]). Re-adding updates.
+  void Add(ClientKey key, double weight, Priority priority);
+  // The client is gone: its lease (if held) and its wait end now.
+  void Remove(ClientKey key);
+  // The client has work and wants the lease. No-op while it holds or already waits.
+  void Request(ClientKey key);
+  // Charges GPU time used (clamped to the wall time since the client's previous charge).
+  void Charge(ClientKey key, Clock::Duration busy);
+  // Ends the client's lease after charging `busy`; `more_work` queues it again. A Release from a
+  // client that does not hold the lease is only a charge (it raced a forced hand-over).
+  void Release(ClientKey key, Clock::Duration busy, bool more_work);
+
+  // Decisions due now: grants, revokes, forced hand-overs. Call after every event.
+  std::vector<Action> Poll();
+  // When Poll must run next (a quantum or a grace period ends); nullopt: only on events.
+  std::optional<Clock::TimePoint> NextDeadline() const;
+
+  bool Has(ClientKey key) const { return clients_.count(key) != 0; }
+  ClientStats Stats(ClientKey key) const;
+  std::vector<ClientKey> Clients() const;
+  std::optional<ClientKey> Holder() const;
+  const SchedulerConfig& config() const { return config_; }
+
+ private:
+  struct Client {
+    double weight = 1;
+    Priority priority = Priority::kNormal;
+    double vtime = 0;  // ns of GPU time per unit weight
+    bool waiting = false;
+    bool holding = false;
+    bool revoked = false;
+    bool floor_grant = false;  // granted to keep the priority floor: not preempted
+    Clock::TimePoint wait_start{};
+    Clock::TimePoint grant_time{};
+    Clock::TimePoint revoke_time{};
+    Clock::TimePoint last_charge{};
+    Clock::Duration quantum{0};  // of the current lease; 0 = open-ended
+    Clock::Duration used{0};
+    Clock::Duration waited{0};
+    uint64_t grants = 0;
+    double recent = 0;  // decayed GPU ns
+    Clock::TimePoint recent_at{};
+  };
+
+  int Class(const Client& c) const;
+  Clock::Duration QuantumFor(const Client& c) const;
+  void Decay(Client& c, Clock::TimePoint now) const;
+  double ClassRecent(int cls, Clock::TimePoint now) const;
+  std::optional<ClientKey> PickNext(Clock::TimePoint now, bool* floor) const;
+  bool AnyWaiting(std::optional<ClientKey> except) const;
+  void EndLease(Client& c);
+
+  SchedulerConfig config_;
+  const Clock& clock_;
+  std::map<ClientKey, Client> clients_;
+  std::vector<ClientKey> holders_;  // kOff: many; otherwise at most one
+};
+
+}  // namespace slicer::arbiter
+
+#endif  // SLICER_ARBITER_SCHEDULER_H_
