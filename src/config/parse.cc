@@ -525,26 +525,31 @@ void Parser::ReadPluginFlags(const Field& f, PluginFlags& plugin) {
       if (auto v = Bool(field, path)) plugin.pass_device_specs = *v;
     } else if (key == "deviceListStrategy") {
       // NVIDIA accepts one string or a list of strings.
-      std::vector<std::pair<std::string, Field>> items;
+      struct Item {
+        std::string text;
+        Field field;
+        std::string path;
+      };
+      std::vector<Item> items;
       if (KindOf(field.value) == Kind::kList) {
         for (size_t i = 0; i < field.value.size(); ++i) {
           Field item{field.key, field.value[i]};
-          if (auto v = String(item, Index(path, i))) items.emplace_back(*v, item);
+          if (auto v = String(item, Index(path, i))) items.push_back({*v, item, Index(path, i)});
         }
         if (field.value.size() == 0) {
           Error(path, MarkOf(field),
                 absl::StrCat("empty list; name at least one of ", ChoiceList(kListStrategies)));
         }
       } else if (auto v = String(field, path)) {
-        items.emplace_back(*v, field);
+        items.push_back({*v, field, path});
       }
       std::vector<DeviceListStrategy> out;
       bool ok = !items.empty();
-      for (const auto& [text, item] : items) {
+      for (const auto& [text, item, item_path] : items) {
         auto s = Pick(text, kListStrategies);
         if (!s) {
           ok = false;
-          Error(path, MarkOf(item),
+          Error(item_path, MarkOf(item),
                 absl::StrCat("unknown device list strategy \"", text, "\"; use one or more of ",
                              ChoiceList(kListStrategies)));
         } else if (std::find(out.begin(), out.end(), *s) == out.end()) {
