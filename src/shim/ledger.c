@@ -16,7 +16,8 @@ typedef struct {
   uint64_t magic;
   uint32_t version;
   uint32_t nslots;
-  uint64_t reserved[6];
+  uint64_t claimed; /* slots ever claimed (a prefix): sums scan only these */
+  uint64_t reserved[5];
 } ledger_header;
 
 typedef struct {
@@ -77,15 +78,27 @@ static int slot_held(slicer_ledger* l, int i) {
   return fl.l_type != F_UNLCK;
 }
 
-static uint64_t sum_slots(slicer_ledger* l) {
+/* How many slots to scan: the claimed prefix, bounded (the value comes from the file). */
+static int scan_count(slicer_ledger* l) {
+  uint64_t n = __atomic_load_n(&header(l)->claimed, __ATOMIC_SEQ_CST);
+  if (n > SLICER_LEDGER_SLOTS) n = SLICER_LEDGER_SLOTS;
+  if ((int)n <= l->slot) n = (uint64_t)l->slot + 1;
+  return (int)n;
+}
+
+static uint64_t sum_slots_upto(slicer_ledger* l, int n) {
   uint64_t sum = 0;
-  for (int i = 0; i < SLICER_LEDGER_SLOTS; ++i) {
+  for (int i = 0; i < n; ++i) {
     uint64_t v = i == l->slot ? l->mine : __atomic_load_n(&slot_at(l, i)->bytes, __ATOMIC_SEQ_CST);
     if (v > MAX_SLOT_BYTES) v = MAX_SLOT_BYTES;
     sum += v; /* at most 256 * 2^56 < 2^64: cannot wrap */
   }
   return sum;
 }
+
+/* The fast sum: the claimed prefix. The slow path and reports scan every slot. */
+static uint64_t sum_slots(slicer_ledger* l) { return sum_slots_upto(l, scan_count(l)); }
+static uint64_t sum_all_slots(slicer_ledger* l) { return sum_slots_upto(l, SLICER_LEDGER_SLOTS); }
 
 /* Header lock held. */
 static void reclaim_dead(slicer_ledger* l) {
@@ -97,6 +110,21 @@ static void reclaim_dead(slicer_ledger* l) {
       __atomic_store_n(&s->bytes, 0, __ATOMIC_SEQ_CST);
       __atomic_store_n(&s->pid, 0, __ATOMIC_RELAXED);
     }
+  }
+}
+
+/* Header lock held. Raises the claimed-prefix hint over every slot that holds bytes, so that a
+ * hint damaged in the file cannot hide charges from the fast sums. */
+static void repair_claimed(slicer_ledger* l) {
+  uint64_t need = 0;
+  for (int i = 0; i < SLICER_LEDGER_SLOTS; ++i) {
+    if (i == l->slot || __atomic_load_n(&slot_at(l, i)->bytes, __ATOMIC_SEQ_CST) != 0) {
+      need = (uint64_t)i + 1;
+    }
+  }
+  uint64_t claimed = __atomic_load_n(&header(l)->claimed, __ATOMIC_SEQ_CST);
+  if (claimed < need || claimed > SLICER_LEDGER_SLOTS) {
+    __atomic_store_n(&header(l)->claimed, need, __ATOMIC_SEQ_CST);
   }
 }
 
@@ -124,6 +152,10 @@ static int claim_slot(slicer_ledger* l) {
       __atomic_store_n(&s->bytes, l->mine, __ATOMIC_SEQ_CST);
       __atomic_store_n(&s->pid, (uint64_t)getpid(), __ATOMIC_RELAXED);
       l->slot = i;
+      uint64_t claimed = __atomic_load_n(&header(l)->claimed, __ATOMIC_SEQ_CST);
+      if (claimed < (uint64_t)i + 1 || claimed > SLICER_LEDGER_SLOTS) {
+        __atomic_store_n(&header(l)->claimed, (uint64_t)i + 1, __ATOMIC_SEQ_CST);
+      }
       return 0;
     }
   }
@@ -211,7 +243,8 @@ int slicer_ledger_reserve(slicer_ledger* l, uint64_t bytes, uint64_t cap, uint64
     header_lock(l);
     check_header(l);
     reclaim_dead(l);
-    sum = sum_slots(l);
+    repair_claimed(l);
+    sum = sum_all_slots(l);
     if (sum > cap) {
       l->mine -= bytes;
       sum -= bytes;
@@ -238,7 +271,8 @@ uint64_t slicer_ledger_used(slicer_ledger* l) {
   check_header(l);
   reclaim_dead(l);
   if (l->slot >= 0) __atomic_store_n(&slot_at(l, l->slot)->bytes, l->mine, __ATOMIC_SEQ_CST);
-  uint64_t sum = sum_slots(l);
+  repair_claimed(l);
+  uint64_t sum = sum_all_slots(l);
   header_unlock(l);
   pthread_mutex_unlock(&l->mu);
   return sum;

@@ -153,6 +153,8 @@ static void set_real(hook_entry* e, void* p) {
 typedef CUresult (*pfn_ctx_get_device)(CUdevice*);
 typedef CUresult (*pfn_device_get_uuid)(CUuuid*, CUdevice);
 typedef nvmlReturn_t (*pfn_nvml_get_uuid)(nvmlDevice_t, char*, unsigned int);
+typedef CUresult (*pfn_device_get_count)(int*);
+static pfn_device_get_count g_cuDeviceGetCount;
 static pfn_ctx_get_device g_cuCtxGetDevice;
 static pfn_device_get_uuid g_cuDeviceGetUuid;
 static pfn_nvml_get_uuid g_nvmlDeviceGetUUID;
@@ -181,6 +183,7 @@ static void cuda_init(void) {
   resolve_lib(LIB_CUDA, h);
   dlsym_fn real = slicer_real_dlsym();
   g_cuCtxGetDevice = (pfn_ctx_get_device)real(h, "cuCtxGetDevice");
+  g_cuDeviceGetCount = (pfn_device_get_count)real(h, "cuDeviceGetCount");
   g_cuDeviceGetUuid = (pfn_device_get_uuid)real(h, "cuDeviceGetUuid_v2");
   if (g_cuDeviceGetUuid == NULL) g_cuDeviceGetUuid = (pfn_device_get_uuid)real(h, "cuDeviceGetUuid");
 }
@@ -317,8 +320,22 @@ static CUresult gpu_for_ordinal(CUdevice dev, gpu_state** out) {
   return CUDA_SUCCESS;
 }
 
+/* 1 when the process sees exactly one device (the common container): then the current device is
+ * device 0 and the per-call cuCtxGetDevice, the costliest step of a cheap pool allocation, is
+ * skipped. A call made without a current context still fails in the driver and is credited. */
+static int g_single_device = -1; /* atomic: -1 not known yet */
+
 static CUresult current_gpu(gpu_state** out) {
   run_once(&g_cuda_once, cuda_init);
+  int single = __atomic_load_n(&g_single_device, __ATOMIC_ACQUIRE);
+  if (single < 0 && g_cuDeviceGetCount != NULL) {
+    int n = 0;
+    if (g_cuDeviceGetCount(&n) == CUDA_SUCCESS) {
+      single = n == 1;
+      __atomic_store_n(&g_single_device, single, __ATOMIC_RELEASE);
+    }
+  }
+  if (single == 1 && gpu_for_ordinal(0, out) == CUDA_SUCCESS) return CUDA_SUCCESS;
   if (g_cuCtxGetDevice == NULL) return CUDA_ERROR_NOT_INITIALIZED;
   CUdevice dev;
   CUresult r = g_cuCtxGetDevice(&dev);
