@@ -363,6 +363,12 @@ func TestPacking(t *testing.T) {
 		if wide != nil {
 			p := schedule(t, *wide, true, n)
 			r.wideWithOverlays = &p
+			// Why the chart's pool allows single-GPU sizes only: Karpenter fills one node as far as
+			// it goes before it compares prices. If this starts failing, Karpenter got
+			// price-aware packing and the chart's gpuCounts default deserves another look.
+			if p.cost+1e-9 < r.with.cost {
+				t.Errorf("n=%d: a pool allowing multi-GPU sizes planned %s at $%.3f/h, cheaper than single-GPU sizes ($%.3f/h); revisit karpenter.nodePool.gpuCounts", n, p.typeList(), p.cost, r.with.cost)
+			}
 		}
 		rows = append(rows, r)
 		t.Logf("n=%2d without: %-28s $%7.3f/h | with: %-18s $%6.3f/h", n, r.without.typeList(), r.without.cost, r.with.typeList(), r.with.cost)
