@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -317,6 +318,41 @@ TEST(NvmlNoLibraryTest, MissingLibraryIsNotFoundAndNamed) {
   EXPECT_EQ(nvml.status().code(), absl::StatusCode::kNotFound) << nvml.status();
   EXPECT_THAT(nvml.status().message(), HasSubstr("libnvidia-ml.so.1"));
   EXPECT_THAT(nvml.status().message(), HasSubstr("/nonexistent-driver-root"));
+}
+
+// The real driver (ctest label `gpu`, no LD_LIBRARY_PATH): skipped where there is none.
+TEST(NvmlGpuTest, RealDriverAnswers) {
+  absl::StatusOr<std::unique_ptr<Nvml>> nvml = Load({});
+  if (!nvml.ok()) GTEST_SKIP() << "no NVIDIA driver: " << nvml.status();
+  absl::StatusOr<System> system = (*nvml)->Discover();
+  ASSERT_TRUE(system.ok()) << system.status();
+  ASSERT_FALSE(system->devices.empty());
+  EXPECT_FALSE(system->driver_version.empty());
+  EXPECT_GT(system->cuda_driver_version, 0);
+  for (size_t i = 0; i < system->devices.size(); ++i) {
+    const Device& d = system->devices[i];
+    EXPECT_EQ(d.index, static_cast<int>(i));
+    EXPECT_EQ(d.uuid.rfind("GPU-", 0), 0u) << d.uuid;
+    EXPECT_GT(d.memory_bytes, 0u);
+    EXPECT_GE(d.cc_major, 3);
+    EXPECT_GE(d.minor_number, 0);
+    EXPECT_FALSE(d.pci_bus_id.empty());
+    EXPECT_TRUE((*nvml)->Probe(d.uuid).ok());
+    std::printf("gpu index=%d uuid=%s name=\"%s\" memory=%llu numa=%d cc=%d.%d pci=%s dev=%s\n",
+                d.index, d.uuid.c_str(), d.name.c_str(),
+                static_cast<unsigned long long>(d.memory_bytes), d.numa_node, d.cc_major,
+                d.cc_minor, d.pci_bus_id.c_str(), d.device_paths[0].c_str());
+  }
+  std::printf("driver=%s cuda=%d control=%zu\n", system->driver_version.c_str(),
+              system->cuda_driver_version, system->control_device_paths.size());
+  EXPECT_FALSE(system->control_device_paths.empty());
+  auto start = std::chrono::steady_clock::now();
+  auto none = (*nvml)->WaitForXid(std::chrono::milliseconds(300));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
+  EXPECT_EQ((*nvml)->Probe("GPU-00000000-0000-0000-0000-000000000000").code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace
