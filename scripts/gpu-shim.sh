@@ -4,7 +4,8 @@
 # SLICER_DAEMONS=OFF, runs the CPU tests and the `gpu`-labelled tests, checks JAX's sizing, and
 # measures the shim's overhead against the same runs without it. Results go under $OUT (default
 # out/gpu-shim); a short summary table is printed last.
-# Usage: scripts/gpu-shim.sh [all|tests|bench]
+# Usage: scripts/gpu-shim.sh [all|tests|bench|tests,bench]
+#   SLICER_GPU_TEST_REGEX limits the gpu-labelled tests run (ctest -R); SLICER_BENCH_ROUNDS (5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -48,12 +49,12 @@ if ! cmake -S . -B "$B" "${gen[@]}" -DSLICER_DAEMONS=OFF -DCMAKE_BUILD_TYPE=RelW
   exit 1
 fi
 
-if [[ $what == all || $what == tests ]]; then
+if [[ $what == all || $what == *tests* ]]; then
   say "CPU tests (fake driver)"
   ctest --test-dir "$B" -LE gpu -R 'shim|Shim|Ledger' --output-on-failure -j4 >"$OUT/ctest-cpu.log" 2>&1
   summary+=("cpu tests|$(grep -E 'tests passed' "$OUT/ctest-cpu.log" | tail -1)")
   say "GPU tests"
-  ctest --test-dir "$B" -L gpu -V >"$OUT/ctest-gpu.log" 2>&1
+  ctest --test-dir "$B" -L gpu -R "${SLICER_GPU_TEST_REGEX:-.}" -V >"$OUT/ctest-gpu.log" 2>&1
   grep -E '^[0-9]+: (ok|FAIL|\[|mem_get_info|allocated|at the cap|neighbour|model|capped|driver_paths|fill|async)' \
     "$OUT/ctest-gpu.log" | sed 's/^[0-9]*: //' | head -80
   grep -E 'Test +#[0-9]+: gpu_' "$OUT/ctest-gpu.log"
@@ -69,18 +70,20 @@ print("jax bytes_limit", s.get("bytes_limit"), "cap", 8589934592)' >"$OUT/jax.tx
   summary+=("jax bytes_limit (cap 8 GiB)|$(grep -o 'bytes_limit [0-9]*' "$OUT/jax.txt" || echo 'not run')")
 fi
 
-if [[ $what == all || $what == bench ]]; then
+if [[ $what == all || $what == *bench* ]]; then
   say "overhead: same binary with and without the shim, interleaved"
   nvcc -O2 -gencode=arch=compute_90,code=sm_90 bench/shim/overhead.cu -o /tmp/slicer-overhead
   bench="$OUT/bench.txt"
   : >"$bench"
-  for round in 1 2 3; do
+  pin=()
+  command -v taskset >/dev/null && pin=(taskset -c 2)
+  for round in $(seq "${SLICER_BENCH_ROUNDS:-5}"); do
     for cfg in base shim; do
       for args in "launch 100000" "alloc 2000 1048576" "async 100000 1048576"; do
         if [[ $cfg == base ]]; then
-          line=$(/tmp/slicer-overhead $args)
+          line=$("${pin[@]}" /tmp/slicer-overhead $args)
         else
-          line=$(tests/gpu/under_shim.sh "$B/libslicer.so" 68719476736 bench /tmp/slicer-overhead $args)
+          line=$(tests/gpu/under_shim.sh "$B/libslicer.so" 68719476736 bench "${pin[@]}" /tmp/slicer-overhead $args)
         fi
         echo "round=$round cfg=$cfg $line" | tee -a "$bench"
       done
