@@ -126,10 +126,12 @@ bool IsOneOf(const std::string& s, std::initializer_list<const char*> options) {
 bool LooksInt(const std::string& s) {
   size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
   if (i >= s.size()) return false;
-  if (s.compare(i, 2, "0x") == 0 || s.compare(i, 2, "0b") == 0) i += 2;
+  bool hex = s.compare(i, 2, "0x") == 0;
+  if (hex) i += 2;
   if (i >= s.size()) return false;
   for (; i < s.size(); ++i) {
-    if (!std::isxdigit(static_cast<unsigned char>(s[i])) && s[i] != '_') return false;
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (!(hex ? std::isxdigit(c) : std::isdigit(c)) && c != '_') return false;
   }
   return true;
 }
