@@ -88,6 +88,12 @@ func sortedCopy(s []string) []string {
 	return out
 }
 
+func sortedLines(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
 func equalSets(a, b []string) bool {
 	return sets.New(a...).Equal(sets.New(b...))
 }
@@ -177,9 +183,9 @@ func uuidIndex(gpus []gpu, uuid string) int {
 }
 
 // checkShim checks gpu-slicer's own injection: the memory cap (memory x k/N per GPU held) and the
-// preloaded shim, read-only.
-func checkShim(t *testing.T, gpus []gpu, opts *devicemanager.DeviceRunContainerOptions,
-	held map[string]int, replicas int) {
+// preloaded shim, mounted read-only from the shim folder, with an ld.so.preload naming it.
+func checkShim(t *testing.T, p *slicerPlugin, gpus []gpu,
+	opts *devicemanager.DeviceRunContainerOptions, held map[string]int, replicas int) {
 	t.Helper()
 	var want []string
 	for uuid, k := range held {
@@ -190,21 +196,27 @@ func checkShim(t *testing.T, gpus []gpu, opts *devicemanager.DeviceRunContainerO
 	if !equalSets(strings.Split(got, ","), want) {
 		t.Errorf("%s=%q, want the entries %v (memory x k/N per GPU)", memoryLimitsEnv, got, want)
 	}
-	mounts := map[string]bool{}
+	mounts := map[string]string{}
 	for _, m := range opts.Mounts {
-		if m.ContainerPath == shimInContainer || m.ContainerPath == preloadFile {
-			mounts[m.ContainerPath] = m.ReadOnly
+		if (m.ContainerPath == shimInContainer || m.ContainerPath == preloadFile) && m.ReadOnly {
+			mounts[m.ContainerPath] = m.HostPath
 		}
 	}
-	for _, p := range []string{shimInContainer, preloadFile} {
-		if ro, ok := mounts[p]; !ok || !ro {
-			t.Errorf("no read-only mount at %s (mounts: %+v)", p, opts.Mounts)
-		}
+	wantMounts := map[string]string{
+		shimInContainer: filepath.Join(p.shimDir, "libslicer.so"),
+		preloadFile:     filepath.Join(p.shimDir, "ld.so.preload"),
+	}
+	if fmt.Sprint(mounts) != fmt.Sprint(wantMounts) {
+		t.Errorf("read-only shim mounts (container: host) %v, want %v", mounts, wantMounts)
+	}
+	if data, err := os.ReadFile(wantMounts[preloadFile]); err != nil ||
+		strings.TrimSpace(string(data)) != shimInContainer {
+		t.Errorf("%s holds %q (%v), want %q", wantMounts[preloadFile], data, err, shimInContainer)
 	}
 }
 
 func TestAllocateEnvvar(t *testing.T) {
-	_, gpus, opts, held := allocateOne(t, 2)
+	n, gpus, opts, held := allocateOne(t, 2)
 	if len(held) != 1 {
 		t.Fatalf("2 replicas spread over GPUs %v", held)
 	}
@@ -221,17 +233,17 @@ func TestAllocateEnvvar(t *testing.T) {
 		t.Errorf("device specs %v, CDI devices %v, annotations %v: want none by default",
 			opts.Devices, opts.CDIDevices, opts.Annotations)
 	}
-	checkShim(t, gpus, opts, held, 4)
+	checkShim(t, n.p, gpus, opts, held, 4)
 }
 
 func TestAllocateEnvvarAcrossGPUs(t *testing.T) {
 	// 5 of 8 replicas cannot fit on one GPU: both UUIDs, each once.
-	_, gpus, opts, held := allocateOne(t, 5)
+	n, gpus, opts, held := allocateOne(t, 5)
 	got := strings.Split(envMap(opts)[visibleDevices], ",")
 	if len(got) != 2 || !equalSets(got, []string{gpus[0].uuid, gpus[1].uuid}) {
 		t.Errorf("%s=%q, want both GPU UUIDs, each once", visibleDevices, envMap(opts)[visibleDevices])
 	}
-	checkShim(t, gpus, opts, held, 4)
+	checkShim(t, n.p, gpus, opts, held, 4)
 }
 
 func TestAllocateIndexIDs(t *testing.T) {
@@ -439,7 +451,8 @@ func TestKubeletRestart(t *testing.T) {
 		t.Errorf("after re-admission devices %v, want %v", got, before)
 	}
 	optsAfter := k2.runOptions(pod, "app")
-	if a, b := describeOptions(optsBefore), describeOptions(optsAfter); a != b {
+	// Envs come from a map in the Allocate response: compare them as sets, in any order.
+	if a, b := sortedLines(describeOptions(optsBefore)), sortedLines(describeOptions(optsAfter)); a != b {
 		t.Errorf("run options changed across the kubelet restart:\nbefore\n%safter\n%s", a, b)
 	}
 	// The allocation still counts: 6 replicas are free, and they are exactly the others.
@@ -526,7 +539,7 @@ sharing:
 	if got := envMap(wo)[visibleDevices]; got != gpus[2].uuid {
 		t.Errorf("whole container %s=%q, want %q", visibleDevices, got, gpus[2].uuid)
 	}
-	checkShim(t, gpus, so, held, 4)
+	checkShim(t, n.p, gpus, so, held, 4)
 	if v, ok := envMap(wo)[memoryLimitsEnv]; ok {
 		t.Errorf("whole GPU container has %s=%q: replicas 1 is not shared", memoryLimitsEnv, v)
 	}

@@ -190,24 +190,28 @@ func (k *kubelet) resources(name string) (capacity, allocatable int64) {
 	return capacity, allocatable
 }
 
-// admitPod runs the kubelet's admission chain; an admitted pod becomes active.
+// admitPod runs the kubelet's admission chain as HandlePodAdditions does: the pod is in the pod
+// manager (so active) while it is admitted, and the other pods are the active ones; a rejected pod
+// is marked Failed, which makes it inactive.
 func (k *kubelet) admitPod(pod *v1.Pod) lifecycle.PodAdmitResult {
 	ctx := context.Background()
+	k.mu.Lock()
+	known := false
+	for _, p := range k.pods {
+		known = known || p.UID == pod.UID
+	}
+	if !known {
+		k.pods = append(k.pods, pod)
+	}
+	k.mu.Unlock()
 	attrs := &lifecycle.PodAdmitAttributes{Pod: pod, OtherPods: k.otherPods(pod),
 		Operation: lifecycle.AddOperation}
 	for _, h := range k.admit {
 		if r := h.Admit(ctx, attrs); !r.Admit {
+			k.deletePod(pod)
 			return r
 		}
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for _, p := range k.pods {
-		if p.UID == pod.UID {
-			return lifecycle.PodAdmitResult{Admit: true}
-		}
-	}
-	k.pods = append(k.pods, pod)
 	return lifecycle.PodAdmitResult{Admit: true}
 }
 

@@ -48,6 +48,7 @@ type slicerPlugin struct {
 	gpus       []gpu
 	configFile string
 	eventsFile string
+	shimDir    string   // host folder holding libslicer.so (a placeholder: nothing loads it here)
 	args       []string // extra flags
 
 	mu       sync.Mutex
@@ -91,6 +92,13 @@ func newSlicerPlugin(t *testing.T, socketDir string, gpus []gpu, config string,
 	writeFile(t, p.eventsFile, "")
 	p.configFile = filepath.Join(p.work, "config.yaml")
 	writeFile(t, p.configFile, config)
+	// Shared resources cap memory by default, and the plugin refuses capped allocations when the
+	// shim is not installed (fail closed): install a placeholder.
+	p.shimDir = filepath.Join(p.work, "shim")
+	if err := os.Mkdir(p.shimDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(p.shimDir, "libslicer.so"), "")
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
@@ -128,6 +136,7 @@ func (p *slicerPlugin) start() {
 		"--feature-file", "",
 		"--health-probe-interval", "100ms",
 		"--health-recovery-delay", "0s",
+		"--shim-dir", p.shimDir,
 	}, p.args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(),
