@@ -118,7 +118,7 @@ typedef struct {
   uint32_t priority;          /* slicer_arb_priority requested */
   char container[SLICER_ARB_TOKEN_LEN];     /* SLICER_CONTAINER_ID; "" when unset */
   char replicas[SLICER_ARB_REPLICAS_LEN];   /* SLICER_REPLICA_IDS; "" when unset */
-} slicer_arb_hello;
+} slicer_arb_hello_msg;
 #define SLICER_ARB_HELLO_FAIL_CLOSED 1u
 
 typedef struct {
@@ -130,14 +130,14 @@ typedef struct {
   uint64_t max_queued_ns; /* keep at most this much work queued while gated */
   uint32_t report_ms;    /* REPORT interval */
   uint32_t reserved;
-} slicer_arb_welcome;
+} slicer_arb_welcome_msg;
 
 typedef struct {
   slicer_arb_hdr h;
   uint32_t gpu; /* client's slot, < SLICER_ARB_MAX_GPUS */
   uint32_t reserved;
   char uuid[SLICER_ARB_UUID_LEN]; /* "GPU-..." or "MIG-..." */
-} slicer_arb_attach;
+} slicer_arb_attach_msg;
 
 /* REQUEST, GRANT, REVOKE carry one GPU slot. */
 typedef struct {
@@ -145,7 +145,7 @@ typedef struct {
   uint32_t gpu;
   uint32_t reserved;
   uint64_t quantum_ns; /* GRANT: lease length; 0 = open-ended (until REVOKE). Else 0. */
-} slicer_arb_lease;
+} slicer_arb_lease_msg;
 
 typedef struct {
   slicer_arb_hdr h;
@@ -154,32 +154,32 @@ typedef struct {
   uint64_t busy_total_ns; /* cumulative GPU busy time on this GPU since ATTACH (monotonic) */
   uint64_t mem_used;      /* bytes this process holds on the GPU */
   uint64_t mem_cap;       /* the container's cap on the GPU; 0: none */
-} slicer_arb_usage; /* RELEASE and REPORT */
+} slicer_arb_usage_msg; /* RELEASE and REPORT */
 
 typedef struct {
   slicer_arb_hdr h;
   uint32_t code; /* slicer_arb_error */
   uint32_t reserved;
   char text[200];
-} slicer_arb_err;
+} slicer_arb_err_msg;
 
 typedef struct {
   slicer_arb_hdr h;
-} slicer_arb_bye;
+} slicer_arb_bye_msg;
 
 /* The body size each type must have; 0 for an unknown type. */
 static inline uint32_t slicer_arb_size_of(uint32_t type) {
   switch (type) {
-    case SLICER_ARB_HELLO: return (uint32_t)sizeof(slicer_arb_hello);
-    case SLICER_ARB_WELCOME: return (uint32_t)sizeof(slicer_arb_welcome);
-    case SLICER_ARB_ATTACH: return (uint32_t)sizeof(slicer_arb_attach);
+    case SLICER_ARB_HELLO: return (uint32_t)sizeof(slicer_arb_hello_msg);
+    case SLICER_ARB_WELCOME: return (uint32_t)sizeof(slicer_arb_welcome_msg);
+    case SLICER_ARB_ATTACH: return (uint32_t)sizeof(slicer_arb_attach_msg);
     case SLICER_ARB_REQUEST:
     case SLICER_ARB_GRANT:
-    case SLICER_ARB_REVOKE: return (uint32_t)sizeof(slicer_arb_lease);
+    case SLICER_ARB_REVOKE: return (uint32_t)sizeof(slicer_arb_lease_msg);
     case SLICER_ARB_RELEASE:
-    case SLICER_ARB_REPORT: return (uint32_t)sizeof(slicer_arb_usage);
-    case SLICER_ARB_BYE: return (uint32_t)sizeof(slicer_arb_bye);
-    case SLICER_ARB_ERROR: return (uint32_t)sizeof(slicer_arb_err);
+    case SLICER_ARB_REPORT: return (uint32_t)sizeof(slicer_arb_usage_msg);
+    case SLICER_ARB_BYE: return (uint32_t)sizeof(slicer_arb_bye_msg);
+    case SLICER_ARB_ERROR: return (uint32_t)sizeof(slicer_arb_err_msg);
     default: return 0;
   }
 }
@@ -216,8 +216,8 @@ static inline int slicer_arb_str_ok(const char* s, unsigned long n) {
 
 #ifdef __cplusplus
 #include <type_traits>
-static_assert(sizeof(slicer_arb_hello) <= SLICER_ARB_MAX_MSG, "HELLO too large");
-static_assert(std::is_trivially_copyable_v<slicer_arb_hello>, "wire structs are PODs");
+static_assert(sizeof(slicer_arb_hello_msg) <= SLICER_ARB_MAX_MSG, "HELLO too large");
+static_assert(std::is_trivially_copyable_v<slicer_arb_hello_msg>, "wire structs are PODs");
 #endif
 
 #endif /* SLICER_COMMON_ARBITER_PROTOCOL_H_ */

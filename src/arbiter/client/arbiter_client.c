@@ -1,0 +1,656 @@
+/* The arbiter client (arbiter_client.h). Design:
+ *
+ * Each device slot has a state word read with one atomic load on the launch path:
+ *   PASS     launch freely: an open-ended lease (`lease` = 1), or no arbiter (fail-open), or a
+ *            device that was never attached
+ *   TIMED    a lease with a deadline: launch until the deadline, then hand over
+ *   IDLE     connected, no lease: the next launch sends REQUEST
+ *   WAIT     REQUEST sent: launches wait for GRANT
+ *   HANDOVER draining before RELEASE: launches wait
+ *   BLOCKED  fail-closed and the arbiter is unreachable: launches wait
+ *   RESTART  forked child: the next launch starts the connection thread
+ * Everything but the PASS/TIMED fast path runs under `mu`; the thread that owns the socket and
+ * the launching threads meet on `cv`. The socket is written under `send_mu` by either.
+ */
+#define _GNU_SOURCE
+#include "src/arbiter/client/arbiter_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "src/common/shim_contract.h"
+
+enum { ST_PASS = 0, ST_TIMED, ST_IDLE, ST_WAIT, ST_HANDOVER, ST_BLOCKED, ST_RESTART };
+
+typedef struct {
+  uint32_t state;     /* atomic */
+  int64_t deadline;   /* atomic; TIMED: monotonic ns */
+  int64_t busy_since; /* atomic; 0: nothing of ours queued */
+  uint64_t busy_total;      /* atomic; ns */
+  int64_t last_checkpoint;  /* atomic */
+  uint64_t mem_used, mem_cap; /* atomic */
+  /* Guarded by mu. */
+  int attached;
+  int attach_sent; /* on the current connection */
+  int lease;
+  int waiters;
+  char uuid[SLICER_ARB_UUID_LEN];
+} gpu_slot;
+
+struct slicer_arb_client {
+  char path[sizeof(((struct sockaddr_un*)0)->sun_path)];
+  slicer_arb_hello_msg hello;
+  int fail_closed_local;
+  int fail_closed;  /* atomic: local setting or the arbiter's (from WELCOME) */
+  int (*drain)(void*, int);
+  void* user;
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_mutex_t send_mu;
+  int fd; /* atomic; -1 when disconnected; closed under send_mu */
+  int wake[2];
+  pthread_t thread;
+  int thread_running; /* guarded by mu */
+  int stop;           /* atomic */
+  uint32_t seq;       /* atomic */
+
+  int64_t max_queued_ns; /* atomic */
+  uint32_t report_ms;    /* atomic */
+  uint64_t client_id;    /* atomic */
+  uint64_t grants, waited_ns, connects; /* atomic */
+  gpu_slot gpus[SLICER_ARB_MAX_GPUS];
+};
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void clog_line(const char* fmt, const char* a, long b) {
+  char buf[320];
+  int n = snprintf(buf, sizeof buf, "slicer-arbiter-client: pid=%d ", (int)getpid());
+  int m = snprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, a, b);
+  size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+  if (len > sizeof buf - 2) len = sizeof buf - 2;
+  buf[len++] = '\n';
+  ssize_t w = write(2, buf, len);
+  (void)w;
+}
+
+/* ---- Busy accounting ----------------------------------------------------------------------- */
+
+static void busy_start(gpu_slot* g, int64_t now) {
+  if (__atomic_load_n(&g->busy_since, __ATOMIC_RELAXED) != 0) return;
+  int64_t zero = 0;
+  __atomic_compare_exchange_n(&g->busy_since, &zero, now, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+static void busy_end(gpu_slot* g) {
+  int64_t since = __atomic_exchange_n(&g->busy_since, 0, __ATOMIC_ACQ_REL);
+  if (since != 0) {
+    int64_t d = mono_ns() - since;
+    if (d > 0) __atomic_fetch_add(&g->busy_total, (uint64_t)d, __ATOMIC_RELAXED);
+  }
+}
+
+static uint64_t busy_now(gpu_slot* g) {
+  uint64_t total = __atomic_load_n(&g->busy_total, __ATOMIC_RELAXED);
+  int64_t since = __atomic_load_n(&g->busy_since, __ATOMIC_RELAXED);
+  if (since != 0) {
+    int64_t d = mono_ns() - since;
+    if (d > 0) total += (uint64_t)d;
+  }
+  return total;
+}
+
+/* ---- Sending ------------------------------------------------------------------------------- */
+
+static int send_msg(slicer_arb_client* c, void* msg, uint32_t type) {
+  slicer_arb_init((slicer_arb_hdr*)msg, type, __atomic_add_fetch(&c->seq, 1, __ATOMIC_RELAXED));
+  pthread_mutex_lock(&c->send_mu);
+  int fd = __atomic_load_n(&c->fd, __ATOMIC_ACQUIRE);
+  int rc = -1;
+  if (fd >= 0) {
+    ssize_t n = send(fd, msg, slicer_arb_size_of(type), MSG_NOSIGNAL);
+    rc = n == (ssize_t)slicer_arb_size_of(type) ? 0 : -1;
+  }
+  pthread_mutex_unlock(&c->send_mu);
+  return rc;
+}
+
+static int send_lease(slicer_arb_client* c, uint32_t type, int dev) {
+  slicer_arb_lease_msg m;
+  memset(&m, 0, sizeof m);
+  m.gpu = (uint32_t)dev;
+  return send_msg(c, &m, type);
+}
+
+static int send_usage(slicer_arb_client* c, uint32_t type, int dev, int more_work) {
+  gpu_slot* g = &c->gpus[dev];
+  slicer_arb_usage_msg m;
+  memset(&m, 0, sizeof m);
+  m.gpu = (uint32_t)dev;
+  m.more_work = more_work ? 1 : 0;
+  m.busy_total_ns = busy_now(g);
+  m.mem_used = __atomic_load_n(&g->mem_used, __ATOMIC_RELAXED);
+  m.mem_cap = __atomic_load_n(&g->mem_cap, __ATOMIC_RELAXED);
+  return send_msg(c, &m, type);
+}
+
+static int send_attach(slicer_arb_client* c, int dev) {
+  slicer_arb_attach_msg m;
+  memset(&m, 0, sizeof m);
+  m.gpu = (uint32_t)dev;
+  memcpy(m.uuid, c->gpus[dev].uuid, sizeof m.uuid);
+  return send_msg(c, &m, SLICER_ARB_ATTACH);
+}
+
+static void set_state(gpu_slot* g, uint32_t st) { __atomic_store_n(&g->state, st, __ATOMIC_RELEASE); }
+static uint32_t get_state(gpu_slot* g) { return __atomic_load_n(&g->state, __ATOMIC_ACQUIRE); }
+
+/* The state of an attached slot without a connection. */
+static uint32_t unreachable_state(slicer_arb_client* c) {
+  return __atomic_load_n(&c->fail_closed, __ATOMIC_RELAXED) ? ST_BLOCKED : ST_PASS;
+}
+
+/* ---- Hand-over ----------------------------------------------------------------------------- */
+
+/* mu held; the slot holds a lease. Drains (mu released meanwhile), then RELEASEs. */
+static void handover(slicer_arb_client* c, int dev, int more_work) {
+  gpu_slot* g = &c->gpus[dev];
+  set_state(g, ST_HANDOVER);
+  pthread_mutex_unlock(&c->mu);
+  if (c->drain != NULL) c->drain(c->user, dev);
+  busy_end(g);
+  pthread_mutex_lock(&c->mu);
+  g->lease = 0;
+  if (get_state(g) == ST_HANDOVER) {
+    int more = more_work || g->waiters > 0;
+    if (send_usage(c, SLICER_ARB_RELEASE, dev, more) == 0) {
+      set_state(g, more ? ST_WAIT : ST_IDLE);
+    } else {
+      set_state(g, ST_IDLE); /* the connection thread will notice the loss */
+    }
+  }
+  pthread_cond_broadcast(&c->cv);
+}
+
+/* ---- Connection thread --------------------------------------------------------------------- */
+
+static void on_disconnected(slicer_arb_client* c) {
+  pthread_mutex_lock(&c->mu);
+  pthread_mutex_lock(&c->send_mu);
+  int fd = __atomic_exchange_n(&c->fd, -1, __ATOMIC_ACQ_REL);
+  if (fd >= 0) close(fd);
+  pthread_mutex_unlock(&c->send_mu);
+  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
+    gpu_slot* g = &c->gpus[i];
+    g->attach_sent = 0;
+    g->lease = 0;
+    if (g->attached && get_state(g) != ST_RESTART) set_state(g, unreachable_state(c));
+  }
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+static int connect_socket(const char* path) {
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  memcpy(addr.sun_path, path, strlen(path) + 1);
+  if (connect(fd, (struct sockaddr*)&addr, sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  struct timeval tv = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+/* Sends HELLO and waits (up to 2 s) for WELCOME. Returns 0, or -1 (closed). */
+static int handshake(slicer_arb_client* c, int fd) {
+  slicer_arb_hello_msg h = c->hello;
+  slicer_arb_init(&h.h, SLICER_ARB_HELLO, __atomic_add_fetch(&c->seq, 1, __ATOMIC_RELAXED));
+  if (send(fd, &h, sizeof h, MSG_NOSIGNAL) != (ssize_t)sizeof h) return -1;
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, 2000) != 1) return -1;
+  union {
+    slicer_arb_hdr h;
+    slicer_arb_welcome_msg w;
+    slicer_arb_err_msg e;
+    char raw[SLICER_ARB_MAX_MSG];
+  } buf;
+  ssize_t n = recv(fd, &buf, sizeof buf, 0);
+  if (n <= 0 || slicer_arb_check(&buf, n) != 0) return -1;
+  if (buf.h.type == SLICER_ARB_ERROR) {
+    buf.e.text[sizeof buf.e.text - 1] = '\0';
+    clog_line("level=error event=arbiter_refused detail=\"%s\" code=%ld", buf.e.text,
+              (long)buf.e.code);
+    return -1;
+  }
+  if (buf.h.type != SLICER_ARB_WELCOME) return -1;
+  __atomic_store_n(&c->client_id, buf.w.client_id, __ATOMIC_RELAXED);
+  __atomic_store_n(&c->fail_closed, c->fail_closed_local || buf.w.fail_closed != 0,
+                   __ATOMIC_RELAXED);
+  __atomic_store_n(&c->max_queued_ns, (int64_t)buf.w.max_queued_ns, __ATOMIC_RELAXED);
+  uint32_t r = buf.w.report_ms;
+  __atomic_store_n(&c->report_ms, r < 50 ? 50 : (r > 60000 ? 60000 : r), __ATOMIC_RELAXED);
+  return 0;
+}
+
+/* After the handshake: the connection becomes the client's; attached slots are declared. */
+static void on_connected(slicer_arb_client* c, int fd) {
+  pthread_mutex_lock(&c->mu);
+  __atomic_store_n(&c->fd, fd, __ATOMIC_RELEASE);
+  __atomic_add_fetch(&c->connects, 1, __ATOMIC_RELAXED);
+  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
+    gpu_slot* g = &c->gpus[i];
+    if (!g->attached) continue;
+    if (send_attach(c, i) == 0) g->attach_sent = 1;
+    uint32_t st = get_state(g);
+    if (st == ST_PASS || st == ST_BLOCKED) set_state(g, ST_IDLE);
+  }
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void on_message(slicer_arb_client* c, const void* buf, ssize_t n) {
+  const slicer_arb_hdr* h = (const slicer_arb_hdr*)buf;
+  if (h->type == SLICER_ARB_ERROR) {
+    slicer_arb_err_msg e;
+    memcpy(&e, buf, sizeof e);
+    e.text[sizeof e.text - 1] = '\0';
+    clog_line("level=error event=arbiter_error detail=\"%s\" code=%ld", e.text, (long)e.code);
+    return;
+  }
+  if (h->type != SLICER_ARB_GRANT && h->type != SLICER_ARB_REVOKE) return;
+  slicer_arb_lease_msg m;
+  memcpy(&m, buf, sizeof m);
+  if (m.gpu >= SLICER_ARB_MAX_GPUS) return;
+  int dev = (int)m.gpu;
+  gpu_slot* g = &c->gpus[dev];
+  pthread_mutex_lock(&c->mu);
+  uint32_t st = get_state(g);
+  if (h->type == SLICER_ARB_GRANT) {
+    if (st == ST_WAIT || st == ST_IDLE) {
+      int64_t now = mono_ns();
+      g->lease = 1;
+      __atomic_add_fetch(&c->grants, 1, __ATOMIC_RELAXED);
+      __atomic_store_n(&g->last_checkpoint, now, __ATOMIC_RELAXED);
+      if (m.quantum_ns == 0) {
+        set_state(g, ST_PASS);
+      } else {
+        __atomic_store_n(&g->deadline, now + (int64_t)m.quantum_ns, __ATOMIC_RELAXED);
+        set_state(g, ST_TIMED);
+      }
+      pthread_cond_broadcast(&c->cv);
+    } else {
+      send_usage(c, SLICER_ARB_RELEASE, dev, 0); /* not wanted (any more) */
+    }
+  } else if (g->lease && (st == ST_PASS || st == ST_TIMED)) {
+    handover(c, dev, 0);
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void send_reports(slicer_arb_client* c) {
+  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
+    pthread_mutex_lock(&c->mu);
+    int sent = c->gpus[i].attach_sent;
+    pthread_mutex_unlock(&c->mu);
+    if (sent) send_usage(c, SLICER_ARB_REPORT, i, 0);
+  }
+}
+
+static void send_pending_attaches(slicer_arb_client* c) {
+  pthread_mutex_lock(&c->mu);
+  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
+    gpu_slot* g = &c->gpus[i];
+    if (g->attached && !g->attach_sent && send_attach(c, i) == 0) g->attach_sent = 1;
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* Sleeps `ms` unless woken; returns 1 when asked to stop. */
+static int nap(slicer_arb_client* c, int ms) {
+  struct pollfd p = {c->wake[0], POLLIN, 0};
+  if (poll(&p, 1, ms) > 0) {
+    char b[64];
+    ssize_t r = read(c->wake[0], b, sizeof b);
+    (void)r;
+  }
+  return __atomic_load_n(&c->stop, __ATOMIC_ACQUIRE);
+}
+
+static void* conn_thread(void* arg) {
+  slicer_arb_client* c = (slicer_arb_client*)arg;
+  int backoff_ms = 10;
+  int said_down = 0;
+  while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+    int fd = connect_socket(c->path);
+    if (fd >= 0 && handshake(c, fd) != 0) {
+      close(fd);
+      fd = -1;
+    }
+    if (fd < 0) {
+      if (!said_down) {
+        clog_line("level=warn event=arbiter_unreachable socket=%s retry_ms=%ld", c->path,
+                  (long)backoff_ms);
+        said_down = 1;
+      }
+      on_disconnected(c);
+      if (nap(c, backoff_ms)) break;
+      backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
+      continue;
+    }
+    said_down = 0;
+    backoff_ms = 10;
+    on_connected(c, fd);
+    int64_t next_report = mono_ns() + (int64_t)__atomic_load_n(&c->report_ms, __ATOMIC_RELAXED) *
+                                          1000000;
+    for (;;) {
+      int64_t now = mono_ns();
+      int timeout = next_report > now ? (int)((next_report - now) / 1000000) + 1 : 0;
+      struct pollfd p[2] = {{fd, POLLIN, 0}, {c->wake[0], POLLIN, 0}};
+      int r = poll(p, 2, timeout);
+      if (r < 0 && errno != EINTR) break;
+      if (r > 0 && (p[1].revents & POLLIN)) {
+        char b[64];
+        ssize_t k = read(c->wake[0], b, sizeof b);
+        (void)k;
+        if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+          slicer_arb_bye_msg bye;
+          send_msg(c, &bye, SLICER_ARB_BYE);
+          break;
+        }
+        send_pending_attaches(c);
+      }
+      if (r > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+        char buf[SLICER_ARB_MAX_MSG + 1];
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
+        if (n > 0 && slicer_arb_check(buf, n) == 0) on_message(c, buf, n);
+      }
+      if (mono_ns() >= next_report) {
+        send_reports(c);
+        next_report = mono_ns() + (int64_t)__atomic_load_n(&c->report_ms, __ATOMIC_RELAXED) *
+                                      1000000;
+      }
+    }
+    on_disconnected(c);
+  }
+  on_disconnected(c);
+  return NULL;
+}
+
+static int start_thread(slicer_arb_client* c) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  int rc = pthread_create(&c->thread, &attr, conn_thread, c);
+  pthread_attr_destroy(&attr);
+  if (rc == 0) c->thread_running = 1;
+  return rc;
+}
+
+static void poke(slicer_arb_client* c) {
+  char b = 1;
+  ssize_t w = write(c->wake[1], &b, 1);
+  (void)w;
+}
+
+/* ---- API ----------------------------------------------------------------------------------- */
+
+static void copy_str(char* dst, size_t n, const char* src) {
+  if (src == NULL) src = "";
+  size_t len = strlen(src);
+  if (len >= n) len = n - 1;
+  memcpy(dst, src, len);
+  dst[len] = '\0';
+}
+
+static const char* libc_getenv(const char* name) { return getenv(name); }
+
+slicer_arb_client* slicer_arb_start(const slicer_arb_options* opts) {
+  const char* (*ge)(const char*) = opts && opts->getenv_fn ? opts->getenv_fn : libc_getenv;
+  const char* path = opts && opts->socket_path ? opts->socket_path : ge(SLICER_ENV_ARBITER_SOCKET);
+  if (path == NULL || path[0] == '\0') return NULL;
+  slicer_arb_client* c = (slicer_arb_client*)calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  if (strlen(path) >= sizeof c->path) {
+    clog_line("level=error event=arbiter_socket_too_long socket=%s len=%ld", path,
+              (long)strlen(path));
+    free(c);
+    return NULL;
+  }
+  copy_str(c->path, sizeof c->path, path);
+  c->hello.pid = (int32_t)getpid();
+  copy_str(c->hello.container, sizeof c->hello.container,
+           opts && opts->container ? opts->container : ge(SLICER_ENV_CONTAINER_ID));
+  copy_str(c->hello.replicas, sizeof c->hello.replicas,
+           opts && opts->replicas ? opts->replicas : ge(SLICER_ENV_REPLICA_IDS));
+  uint32_t w = opts ? opts->weight_milli : 0;
+  if (w == 0) {
+    const char* ws = ge(SLICER_ENV_WEIGHT);
+    if (ws != NULL && ws[0] != '\0') {
+      double d = strtod(ws, NULL);
+      if (d > 0 && d < 1e6) w = (uint32_t)(d * 1000 + 0.5);
+    }
+  }
+  c->hello.weight_milli = w;
+  uint32_t prio = opts ? opts->priority : SLICER_ARB_PRIO_UNSET;
+  if (prio == SLICER_ARB_PRIO_UNSET) {
+    const char* ps = ge(SLICER_ENV_PRIORITY);
+    if (ps != NULL) {
+      if (strcmp(ps, "high") == 0) prio = SLICER_ARB_PRIO_HIGH;
+      else if (strcmp(ps, "normal") == 0) prio = SLICER_ARB_PRIO_NORMAL;
+      else if (strcmp(ps, "low") == 0) prio = SLICER_ARB_PRIO_LOW;
+    }
+  }
+  c->hello.priority = prio;
+  int fc = opts ? opts->fail_closed : -1;
+  if (fc < 0) {
+    const char* fs = ge(SLICER_ENV_ARBITER_FAIL_CLOSED);
+    fc = fs != NULL && strcmp(fs, "1") == 0;
+  }
+  c->fail_closed_local = fc;
+  c->fail_closed = fc;
+  if (fc) c->hello.flags |= SLICER_ARB_HELLO_FAIL_CLOSED;
+  c->drain = opts ? opts->drain : NULL;
+  c->user = opts ? opts->user : NULL;
+  c->fd = -1;
+  c->report_ms = 1000;
+  c->max_queued_ns = 10000000;
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_mutex_init(&c->send_mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&c->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+    free(c);
+    return NULL;
+  }
+  pthread_mutex_lock(&c->mu);
+  int rc = start_thread(c);
+  pthread_mutex_unlock(&c->mu);
+  if (rc != 0) {
+    close(c->wake[0]);
+    close(c->wake[1]);
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+int slicer_arb_attach(slicer_arb_client* c, int dev, const char* uuid) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS || uuid == NULL ||
+      strlen(uuid) >= SLICER_ARB_UUID_LEN) {
+    return -1;
+  }
+  gpu_slot* g = &c->gpus[dev];
+  pthread_mutex_lock(&c->mu);
+  if (!g->attached) {
+    copy_str(g->uuid, sizeof g->uuid, uuid);
+    g->attached = 1;
+    if (__atomic_load_n(&c->fd, __ATOMIC_ACQUIRE) >= 0) {
+      if (send_attach(c, dev) == 0) g->attach_sent = 1;
+      set_state(g, ST_IDLE);
+    } else if (get_state(g) != ST_RESTART) {
+      set_state(g, unreachable_state(c));
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  return 0;
+}
+
+static int checkpoint_due(slicer_arb_client* c, gpu_slot* g, int64_t now) {
+  int64_t last = __atomic_load_n(&g->last_checkpoint, __ATOMIC_RELAXED);
+  int64_t limit = __atomic_load_n(&c->max_queued_ns, __ATOMIC_RELAXED);
+  if (limit > 0 && now - last >= limit) {
+    __atomic_store_n(&g->last_checkpoint, now, __ATOMIC_RELAXED);
+    return SLICER_ARB_CHECKPOINT;
+  }
+  return SLICER_ARB_GO;
+}
+
+static int launch_slow(slicer_arb_client* c, int dev) {
+  gpu_slot* g = &c->gpus[dev];
+  int64_t t0 = 0;
+  pthread_mutex_lock(&c->mu);
+  for (;;) {
+    uint32_t st = get_state(g);
+    if (st == ST_RESTART) {
+      if (!c->thread_running) start_thread(c);
+      for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
+        if (get_state(&c->gpus[i]) == ST_RESTART) set_state(&c->gpus[i], unreachable_state(c));
+      }
+      continue;
+    }
+    if (st == ST_PASS) break;
+    if (st == ST_TIMED) {
+      if (mono_ns() < __atomic_load_n(&g->deadline, __ATOMIC_RELAXED)) break;
+      handover(c, dev, 1);
+      continue;
+    }
+    if (st == ST_IDLE) {
+      if (send_lease(c, SLICER_ARB_REQUEST, dev) == 0) {
+        set_state(g, ST_WAIT);
+        continue;
+      }
+    }
+    /* WAIT, HANDOVER, BLOCKED, or IDLE on a broken connection: wait for the other thread. */
+    if (t0 == 0) t0 = mono_ns();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += 100000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec += 1;
+      ts.tv_nsec -= 1000000000;
+    }
+    ++g->waiters;
+    pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+    --g->waiters;
+  }
+  pthread_mutex_unlock(&c->mu);
+  int64_t now = mono_ns();
+  if (t0 != 0) __atomic_fetch_add(&c->waited_ns, (uint64_t)(now - t0), __ATOMIC_RELAXED);
+  busy_start(g, now);
+  return get_state(g) == ST_TIMED ? checkpoint_due(c, g, now) : SLICER_ARB_GO;
+}
+
+int slicer_arb_launch(slicer_arb_client* c, int dev) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return SLICER_ARB_GO;
+  gpu_slot* g = &c->gpus[dev];
+  uint32_t st = get_state(g);
+  if (st == ST_PASS) {
+    if (__atomic_load_n(&g->busy_since, __ATOMIC_RELAXED) == 0) busy_start(g, mono_ns());
+    return SLICER_ARB_GO;
+  }
+  if (st == ST_TIMED) {
+    int64_t now = mono_ns();
+    if (now < __atomic_load_n(&g->deadline, __ATOMIC_RELAXED)) {
+      busy_start(g, now);
+      return checkpoint_due(c, g, now);
+    }
+  }
+  return launch_slow(c, dev);
+}
+
+void slicer_arb_synced(slicer_arb_client* c, int dev) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
+  busy_end(&c->gpus[dev]);
+}
+
+void slicer_arb_memory(slicer_arb_client* c, int dev, uint64_t used, uint64_t cap) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
+  __atomic_store_n(&c->gpus[dev].mem_used, used, __ATOMIC_RELAXED);
+  __atomic_store_n(&c->gpus[dev].mem_cap, cap, __ATOMIC_RELAXED);
+}
+
+void slicer_arb_after_fork_child(slicer_arb_client* c) {
+  if (c == NULL) return;
+  /* Only this thread exists now: locks held by others at fork time are re-made. */
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_mutex_init(&c->send_mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&c->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (c->fd >= 0) close(c->fd);
+  c->fd = -1;
+  c->thread_running = 0;
+  c->seq = 0;
+  c->hello.pid = (int32_t)getpid();
+  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
+    gpu_slot* g = &c->gpus[i];
+    g->lease = 0;
+    g->waiters = 0;
+    g->attach_sent = 0;
+    g->busy_since = 0;
+    g->busy_total = 0;
+    set_state(g, g->attached ? ST_RESTART : ST_PASS);
+  }
+}
+
+void slicer_arb_stop(slicer_arb_client* c) {
+  if (c == NULL) return;
+  __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
+  poke(c);
+  pthread_mutex_lock(&c->mu);
+  int running = c->thread_running;
+  pthread_mutex_unlock(&c->mu);
+  if (running) pthread_join(c->thread, NULL);
+  close(c->wake[0]);
+  close(c->wake[1]);
+  pthread_cond_destroy(&c->cv);
+  pthread_mutex_destroy(&c->mu);
+  pthread_mutex_destroy(&c->send_mu);
+  free(c);
+}
+
+void slicer_arb_get_stats(slicer_arb_client* c, slicer_arb_stats* out) {
+  memset(out, 0, sizeof *out);
+  if (c == NULL) return;
+  out->connected = __atomic_load_n(&c->fd, __ATOMIC_ACQUIRE) >= 0;
+  out->client_id = __atomic_load_n(&c->client_id, __ATOMIC_RELAXED);
+  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) out->busy_total_ns[i] = busy_now(&c->gpus[i]);
+  out->grants = __atomic_load_n(&c->grants, __ATOMIC_RELAXED);
+  out->waited_ns = __atomic_load_n(&c->waited_ns, __ATOMIC_RELAXED);
+  out->connects = __atomic_load_n(&c->connects, __ATOMIC_RELAXED);
+}

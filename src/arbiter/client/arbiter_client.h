@@ -1,0 +1,113 @@
+/* The arbiter's client side, for the shim (libslicer.so): gates kernel launches by the node
+ * arbiter's leases, reports GPU busy time and memory. Plain C, libc + pthreads only; nothing on
+ * the launch path allocates, locks or makes a system call while the process holds its lease.
+ *
+ * What the shim calls (docs/arbiter.md, "Shim integration"):
+ *   slicer_arb_start(&opts)        once, lazily (first launch), when SLICER_ARBITER_SOCKET is set
+ *   slicer_arb_attach(c, dev, uuid) when it first sees device ordinal `dev` (its UUID)
+ *   slicer_arb_launch(c, dev)       before every work submission on `dev` (cuLaunchKernel*,
+ *                                   cuLaunchCooperativeKernel*, cuGraphLaunch*, cuMemcpy*Async,
+ *                                   cuMemsetD*Async), EXCEPT on a stream that is capturing a
+ *                                   CUDA graph (nothing runs then: never block during capture);
+ *                                   on SLICER_ARB_CHECKPOINT, wait for earlier work first
+ *   slicer_arb_synced(c, dev)       after cuCtxSynchronize / cuStreamSynchronize / cuEvent-
+ *                                   Synchronize returned success and the process has nothing
+ *                                   else queued on `dev` (ends a busy interval)
+ *   slicer_arb_memory(c, dev, used, cap) after the ledger changes (stored; sent periodically)
+ *   slicer_arb_after_fork_child(c)  from the shim's pthread_atfork child handler
+ *
+ * Behaviour:
+ * - While the arbiter grants this process an open-ended lease (it is alone, or the policy is
+ *   `off`) or cannot be reached (fail-open, the default), slicer_arb_launch returns at once after
+ *   one atomic load and a clock read only when a busy interval starts.
+ * - Under contention it blocks until the arbiter grants a lease; when the lease's quantum ends,
+ *   or the arbiter revokes it, the process drains (opts.drain) and hands over.
+ * - A background thread owns the connection: it reconnects with back-off (10 ms .. 1 s) when the
+ *   arbiter goes away, sends REPORTs, and hands the lease back on REVOKE when the process is not
+ *   launching (so an idle process never holds up the others).
+ * - Fail-closed (SLICER_ARBITER_FAIL_CLOSED=1 or the arbiter said so in WELCOME): while the
+ *   arbiter is unreachable, slicer_arb_launch waits for it instead of running ungated.
+ *
+ * Thread-safe: every function may be called from any thread.
+ */
+#ifndef SLICER_ARBITER_CLIENT_ARBITER_CLIENT_H_
+#define SLICER_ARBITER_CLIENT_ARBITER_CLIENT_H_
+
+#include <stdint.h>
+
+#include "src/common/arbiter_protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct slicer_arb_client slicer_arb_client;
+
+typedef struct {
+  /* NULL: the environment (SLICER_ARBITER_SOCKET, SLICER_CONTAINER_ID, SLICER_REPLICA_IDS,
+   * SLICER_WEIGHT, SLICER_PRIORITY, SLICER_ARBITER_FAIL_CLOSED) through `getenv_fn`. */
+  const char* socket_path;
+  const char* container;
+  const char* replicas;
+  const char* (*getenv_fn)(const char* name); /* NULL: getenv */
+  uint32_t weight_milli;                      /* 0: from SLICER_WEIGHT, else none */
+  uint32_t priority;                          /* SLICER_ARB_PRIO_UNSET: from SLICER_PRIORITY */
+  int fail_closed;                            /* -1: from SLICER_ARBITER_FAIL_CLOSED */
+  /* Blocks until every piece of work this process queued on device `dev` has finished. Called
+   * from the library's thread or a launching thread, with no library lock held; must work from
+   * any thread (e.g. cuCtxPushCurrent of the device's primary context + cuCtxSynchronize + pop).
+   * Returns 0 on success; on failure the hand-over still happens. NULL: nothing to drain. */
+  int (*drain)(void* user, int dev);
+  void* user;
+} slicer_arb_options;
+
+/* Returns of slicer_arb_launch. */
+#define SLICER_ARB_GO 0
+/* Go, but first wait for the work queued so far on this stream (e.g. record an event and wait
+ * for the previous checkpoint's event, or synchronize the stream): keeps the queued work small
+ * so that a hand-over is quick. Only returned while the GPU is contended. */
+#define SLICER_ARB_CHECKPOINT 1
+
+/* Starts the client: copies the options, starts the connection thread, returns at once (never
+ * waits for the arbiter). NULL when no socket path is configured or resources are exhausted:
+ * the shim then runs ungated. */
+slicer_arb_client* slicer_arb_start(const slicer_arb_options* opts);
+
+/* Declares device ordinal `dev` (< SLICER_ARB_MAX_GPUS) with its UUID ("GPU-..."). Idempotent;
+ * launches on a device that was never attached are not gated. Returns 0, or -1 on a bad
+ * argument. */
+int slicer_arb_attach(slicer_arb_client* c, int dev, const char* uuid);
+
+/* Before submitting work on `dev`. Returns SLICER_ARB_GO or SLICER_ARB_CHECKPOINT; may block
+ * while another client holds the GPU. */
+int slicer_arb_launch(slicer_arb_client* c, int dev);
+
+/* After a synchronization that left nothing of this process queued on `dev`. */
+void slicer_arb_synced(slicer_arb_client* c, int dev);
+
+/* The process's memory on `dev` and the container's cap (0: none). */
+void slicer_arb_memory(slicer_arb_client* c, int dev, uint64_t used, uint64_t cap);
+
+/* In a forked child: the connection and thread are the parent's. The child reconnects on its
+ * first gated launch. */
+void slicer_arb_after_fork_child(slicer_arb_client* c);
+
+/* Says BYE, stops the thread, frees the client. Launches must have stopped. */
+void slicer_arb_stop(slicer_arb_client* c);
+
+/* Introspection for tests and logs. */
+typedef struct {
+  int connected;
+  uint64_t client_id;
+  uint64_t busy_total_ns[SLICER_ARB_MAX_GPUS];
+  uint64_t grants;
+  uint64_t waited_ns; /* total time slicer_arb_launch blocked */
+  uint64_t connects;
+} slicer_arb_stats;
+void slicer_arb_get_stats(slicer_arb_client* c, slicer_arb_stats* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SLICER_ARBITER_CLIENT_ARBITER_CLIENT_H_ */
