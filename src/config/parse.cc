@@ -304,7 +304,10 @@ Fields Parser::MapFields(const YAML::Node& n, const std::string& path, std::stri
   }
   const Section& section = SectionAt(where);
   for (auto it = n.begin(); it != n.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // Copies, not references: yaml-cpp's iterator hands out a temporary pair proxy, and a
+    // reference to its members dangles (AddressSanitizer found this through the fuzzer).
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
     if (!key.IsScalar()) {
       Error(path, key, absl::StrCat("a key must be a plain name, got ", Describe(key)));
       continue;
@@ -315,7 +318,7 @@ Fields Parser::MapFields(const YAML::Node& n, const std::string& path, std::stri
       Error(key_path, key, UnknownKeyMessage(name, section, path.empty() ? "the top level" : path));
       continue;
     }
-    auto [prev, inserted] = out.emplace(name, Field{key, it->second});
+    auto [prev, inserted] = out.emplace(name, Field{key, value});
     if (!inserted) {
       Error(key_path, key,
             absl::StrCat("duplicate key \"", name, "\" (first at line ",
@@ -916,6 +919,32 @@ bool IsDns1123Subdomain(std::string_view s) {
   }
 }
 
+// The 1-based line of a "---" that starts a second document, or 0. Document markers sit at column
+// 0; a "---" before any content only opens the first document.
+int SecondDocumentLine(std::string_view text) {
+  bool content = false;
+  int line = 0;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view l = text.substr(pos, end - pos);
+    ++line;
+    bool marker = l.substr(0, 3) == "---" &&
+                  (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+    if (marker && content) return line;
+    if (marker) {
+      content = l.find_first_not_of(" \t\r", 3) != std::string_view::npos &&
+                l[l.find_first_not_of(" \t\r", 3)] != '#';
+    } else {
+      size_t first = l.find_first_not_of(" \t\r");
+      if (first != std::string_view::npos && l[first] != '#' && l[first] != '%') content = true;
+    }
+    pos = end + 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> NormalizeResourceName(std::string_view name) {
@@ -980,9 +1009,16 @@ ParseResult Parse(std::string_view yaml_text) {
     result.errors.push_back({"", line, 0, "the file contains a NUL byte; it is not YAML text"});
     return result;
   }
-  std::vector<YAML::Node> docs;
+  if (int line = SecondDocumentLine(yaml_text); line > 0) {
+    result.errors.push_back(
+        {"", line, 1, "more than one YAML document (---); a config file holds one"});
+    return result;
+  }
+  // YAML::Load, not LoadAll: yaml-cpp 0.7's LoadAll can loop forever, appending null documents,
+  // on some malformed input (found by the fuzzer; fixed upstream by yaml-cpp PR #1319).
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(std::string(yaml_text));
+    root = YAML::Load(std::string(yaml_text));
   } catch (const YAML::Exception& e) {
     ConfigError err;
     if (e.mark.line >= 0) {
@@ -996,12 +1032,6 @@ ParseResult Parse(std::string_view yaml_text) {
     result.errors.push_back({"", 0, 0, absl::StrCat("invalid YAML: ", e.what())});
     return result;
   }
-  if (docs.size() > 1) {
-    result.errors.push_back({"", docs[1].Mark().line + 1, 0,
-                             "more than one YAML document (---); a config file holds one"});
-    return result;
-  }
-  YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
   try {
     Parser(result.errors).Run(root, result.config);
   } catch (const std::exception& e) {
