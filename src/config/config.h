@@ -194,11 +194,16 @@ struct ResolvedResource {
   bool allow_opt_out = false;
 };
 
-// Splits the node's GPUs between resources: each time-slicing entry takes the GPUs its
-// `devices` selects (matching `name` against resources.gpus); GPUs taken by no entry are
-// advertised whole under their base resource name. Errors: a selector naming an index or UUID
-// the node does not have, a GPU claimed by two entries, two entries producing the same name
-// with different replicas.
+// Splits the node's GPUs between resources: each GPU's base name is the first resources.gpus
+// pattern matching its product (no match: not advertised); each time-slicing entry takes the GPUs
+// of its `name` that `devices` selects and advertises them as `rename` (or <name>.shared with
+// renameByDefault and replicas > 1); GPUs taken by no entry are advertised whole (replicas 1)
+// under their base name. Entries whose resource the node lacks (MIG, other products) are
+// skipped. Results are ordered by their lowest GPU index; uuids by index.
+// Errors (InvalidArgument, every problem joined by "; ", each naming the entry's YAML path): a
+// selector naming an index or UUID the node does not have, a count larger than the node has, a
+// MIG device, a GPU of another resource, a GPU claimed by two entries, two resources producing
+// the same name with different replicas or memory settings.
 absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& config,
                                                                const std::vector<GpuRef>& gpus);
 
