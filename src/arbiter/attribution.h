@@ -17,9 +17,9 @@ inline constexpr char kPriorityAnnotation[] = "gpu-slicer.io/priority";
 
 struct PodRef {
   std::string ns, pod, container;
-  std::string uid;  // "" when unknown
-  std::optional<double> weight;        // from kWeightAnnotation
-  std::optional<Priority> priority;    // from kPriorityAnnotation
+  std::string uid;                   // "" when unknown
+  std::optional<double> weight;      // from kWeightAnnotation
+  std::optional<Priority> priority;  // from kPriorityAnnotation
   bool operator==(const PodRef& o) const {
     return ns == o.ns && pod == o.pod && container == o.container;
   }

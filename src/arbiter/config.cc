@@ -17,12 +17,13 @@ std::string Where(const std::string& name, const YAML::Node& n) {
 absl::StatusOr<Clock::Duration> Dur(const std::string& name, const std::string& key,
                                     const YAML::Node& n) {
   if (!n.IsScalar()) {
-    return absl::InvalidArgumentError(absl::StrCat(Where(name, n), ": ", key, " must be a duration"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(name, n), ": ", key, " must be a duration"));
   }
   auto d = ParseDuration(n.Scalar());
   if (!d.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(Where(name, n), ": ", key, ": ",
-                                                   std::string(d.status().message())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(name, n), ": ", key, ": ", std::string(d.status().message())));
   }
   return *d;
 }
@@ -151,8 +152,7 @@ absl::Status ValidateArbiterConfig(const ArbiterConfig& c) {
     return absl::InvalidArgumentError("priorityFloor must be between 0 and 0.5");
   }
   if (!(c.min_weight > 0 && c.min_weight <= c.max_weight && c.max_weight <= 1000)) {
-    return absl::InvalidArgumentError(
-        "weightOverride needs 0 < min <= max <= 1000");
+    return absl::InvalidArgumentError("weightOverride needs 0 < min <= max <= 1000");
   }
   if (c.scheduler.revoke_grace < milliseconds(1)) {
     return absl::InvalidArgumentError("revokeGrace must be at least 1ms");

@@ -27,13 +27,20 @@ constexpr int kMaxMessagesPerWakeup = 64;
 
 const char* ErrorName(uint32_t code) {
   switch (code) {
-    case SLICER_ARB_E_MALFORMED: return "malformed";
-    case SLICER_ARB_E_VERSION: return "version";
-    case SLICER_ARB_E_IDENTITY: return "identity";
-    case SLICER_ARB_E_STATE: return "state";
-    case SLICER_ARB_E_FLOOD: return "flood";
-    case SLICER_ARB_E_LIMIT: return "limit";
-    case SLICER_ARB_E_OVERSIZE: return "oversize";
+    case SLICER_ARB_E_MALFORMED:
+      return "malformed";
+    case SLICER_ARB_E_VERSION:
+      return "version";
+    case SLICER_ARB_E_IDENTITY:
+      return "identity";
+    case SLICER_ARB_E_STATE:
+      return "state";
+    case SLICER_ARB_E_FLOOD:
+      return "flood";
+    case SLICER_ARB_E_LIMIT:
+      return "limit";
+    case SLICER_ARB_E_OVERSIZE:
+      return "oversize";
   }
   return "other";
 }
@@ -61,10 +68,14 @@ bool ValidToken(const std::string& s) {
 std::string Escape(const std::string& v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -337,10 +348,12 @@ void Server::HandleMessage(Session& s, const char* buf, ssize_t n) {
       uint64_t delta = m.busy_total_ns > use.last_busy ? m.busy_total_ns - use.last_busy : 0;
       use.last_busy = std::max(use.last_busy, m.busy_total_ns);
       if (h.type == SLICER_ARB_RELEASE) {
-        sched.Release(s.id, Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(delta, INT64_MAX))),
+        sched.Release(s.id,
+                      Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(delta, INT64_MAX))),
                       m.more_work != 0);
       } else {
-        sched.Charge(s.id, Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(delta, INT64_MAX))));
+        sched.Charge(s.id,
+                     Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(delta, INT64_MAX))));
       }
       return;
     }
@@ -463,11 +476,11 @@ void Server::HandleHello(Session& s, const slicer_arb_hello_msg& m) {
     s.attributed = true;
   }
   if (pod && pod->weight) {
-    s.weight_override = std::clamp(*pod->weight, options_.config.min_weight,
-                                   options_.config.max_weight);
+    s.weight_override =
+        std::clamp(*pod->weight, options_.config.min_weight, options_.config.max_weight);
   } else if (options_.trust_claims && m.weight_milli > 0) {
-    s.weight_override = std::clamp(m.weight_milli / 1000.0, options_.config.min_weight,
-                                   options_.config.max_weight);
+    s.weight_override =
+        std::clamp(m.weight_milli / 1000.0, options_.config.min_weight, options_.config.max_weight);
   }
   if (pod && pod->priority) {
     s.priority = *pod->priority;
@@ -477,9 +490,9 @@ void Server::HandleHello(Session& s, const slicer_arb_hello_msg& m) {
   }
   slicer_arb_welcome_msg w{};
   w.client_id = s.id;
-  w.policy = options_.config.scheduler.policy == Policy::kOff      ? SLICER_ARB_POLICY_OFF
+  w.policy = options_.config.scheduler.policy == Policy::kOff    ? SLICER_ARB_POLICY_OFF
              : options_.config.scheduler.policy == Policy::kFair ? SLICER_ARB_POLICY_FAIR
-                                                                  : SLICER_ARB_POLICY_PRIORITY;
+                                                                 : SLICER_ARB_POLICY_PRIORITY;
   w.fail_closed = options_.config.fail_closed ? 1 : 0;
   w.quantum_ns = static_cast<uint64_t>(options_.config.scheduler.quantum.count());
   w.max_queued_ns = static_cast<uint64_t>(options_.config.max_queued.count());
@@ -692,9 +705,9 @@ std::string Server::RenderMetrics() const {
   }
   std::string out;
   auto labels = [](const SeriesKey& k) {
-    return absl::StrCat("namespace=\"", Escape(std::get<0>(k)), "\",pod=\"",
-                        Escape(std::get<1>(k)), "\",container=\"", Escape(std::get<2>(k)),
-                        "\",gpu=\"", Escape(std::get<3>(k)), "\"");
+    return absl::StrCat("namespace=\"", Escape(std::get<0>(k)), "\",pod=\"", Escape(std::get<1>(k)),
+                        "\",container=\"", Escape(std::get<2>(k)), "\",gpu=\"",
+                        Escape(std::get<3>(k)), "\"");
   };
   auto family = [&](const char* name, const char* type, const char* help, auto value,
                     bool live_only) {
@@ -709,26 +722,34 @@ std::string Server::RenderMetrics() const {
     std::snprintf(b, sizeof b, "%.9g", v);
     return std::string(b);
   };
-  family("slicer_arbiter_gpu_seconds_total", "counter",
-         "GPU time used (seconds), as charged by the arbiter.",
-         [&](const Row& r) { return num(r.gpu_seconds); }, false);
-  family("slicer_arbiter_held_back_seconds_total", "counter",
-         "Time spent waiting for a lease (seconds).",
-         [&](const Row& r) { return num(r.held_seconds); }, false);
-  family("slicer_arbiter_configured_share", "gauge",
-         "Share of the GPU's time the weights give (0..1).",
-         [&](const Row& r) { return num(r.configured); }, true);
-  family("slicer_arbiter_achieved_share", "gauge",
-         "Share of the GPU time recently used on this GPU (0..1).",
-         [&](const Row& r) { return num(r.achieved); }, true);
-  family("slicer_arbiter_weight", "gauge", "Scheduling weight in force.",
-         [&](const Row& r) { return num(r.weight); }, true);
-  family("slicer_arbiter_memory_used_bytes", "gauge", "GPU memory in use, as clients report it.",
-         [&](const Row& r) { return std::to_string(r.mem_used); }, true);
-  family("slicer_arbiter_memory_cap_bytes", "gauge", "GPU memory cap of the container (0: none).",
-         [&](const Row& r) { return std::to_string(r.mem_cap); }, true);
-  family("slicer_arbiter_clients", "gauge", "Connected client processes.",
-         [&](const Row& r) { return std::to_string(r.clients); }, true);
+  family(
+      "slicer_arbiter_gpu_seconds_total", "counter",
+      "GPU time used (seconds), as charged by the arbiter.",
+      [&](const Row& r) { return num(r.gpu_seconds); }, false);
+  family(
+      "slicer_arbiter_held_back_seconds_total", "counter",
+      "Time spent waiting for a lease (seconds).",
+      [&](const Row& r) { return num(r.held_seconds); }, false);
+  family(
+      "slicer_arbiter_configured_share", "gauge",
+      "Share of the GPU's time the weights give (0..1).",
+      [&](const Row& r) { return num(r.configured); }, true);
+  family(
+      "slicer_arbiter_achieved_share", "gauge",
+      "Share of the GPU time recently used on this GPU (0..1).",
+      [&](const Row& r) { return num(r.achieved); }, true);
+  family(
+      "slicer_arbiter_weight", "gauge", "Scheduling weight in force.",
+      [&](const Row& r) { return num(r.weight); }, true);
+  family(
+      "slicer_arbiter_memory_used_bytes", "gauge", "GPU memory in use, as clients report it.",
+      [&](const Row& r) { return std::to_string(r.mem_used); }, true);
+  family(
+      "slicer_arbiter_memory_cap_bytes", "gauge", "GPU memory cap of the container (0: none).",
+      [&](const Row& r) { return std::to_string(r.mem_cap); }, true);
+  family(
+      "slicer_arbiter_clients", "gauge", "Connected client processes.",
+      [&](const Row& r) { return std::to_string(r.clients); }, true);
   absl::StrAppend(&out,
                   "# HELP slicer_arbiter_gpu_clients Client processes attached per GPU.\n"
                   "# TYPE slicer_arbiter_gpu_clients gauge\n");

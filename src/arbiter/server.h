@@ -139,8 +139,8 @@ class Server {
 
   mutable std::mutex mu_;  // everything below; held by the loop while it handles events
   std::map<int, std::unique_ptr<Session>> sessions_;  // by fd
-  std::map<uint64_t, int> fd_of_;                      // session id -> fd
-  std::map<std::string, Gpu> gpus_;                    // by UUID
+  std::map<uint64_t, int> fd_of_;                     // session id -> fd
+  std::map<std::string, Gpu> gpus_;                   // by UUID
   std::map<std::string, Binding> token_owner_, replica_owner_, container_owner_;
   std::map<SeriesKey, Retired> retired_;
   std::map<std::string, uint64_t> errors_;  // by reason
