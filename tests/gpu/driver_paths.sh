@@ -26,19 +26,27 @@ for via in proc procv1 dlsym procdl; do
   expect "$out" "op=alloc:600M:$via result=0 fn=shim" "$via path wrapped"
   expect "$out" "op=alloc:600M:$via result=2 " "$via path capped"
 done
-out=$(run init async:600M:0 async:600M:2 freeasync async:600M:2 pool:600M defpool:500M:0 \
-  vmm:512M vmm:512M vmm:2M release vmm:2M managed:64M array:8192:8192 \
-  gpa:cuMemAlloc:13000:0 gpa:cuMemAllocAsync:13000:2 gpa:cuMemAllocAsync:13000:0 \
-  gpa:cuLaunchKernel:13000:0 gpa:cuLaunchKernel:13000:2 gpa:cuGetProcAddress:13000:0 \
-  gpa:cuMemAllocAsync:11000:0 gpa:cuNoSuchThing:13000:0 rtldnext 2>&1)
+out=$(run init async:600M:0 async:600M:2 freeasync async:600M:2 pool:600M defpool:500M:0 2>&1)
 echo "$out"
 expect "$out" "op=async:600M:2 result=2 " "cuMemAllocAsync_ptsz capped"
 expect "$out" "op=freeasync result=0" "cuMemFreeAsync"
-expect "$out" "op=pool:600M result=2" "pool allocation capped (600 MiB held already)"
+expect "$out" "op=pool:600M result=2" "pool allocation capped (1200 MiB held already)"
+out=$(run init vmm:512M vmm:512M vmm:2M release vmm:2M vmm:64M:host managed:64M 2>&1)
+echo "$out"
+expect "$out" "op=vmm:512M result=0" "cuMemCreate under the cap"
 expect "$out" "op=vmm:2M result=2" "cuMemCreate capped"
+expect "$out" "op=release result=0" "cuMemRelease"
+expect "$out" "op=vmm:2M result=0" "cuMemRelease gave the memory back"
+expect "$out" "op=managed:64M result=2" "managed memory counts against the cap"
+out=$(run init array:8192:8192 alloc:800M gpa:cuMemAlloc:13000:0 gpa:cuMemAllocAsync:13000:2 gpa:cuMemAllocAsync:13000:0 \
+  gpa:cuLaunchKernel:13000:0 gpa:cuLaunchKernel:13000:2 gpa:cuGetProcAddress:13000:0 \
+  gpa:cuMemAllocAsync:11000:0 gpa:cuNoSuchThing:13000:0 rtldnext 2>&1)
+echo "$out"
+expect "$out" "op=array:8192:8192 result=0" "array under the cap (256 MiB)"
+expect "$out" "op=alloc:800M result=2" "arrays count against the cap"
 expect "$out" "op=gpa:cuMemAlloc:13000:0 result=0 status=0 lib=shim name=cuMemAlloc_v2" "cuGetProcAddress cuMemAlloc -> cuMemAlloc_v2 wrapper"
 expect "$out" "op=gpa:cuMemAllocAsync:13000:2 result=0 status=0 lib=shim name=cuMemAllocAsync_ptsz" "per-thread flag -> _ptsz wrapper"
-expect "$out" "op=gpa:cuMemAllocAsync:13000:0 result=0 status=0 lib=shim name=cuMemAllocAsync " "default flag -> legacy wrapper"
+expect "$out" "op=gpa:cuMemAllocAsync:13000:0 result=0 status=0 lib=shim name=cuMemAllocAsync$" "default flag -> legacy wrapper"
 expect "$out" "op=gpa:cuLaunchKernel:13000:0 result=0 status=0 lib=driver" "unhooked cuLaunchKernel is the driver's own"
 expect "$out" "op=gpa:cuGetProcAddress:13000:0 result=0 status=0 lib=shim name=cuGetProcAddress_v2" "cuGetProcAddress itself wrapped"
 expect "$out" "op=gpa:cuMemAllocAsync:11000:0 result=[0-9]+ status=2" "version too old: VERSION_NOT_SUFFICIENT"
