@@ -31,13 +31,13 @@ echo "$out"
 expect "$out" "op=async:600M:2 result=2 " "cuMemAllocAsync_ptsz capped"
 expect "$out" "op=freeasync result=0" "cuMemFreeAsync"
 expect "$out" "op=pool:600M result=2" "pool allocation capped (1200 MiB held already)"
-out=$(run init vmm:512M vmm:512M vmm:2M release vmm:2M vmm:64M:host managed:64M 2>&1)
+out=$(run init vmm:512M vmm:512M vmm:2M release vmm:2M vmm:64M:host managed:600M 2>&1)
 echo "$out"
 expect "$out" "op=vmm:512M result=0" "cuMemCreate under the cap"
 expect "$out" "op=vmm:2M result=2" "cuMemCreate capped"
 expect "$out" "op=release result=0" "cuMemRelease"
 expect "$out" "op=vmm:2M result=0" "cuMemRelease gave the memory back"
-expect "$out" "op=managed:64M result=2" "managed memory counts against the cap"
+expect "$out" "op=managed:600M result=2" "managed memory counts against the cap (514 MiB held)"
 out=$(run init array:8192:8192 alloc:800M gpa:cuMemAlloc:13000:0 gpa:cuMemAllocAsync:13000:2 gpa:cuMemAllocAsync:13000:0 \
   gpa:cuLaunchKernel:13000:0 gpa:cuLaunchKernel:13000:2 gpa:cuGetProcAddress:13000:0 \
   gpa:cuMemAllocAsync:11000:0 gpa:cuNoSuchThing:13000:0 rtldnext 2>&1)
