@@ -44,8 +44,8 @@ std::string Summary(const config::Config& c) {
       devices = absl::StrCat(", devices ", absl::StrJoin(r.devices.ids, ","));
     }
     std::string from = name == r.name ? "" : absl::StrCat("from ", r.name, ", ");
-    std::string share = r.replicas > 1 ? absl::StrCat(r.replicas, " replicas")
-                                       : std::string("unshared");
+    std::string share =
+        r.replicas > 1 ? absl::StrCat(r.replicas, " replicas") : std::string("unshared");
     bool caps = r.enforce_memory.value_or(r.replicas > 1);
     parts.push_back(absl::StrCat(name, " (", from, share, devices,
                                  r.replicas > 1 && !caps ? ", no memory caps" : "", ")"));
@@ -55,8 +55,8 @@ std::string Summary(const config::Config& c) {
       parts.push_back(absl::StrCat(p.name, " (GPUs matching \"", p.pattern, "\", unshared)"));
     }
   }
-  return absl::StrCat(parts.size(), parts.size() == 1 ? " resource: " : " resources: ",
-                      absl::StrJoin(parts, ", "));
+  return absl::StrCat(
+      parts.size(), parts.size() == 1 ? " resource: " : " resources: ", absl::StrJoin(parts, ", "));
 }
 
 std::string ReadStdin() {
@@ -106,8 +106,7 @@ int ConfigMain(int argc, char** argv) {
   }
   int status = 0;
   for (const std::string& file : files) {
-    config::ParseResult r =
-        file == "-" ? config::Parse(ReadStdin()) : config::ParseFile(file);
+    config::ParseResult r = file == "-" ? config::Parse(ReadStdin()) : config::ParseFile(file);
     const std::string shown = file == "-" ? "<stdin>" : file;
     if (!r.ok()) {
       for (const config::ConfigError& e : r.errors) {

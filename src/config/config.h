@@ -62,7 +62,7 @@ struct Flags {
   bool fail_on_init_error = true;
   std::string mps_root;
   std::string nvidia_driver_root = "/";
-  std::string nvidia_dev_root;        // empty: same as nvidia_driver_root
+  std::string nvidia_dev_root;  // empty: same as nvidia_driver_root
   bool gdrcopy_enabled = false;
   bool gds_enabled = false;
   bool mofed_enabled = false;
@@ -83,9 +83,9 @@ struct DeviceSelector {
 // Names are stored fully qualified: NVIDIA's parser prefixes a bare "gpu" with "nvidia.com/", and
 // so does this one (NormalizeResourceName).
 struct ReplicatedResource {
-  std::string name;     // e.g. nvidia.com/gpu
-  std::string rename;   // as written; empty: not renamed (or <name>.shared when renameByDefault
-                        // and replicas > 1, applied by ResolveResources)
+  std::string name;    // e.g. nvidia.com/gpu
+  std::string rename;  // as written; empty: not renamed (or <name>.shared when renameByDefault
+                       // and replicas > 1, applied by ResolveResources)
   DeviceSelector devices;
   int replicas = 1;
   // gpu-slicer extensions.
@@ -144,8 +144,8 @@ struct ConfigError {
 };
 
 struct ParseResult {
-  Config config;                     // meaningful only when errors is empty
-  std::vector<ConfigError> errors;   // every problem found, in file order
+  Config config;                    // meaningful only when errors is empty
+  std::vector<ConfigError> errors;  // every problem found, in file order
   bool ok() const { return errors.empty(); }
 };
 
@@ -187,9 +187,9 @@ struct GpuRef {
   std::string product;  // name, for resources.gpus pattern matching
 };
 struct ResolvedResource {
-  std::string name;                 // final name after rename / renameByDefault
-  int replicas = 1;                 // 1: not shared
-  std::vector<std::string> uuids;   // GPUs it covers, by index order
+  std::string name;                // final name after rename / renameByDefault
+  int replicas = 1;                // 1: not shared
+  std::vector<std::string> uuids;  // GPUs it covers, by index order
   bool enforce_memory = false;
   bool allow_opt_out = false;
 };

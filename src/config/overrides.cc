@@ -23,9 +23,9 @@ struct Names {
   const char* cdi_annotation_prefix;
 };
 
-constexpr Names kEnvNames = {"MIG_STRATEGY",         "FAIL_ON_INIT_ERROR", "NVIDIA_DRIVER_ROOT",
-                             "PASS_DEVICE_SPECS",    "DEVICE_LIST_STRATEGY",
-                             "DEVICE_ID_STRATEGY",   "CDI_ANNOTATION_PREFIX"};
+constexpr Names kEnvNames = {"MIG_STRATEGY",         "FAIL_ON_INIT_ERROR",   "NVIDIA_DRIVER_ROOT",
+                             "PASS_DEVICE_SPECS",    "DEVICE_LIST_STRATEGY", "DEVICE_ID_STRATEGY",
+                             "CDI_ANNOTATION_PREFIX"};
 constexpr Names kFlagNames = {"--mig-strategy",         "--fail-on-init-error",
                               "--nvidia-driver-root",   "--pass-device-specs",
                               "--device-list-strategy", "--device-id-strategy",
@@ -35,8 +35,8 @@ absl::Status Apply(const Overrides& o, const Names& names, Config& c) {
   if (o.mig_strategy) {
     const std::string& v = *o.mig_strategy;
     if (v != "none" && v != "single" && v != "mixed") {
-      return absl::InvalidArgumentError(absl::StrCat(names.mig_strategy, ": unknown MIG strategy \"",
-                                                     v, "\"; use none, single or mixed"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          names.mig_strategy, ": unknown MIG strategy \"", v, "\"; use none, single or mixed"));
     }
     c.flags.mig_strategy = v;
   }

@@ -186,8 +186,8 @@ Kind KindOf(const YAML::Node& n) {
   if (tag == "tag:yaml.org,2002:null") return Kind::kNull;
   if (tag != "?") return Kind::kOther;
   if (IsOneOf(s, {"", "~", "null", "Null", "NULL"})) return Kind::kNull;
-  if (IsOneOf(s, {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "n",
-                  "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"})) {
+  if (IsOneOf(s, {"y", "Y", "yes", "Yes", "YES", "true",  "True",  "TRUE",  "on",  "On",  "ON",
+                  "n", "N", "no",  "No",  "NO",  "false", "False", "FALSE", "off", "Off", "OFF"})) {
     return Kind::kBool;
   }
   if (LooksInt(s)) return Kind::kInt;
@@ -262,9 +262,7 @@ class Parser {
   }
   // The value's position, or its key's when the value is empty (yaml-cpp gives an empty value
   // the position of whatever follows it).
-  YAML::Mark MarkOf(const Field& f) {
-    return f.value.IsNull() ? f.key.Mark() : f.value.Mark();
-  }
+  YAML::Mark MarkOf(const Field& f) { return f.value.IsNull() ? f.key.Mark() : f.value.Mark(); }
 
   // Reads a mapping against schema section `where`: reports a non-mapping, non-scalar keys,
   // duplicates and unknown keys. A missing section (null) reads as empty.
@@ -793,9 +791,9 @@ void Parser::ReadDevices(const Field& f, const std::string& path, DeviceSelector
       } else {
         Error(path, MarkOf(f),
               absl::StrCat("expected ", expected, ", got ", Describe(f.value),
-                           IsDeviceRef(f.value.Scalar()) ? "; a single device needs a list: [" +
-                                                               f.value.Scalar() + "]"
-                                                         : ""));
+                           IsDeviceRef(f.value.Scalar())
+                               ? "; a single device needs a list: [" + f.value.Scalar() + "]"
+                               : ""));
       }
       return;
     case Kind::kInt:
@@ -930,8 +928,8 @@ int SecondDocumentLine(std::string_view text) {
     if (end == std::string_view::npos) end = text.size();
     std::string_view l = text.substr(pos, end - pos);
     ++line;
-    bool marker = l.substr(0, 3) == "---" &&
-                  (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+    bool marker =
+        l.substr(0, 3) == "---" && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
     if (marker && content) return line;
     if (marker) {
       content = l.find_first_not_of(" \t\r", 3) != std::string_view::npos &&
@@ -952,8 +950,8 @@ absl::StatusOr<std::string> NormalizeResourceName(std::string_view name) {
   std::string full(name);
   if (full.rfind(kPrefix, 0) != 0) full = absl::StrCat(std::string(kPrefix), full);
   if (full.size() > 63) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "resource name \"", full, "\" is ", full.size(), " characters; at most 63 are allowed"));
+    return absl::InvalidArgumentError(absl::StrCat("resource name \"", full, "\" is ", full.size(),
+                                                   " characters; at most 63 are allowed"));
   }
   std::string_view rest = std::string_view(full).substr(kPrefix.size());
   if (!IsDns1123Subdomain(rest)) {
@@ -996,10 +994,10 @@ bool MatchesPattern(std::string_view pattern, std::string_view product) {
 ParseResult Parse(std::string_view yaml_text) {
   ParseResult result;
   if (yaml_text.size() > kMaxConfigBytes) {
-    result.errors.push_back({"", 0, 0,
-                             absl::StrCat("file is ", yaml_text.size(),
-                                          " bytes; a config file is at most ", kMaxConfigBytes,
-                                          " (a ConfigMap holds at most 1 MiB)")});
+    result.errors.push_back(
+        {"", 0, 0,
+         absl::StrCat("file is ", yaml_text.size(), " bytes; a config file is at most ",
+                      kMaxConfigBytes, " (a ConfigMap holds at most 1 MiB)")});
     return result;
   }
   if (yaml_text.find('\0') != std::string_view::npos) {

@@ -45,8 +45,8 @@ absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& con
   std::vector<std::string> errors;
   struct Out {
     ResolvedResource resource;
-    std::string origin;   // for messages: which entry (or "whole GPUs") produced it
-    size_t first_gpu;     // position in `sorted`, for output order
+    std::string origin;        // for messages: which entry (or "whole GPUs") produced it
+    size_t first_gpu;          // position in `sorted`, for output order
     std::vector<size_t> gpus;  // positions in `sorted`
   };
   std::vector<Out> outs;

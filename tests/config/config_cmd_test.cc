@@ -64,7 +64,8 @@ TEST(ConfigMain, ValidFilesPrintSummaryAndExitZero) {
 TEST(ConfigMain, NoSharingSummary) {
   Outcome r = Main({"validate", TestData("nvidia_readme_flags.yaml")});
   EXPECT_EQ(r.status, 0);
-  EXPECT_THAT(r.out, HasSubstr(": ok (1 resource: nvidia.com/gpu (GPUs matching \"*\", unshared))"));
+  EXPECT_THAT(r.out,
+              HasSubstr(": ok (1 resource: nvidia.com/gpu (GPUs matching \"*\", unshared))"));
 }
 
 TEST(ConfigMain, ErrorsAsFileLineColPath) {

@@ -182,9 +182,10 @@ sharing:
 
 TEST(Devices, BadForms) {
   auto err = [](const std::string& devices) {
-    return OneError("version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
-                    "    - name: gpu\n      replicas: 2\n      devices: " +
-                    devices + "\n");
+    return OneError(
+        "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
+        "    - name: gpu\n      replicas: 2\n      devices: " +
+        devices + "\n");
   };
   ConfigError e = err("some");
   EXPECT_EQ(e.path, "sharing.timeSlicing.resources[0].devices");
@@ -261,8 +262,9 @@ TEST(Errors, MisplacedKeySaysWhereItBelongs) {
   EXPECT_EQ(e.column, 3);
   EXPECT_THAT(e.message, HasSubstr("belongs under sharing.timeSlicing"));
 
-  e = OneError("version: v1\nsharing:\n  timeSlicing:\n    replicas: 4\n    resources:\n"
-               "    - {name: gpu, replicas: 2}\n");
+  e = OneError(
+      "version: v1\nsharing:\n  timeSlicing:\n    replicas: 4\n    resources:\n"
+      "    - {name: gpu, replicas: 2}\n");
   EXPECT_EQ(e.path, "sharing.timeSlicing.replicas");
   EXPECT_THAT(e.message, HasSubstr("belongs under sharing.timeSlicing.resources[]"));
 
@@ -292,8 +294,9 @@ TEST(Errors, WrongTypes) {
   EXPECT_EQ(e.line, 3);
   EXPECT_THAT(e.message, HasSubstr("got no value"));
 
-  e = OneError("version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
-               "    - {name: gpu, replicas: 2.5}\n");
+  e = OneError(
+      "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
+      "    - {name: gpu, replicas: 2.5}\n");
   EXPECT_EQ(e.path, "sharing.timeSlicing.resources[0].replicas");
   EXPECT_EQ(e.line, 5);
   EXPECT_EQ(e.column, 29);
@@ -301,9 +304,10 @@ TEST(Errors, WrongTypes) {
 
 TEST(Errors, Replicas) {
   auto err = [](const std::string& replicas) {
-    return OneError("version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
-                    "    - name: gpu\n      replicas: " +
-                    replicas + "\n");
+    return OneError(
+        "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
+        "    - name: gpu\n      replicas: " +
+        replicas + "\n");
   };
   ConfigError e = err("0");
   EXPECT_EQ(e.path, "sharing.timeSlicing.resources[0].replicas");
@@ -327,8 +331,8 @@ TEST(Errors, ReplicasOneMeansUnshared) {
 }
 
 TEST(Errors, MissingRequiredKeys) {
-  ParseResult r = Parse(
-      "version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - devices: all\n");
+  ParseResult r =
+      Parse("version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - devices: all\n");
   ASSERT_THAT(r.errors, SizeIs(2)) << Dump(r);
   EXPECT_EQ(r.errors[0].path, "sharing.timeSlicing.resources[0]");
   EXPECT_EQ(r.errors[0].line, 5);
@@ -460,8 +464,7 @@ sharing:
 
 TEST(Errors, FormatError) {
   EXPECT_EQ(FormatError("a.yaml", {"flags.x", 3, 5, "bad"}), "a.yaml:3:5: flags.x: bad");
-  EXPECT_EQ(FormatError("a.yaml", {"", 0, 0, "cannot open a.yaml"}),
-            "a.yaml: cannot open a.yaml");
+  EXPECT_EQ(FormatError("a.yaml", {"", 0, 0, "cannot open a.yaml"}), "a.yaml: cannot open a.yaml");
 }
 
 // ---- malformed input: an error, never a crash ----
@@ -496,8 +499,8 @@ TEST(Malformed, HugeFileIsRefusedBeforeParsing) {
 
 TEST(Malformed, LargeButAllowedFileParses) {
   std::string text = "version: v1\nsharing:\n  timeSlicing:\n    resources:\n";
-  for (int i = 0; i < 20000; ++i) text += "    - {name: gpu, replicas: 2, devices: [" +
-                                          std::to_string(i) + "]}\n";
+  for (int i = 0; i < 20000; ++i)
+    text += "    - {name: gpu, replicas: 2, devices: [" + std::to_string(i) + "]}\n";
   ParseResult r = Parse(text);
   ASSERT_TRUE(r.ok()) << Dump(r).substr(0, 500);
   EXPECT_THAT(r.config.time_slicing.resources, SizeIs(20000));

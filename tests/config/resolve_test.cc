@@ -130,16 +130,18 @@ TEST(Resolve, Errors) {
   };
   EXPECT_THAT(err("    - {name: gpu, devices: [7], replicas: 2}\n"),
               HasSubstr("sharing.timeSlicing.resources[0].devices[0]: this node has no GPU 7"));
-  EXPECT_THAT(err("    - {name: gpu, devices: [GPU-00000000-0000-0000-0000-000000000009], replicas: 2}\n"),
-              HasSubstr("no GPU GPU-00000000-0000-0000-0000-000000000009"));
+  EXPECT_THAT(
+      err("    - {name: gpu, devices: [GPU-00000000-0000-0000-0000-000000000009], replicas: 2}\n"),
+      HasSubstr("no GPU GPU-00000000-0000-0000-0000-000000000009"));
   EXPECT_THAT(err("    - {name: gpu, devices: 5, replicas: 2}\n"),
               HasSubstr("asks for 5 GPUs of nvidia.com/gpu but this node has 4"));
   EXPECT_THAT(err("    - {name: gpu, devices: [\"0:1\"], replicas: 2}\n"),
               HasSubstr("is a MIG device"));
-  EXPECT_THAT(err("    - {name: gpu, devices: [0, 1], replicas: 2, rename: a}\n"
-                  "    - {name: gpu, devices: [1], replicas: 2, rename: b}\n"),
-              HasSubstr("GPU 1 (GPU-00000000-0000-0000-0000-000000000001, Tesla T4) is selected by both "
-                        "sharing.timeSlicing.resources[0] and sharing.timeSlicing.resources[1]"));
+  EXPECT_THAT(
+      err("    - {name: gpu, devices: [0, 1], replicas: 2, rename: a}\n"
+          "    - {name: gpu, devices: [1], replicas: 2, rename: b}\n"),
+      HasSubstr("GPU 1 (GPU-00000000-0000-0000-0000-000000000001, Tesla T4) is selected by both "
+                "sharing.timeSlicing.resources[0] and sharing.timeSlicing.resources[1]"));
   // Shared GPU 0 and whole GPUs 1-3 cannot both be nvidia.com/gpu.
   EXPECT_THAT(err("    - {name: gpu, devices: [0], replicas: 4}\n"),
               HasSubstr("would both advertise nvidia.com/gpu but with 1 and 4 replicas"));
@@ -161,7 +163,8 @@ sharing:
 )");
   auto r = ResolveResources(c, {{"GPU-a", 0, "A100"}, {"GPU-t", 1, "Tesla T4"}});
   ASSERT_FALSE(r.ok());
-  EXPECT_THAT(r.status().message(), HasSubstr("is advertised as nvidia.com/gpu, not nvidia.com/a100"));
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("is advertised as nvidia.com/gpu, not nvidia.com/a100"));
 }
 
 // ---- precedence: flag > environment > file ----
@@ -189,10 +192,10 @@ flags:
   flags.mig_strategy = "none";
   flags.pass_device_specs = true;
   ASSERT_TRUE(ApplyOverrides(*env, flags, c).ok());
-  EXPECT_EQ(c.flags.mig_strategy, "none");                // flag
-  EXPECT_EQ(c.flags.nvidia_driver_root, "/env");          // environment
-  EXPECT_FALSE(c.flags.fail_on_init_error);               // environment
-  EXPECT_TRUE(c.flags.plugin.pass_device_specs);          // flag
+  EXPECT_EQ(c.flags.mig_strategy, "none");        // flag
+  EXPECT_EQ(c.flags.nvidia_driver_root, "/env");  // environment
+  EXPECT_FALSE(c.flags.fail_on_init_error);       // environment
+  EXPECT_TRUE(c.flags.plugin.pass_device_specs);  // flag
   EXPECT_THAT(c.flags.plugin.device_list_strategy,
               ElementsAre(DeviceListStrategy::kVolumeMounts, DeviceListStrategy::kCdiCri));
   EXPECT_EQ(c.flags.plugin.device_id_strategy, DeviceIdStrategy::kIndex);
