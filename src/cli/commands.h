@@ -9,6 +9,8 @@ int DevicePluginMain(int argc, char** argv);  // slicer device-plugin
 int ConfigMain(int argc, char** argv);        // slicer config validate FILE...
 int RunMain(int argc, char** argv);           // slicer run [--memory SIZE] -- CMD...
 int DemoMain(int argc, char** argv);          // slicer demo (src/demo)
+int ArbiterMain(int argc, char** argv);       // slicer arbiter (node daemon)
+int StatusMain(int argc, char** argv);        // slicer status (live table from /metrics)
 
 }  // namespace slicer::cli
 

@@ -19,6 +19,8 @@ constexpr Command kCommands[] = {
     {"demo", slicer::cli::DemoMain, "the device plugin on a simulated node, narrated"},
     {"run", slicer::cli::RunMain,
      "run a command under the shim: slicer run [--memory SIZE] -- CMD..."},
+    {"arbiter", slicer::cli::ArbiterMain, "the node daemon: time shares, priorities, /metrics"},
+    {"status", slicer::cli::StatusMain, "live table of shares and memory from the arbiter"},
 };
 
 void Usage(FILE* out) {

@@ -1,0 +1,186 @@
+// `slicer arbiter`: the node daemon that enforces time shares and serves per-pod metrics
+// (docs/arbiter.md). A thin main over src/arbiter: flags, config file, attribution choice,
+// signals.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "src/arbiter/config.h"
+#include "src/arbiter/metrics_http.h"
+#include "src/arbiter/podresources.h"
+#include "src/arbiter/server.h"
+#include "src/cli/commands.h"
+#include "src/cli/flags.h"
+#include "src/common/log.h"
+#include "src/common/units.h"
+#include "src/k8s/api_client.h"
+
+namespace slicer::cli {
+namespace {
+
+void DefineFlags(FlagSet& f) {
+  f.Add("socket", "SLICER_ARBITER_SOCKET", SLICER_ARB_DEFAULT_SOCKET,
+        "unix socket the clients (the shim) connect to");
+  f.Add("config-file", "SLICER_ARBITER_CONFIG", "",
+        "YAML file with an `arbiter:` section (policy, quantum, maxQuantum, priorityFloor, "
+        "weightOverride, failClosed, revokeGrace, maxQueued, trustClaims)");
+  f.Add("policy", "SLICER_ARBITER_POLICY", "", "fair, priority or off (beats the file)");
+  f.Add("quantum", "SLICER_ARBITER_QUANTUM", "", "lease per unit of weight, e.g. 20ms");
+  f.Add("priority-floor", "SLICER_ARBITER_PRIORITY_FLOOR", "",
+        "least share of each lower priority class with work, 0..0.5");
+  f.Add("fail-closed", "SLICER_ARBITER_FAIL_CLOSED", "",
+        "clients wait for the arbiter while it is down (true/false)");
+  f.Add("metrics-port", "SLICER_METRICS_PORT", "9400", "Prometheus /metrics port (0: off)");
+  f.Add("metrics-address", "SLICER_METRICS_ADDRESS", "0.0.0.0", "address for /metrics");
+  f.Add("proc-root", "SLICER_PROC_ROOT", "/proc", "where the host's /proc is mounted");
+  f.Add("attribution", "SLICER_ATTRIBUTION", "auto",
+        "kubelet (PodResources API), none (standalone), auto (kubelet when its socket exists)");
+  f.Add("pod-resources-socket", "POD_RESOURCES_SOCKET", arbiter::kDefaultPodResourcesSocket,
+        "the kubelet's PodResources socket");
+  f.Add("node-name", "NODE_NAME", "", "this node (pod annotations via the API server)");
+  f.Add("kube-api-server", "SLICER_KUBE_API_SERVER", "",
+        "API server URL (default: in-cluster from KUBERNETES_SERVICE_HOST/PORT)");
+  f.Add("log-level", "SLICER_LOG_LEVEL", "info", "debug, info, warning, error");
+}
+
+absl::StatusOr<arbiter::ArbiterConfig> BuildConfig(const FlagSet& flags) {
+  arbiter::ArbiterConfig c;
+  if (std::string file = flags.Get("config-file"); !file.empty()) {
+    auto loaded = arbiter::LoadArbiterConfig(file);
+    if (!loaded.ok()) return loaded.status();
+    c = *loaded;
+  }
+  if (std::string v = flags.Get("policy"); !v.empty()) {
+    auto p = arbiter::ParsePolicy(v);
+    if (!p.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--policy: ", p.status().message()));
+    c.scheduler.policy = *p;
+  }
+  if (std::string v = flags.Get("quantum"); !v.empty()) {
+    auto d = ParseDuration(v);
+    if (!d.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--quantum: ", d.status().message()));
+    c.scheduler.quantum = *d;
+    c.scheduler.max_quantum = std::max(c.scheduler.max_quantum, *d);
+  }
+  if (std::string v = flags.Get("priority-floor"); !v.empty()) {
+    char* end = nullptr;
+    double f = std::strtod(v.c_str(), &end);
+    if (end == v.c_str() || *end != '\0') {
+      return absl::InvalidArgumentError("--priority-floor: want a number between 0 and 0.5");
+    }
+    c.scheduler.priority_floor = f;
+  }
+  if (std::string v = flags.Get("fail-closed"); !v.empty()) {
+    auto b = ParseBool(v);
+    if (!b.ok()) return absl::InvalidArgumentError("--fail-closed: want true or false");
+    c.fail_closed = *b;
+  }
+  if (absl::Status s = arbiter::ValidateArbiterConfig(c); !s.ok()) return s;
+  return c;
+}
+
+}  // namespace
+
+int ArbiterMain(int argc, char** argv) {
+  FlagSet flags("slicer arbiter [flags]");
+  DefineFlags(flags);
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "slicer arbiter: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  std::string level = flags.Get("log-level");
+  SetLogLevel(level == "debug"     ? LogLevel::kDebug
+              : level == "warning" ? LogLevel::kWarning
+              : level == "error"   ? LogLevel::kError
+                                   : LogLevel::kInfo);
+  auto config = BuildConfig(flags);
+  if (!config.ok()) {
+    std::fprintf(stderr, "slicer arbiter: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+
+  // Attribution: the kubelet's records when on a node, none on a workstation.
+  std::string mode = flags.Get("attribution");
+  std::string pr_socket = flags.Get("pod-resources-socket");
+  struct stat st {};
+  bool kubelet = mode == "kubelet" || (mode == "auto" && ::stat(pr_socket.c_str(), &st) == 0);
+  if (mode != "kubelet" && mode != "none" && mode != "auto") {
+    std::fprintf(stderr, "slicer arbiter: --attribution: want kubelet, none or auto, not \"%s\"\n",
+                 mode.c_str());
+    return 2;
+  }
+  std::unique_ptr<arbiter::KubeletAttributor> attributor;
+  if (kubelet) {
+    std::optional<k8s::ApiServer> api;
+    std::string node = flags.Get("node-name");
+    if (!node.empty()) {
+      auto s = k8s::InClusterApiServer(flags.Get("kube-api-server"));
+      if (s.ok()) {
+        api = *s;
+      } else {
+        SLOG(kWarning, "pod_annotations_off").Kv("error", std::string(s.status().message()));
+      }
+    }
+    attributor = std::make_unique<arbiter::KubeletAttributor>(pr_socket, api, node, RealClock());
+    if (absl::Status s = attributor->Refresh(); !s.ok()) {
+      SLOG(kWarning, "pod_resources_unavailable")
+          .Kv("socket", pr_socket)
+          .Kv("error", std::string(s.message()))
+          .Kv("effect", "clients claiming replicas are refused until the kubelet answers");
+    }
+  } else {
+    SLOG(kInfo, "attribution_off")
+        .Kv("reason", mode == "none" ? "--attribution=none" : "no kubelet PodResources socket");
+  }
+
+  arbiter::ServerOptions options;
+  options.socket_path = flags.Get("socket");
+  options.proc_root = flags.Get("proc-root");
+  options.config = *config;
+  options.trust_claims = config->trust_claims.value_or(!kubelet);
+  arbiter::Server server(options, RealClock(), attributor.get());
+  if (absl::Status s = server.Start(); !s.ok()) {
+    std::fprintf(stderr, "slicer arbiter: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  arbiter::MetricsHttpServer metrics([&server] { return server.RenderMetrics(); });
+  int port = std::atoi(flags.Get("metrics-port").c_str());
+  if (port > 0) {
+    if (absl::Status s = metrics.Start(flags.Get("metrics-address"), port); !s.ok()) {
+      std::fprintf(stderr, "slicer arbiter: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    SLOG(kInfo, "metrics_listening").Kv("port", metrics.port());
+  }
+
+  // SIGTERM / SIGINT stop the loop; taken synchronously on a thread of their own.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&mask, &sig);
+    SLOG(kInfo, "stopping").Kv("signal", sig);
+    server.Stop();
+  });
+  server.Run();
+  metrics.Stop();
+  // The signal thread may still wait when Run ended by itself: wake it.
+  pthread_kill(signals.native_handle(), SIGTERM);
+  signals.join();
+  return 0;
+}
+
+}  // namespace slicer::cli
