@@ -16,8 +16,8 @@ check $? 2 "one process past a 1GiB cap gets CUDA_ERROR_OUT_OF_MEMORY"
 "$slicer" run --memory 1GiB -- "$client" init alloc:900M >/dev/null 2>&1
 check $? 0 "under the cap"
 # Two processes of the tree share the cap: the second one cannot take what the first holds.
-"$slicer" run --memory=1GiB -- sh -c "\"$client\" init alloc:600M hold >/dev/null & sleep 1; \
-  \"$client\" init alloc:600M >/dev/null 2>&1; r=\$?; kill %1; exit \$r"
+"$slicer" run --memory=1GiB -- sh -c "\"$client\" init alloc:600M hold >/dev/null & h=\$!; sleep 1; \
+  \"$client\" init alloc:600M >/dev/null 2>&1; r=\$?; kill \$h; exit \$r"
 check $? 2 "processes of one tree share the cap"
 "$slicer" run -- "$client" init alloc:4G >/dev/null 2>&1
 check $? 0 "without --memory nothing is capped"
