@@ -27,6 +27,11 @@ KUBE_VERSION=1.33.0 # the Kubernetes version charts are rendered for (EKS standa
 
 export PATH="$PATH:/usr/local/go/bin"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+# Where CI caches only $SLICER_CACHE_DIR, keep Go's caches there too: compiling Karpenter's
+# dependencies is most of a cold run (about 7 CPU-minutes), a warm run takes seconds.
+if [[ -n ${SLICER_CACHE_DIR:-} ]]; then
+  export GOCACHE=${GOCACHE:-$cache/go-build} GOMODCACHE=${GOMODCACHE:-$cache/go-mod}
+fi
 go=${GO:-go}
 command -v "$go" >/dev/null || { echo "FAIL: go not found (set GO or put it on PATH)"; exit 1; }
 
