@@ -369,11 +369,12 @@ func TestFailRequestsGreaterThanOne(t *testing.T) {
 // 4. The plugin's preferred allocation is what the kubelet picks.
 
 func TestPreferredAllocationPacks(t *testing.T) {
-	n := startNode(t, fakeGPUs(2), timeSlicing(4, false), map[string]int64{gpuRes: 8})
+	n := startNode(t, fakeGPUs(4), timeSlicing(4, false), map[string]int64{gpuRes: 16})
 	n.k.mustAdmit(gpuPod("one", gpuRes, 1))
-	// Without the plugin's preference the kubelet takes any 2 free replicas; 3 pods in a row
-	// landing on one GPU each by chance is unlikely (< 10%).
-	for i := 0; i < 3; i++ {
+	// 7 pairs fit on 4 GPUs x 4 with one replica taken only if every pair sits on one GPU. Without
+	// the plugin's preference the kubelet takes any 2 free replicas, and 7 pairs in a row landing
+	// on one GPU each by chance is well under 1%.
+	for i := 0; i < 7; i++ {
 		pod := gpuPod(fmt.Sprintf("two-%d", i), gpuRes, 2)
 		n.k.mustAdmit(pod)
 		ids := n.k.devicesOf(pod, "app", gpuRes)
