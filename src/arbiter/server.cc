@@ -589,6 +589,12 @@ void Server::Fail(Session& s, uint32_t code, const std::string& text) {
   e.code = code;
   std::snprintf(e.text, sizeof e.text, "%s", text.c_str());
   Send(s, &e, SLICER_ARB_ERROR);
+  // Closing a unix socket with unread messages makes the peer's next recv fail with ECONNRESET
+  // ahead of the queued error; discard what is queued (bounded: a flood keeps coming) so the
+  // client reads why it was cut off.
+  char sink[SLICER_ARB_MAX_MSG];
+  for (int i = 0; i < 4096 && ::recv(s.fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+  }
   Close(s, ErrorName(code));
 }
 

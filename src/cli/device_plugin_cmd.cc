@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -260,7 +261,23 @@ int DevicePluginMain(int argc, char** argv) {
     SLOG(kError, "start_failed").Kv("error", std::string(s.message()));
     return 1;
   }
-  bool pending = !p.RegisterPending().ok();
+  // The kubelet.sock we last registered with (device, inode). A restarted kubelet deletes our
+  // socket and creates a new kubelet.sock; whichever of the two we notice first re-registers, and
+  // the other must not restart a second time against the same kubelet.
+  using SocketId = std::pair<dev_t, ino_t>;
+  auto kubelet_id = [&]() -> SocketId {
+    struct stat st;
+    if (stat(options.kubelet_socket.c_str(), &st) != 0) return {0, 0};
+    return {st.st_dev, st.st_ino};
+  };
+  SocketId registered_with{0, 0};
+  auto register_pending = [&] {
+    SocketId id = kubelet_id();
+    bool ok = p.RegisterPending().ok();
+    if (ok) registered_with = id == SocketId{0, 0} ? kubelet_id() : id;
+    return !ok;
+  };
+  bool pending = register_pending();
 
   for (;;) {
     pollfd fds[3] = {{sfd, POLLIN, 0}, {ifd, POLLIN, 0}, {(*source)->fd(), POLLIN, 0}};
@@ -290,8 +307,12 @@ int DevicePluginMain(int argc, char** argv) {
         for (char* q = buf; q < buf + len;) {
           auto* ev = reinterpret_cast<inotify_event*>(q);
           if (ev->len > 0 && kubelet_name == ev->name && (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
-            SLOG(kInfo, "kubelet_socket_created").Kv("path", options.kubelet_socket);
-            restart = true;
+            SocketId id = kubelet_id();
+            bool known = id != SocketId{0, 0} && id == registered_with;
+            SLOG(kInfo, "kubelet_socket_created")
+                .Kv("path", options.kubelet_socket)
+                .Kv("effect", known ? "already registered with it" : "registering");
+            restart |= !known;
           }
           q += sizeof(inotify_event) + ev->len;
         }
@@ -317,18 +338,20 @@ int DevicePluginMain(int argc, char** argv) {
         cfg = next;
         SLOG(kInfo, "reloaded");
       }
-      pending = !p.RegisterPending().ok();
+      pending = register_pending();
     }
     if (!restart && p.SocketMissing()) {
       SLOG(kWarning, "plugin_socket_missing").Kv("effect", "serving again");
       restart = true;
     }
     if (restart) {
+      SocketId id = kubelet_id();
       absl::Status s = p.Restart();
       pending = !s.ok();
+      if (s.ok()) registered_with = id == SocketId{0, 0} ? kubelet_id() : id;
       if (!s.ok()) SLOG(kWarning, "reregister_pending").Kv("error", std::string(s.message()));
     } else if (pending) {
-      pending = !p.RegisterPending().ok();
+      pending = register_pending();
     }
   }
   p.Stop();

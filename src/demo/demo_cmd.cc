@@ -86,7 +86,8 @@ struct Node {
 // Plays the kubelet for one pod with one container asking for `shares` replicas.
 void SchedulePod(Node& node, const std::string& pod, int shares) {
   std::vector<std::string> available;
-  for (const auto& d : node.client->Devices().devices()) {
+  const auto listed = node.client->Devices();  // keep the response alive while iterating it
+  for (const auto& d : listed.devices()) {
     if (d.health() == "Healthy" && !node.allocated.count(d.id())) available.push_back(d.id());
   }
   std::vector<std::string> chosen;
