@@ -117,7 +117,13 @@ void GpuScheduler::Request(ClientKey key) {
       min_active = std::min(min_active, o.vtime);
     }
   }
-  if (std::isfinite(min_active)) c.vtime = std::max(c.vtime, min_active);
+  // But a client that only stepped out to hand over (it drains, releases, asks again while the
+  // next one runs) keeps up to one lease of credit; lifting it all the way would hand every
+  // client the same lease count and flatten 3:1 towards the ratio of the quanta plus drain time.
+  if (std::isfinite(min_active)) {
+    double allowance = static_cast<double>(QuantumFor(c).count()) / c.weight;
+    c.vtime = std::max(c.vtime, min_active - allowance);
+  }
   c.waiting = true;
   c.wait_start = clock_.Now();
 }
