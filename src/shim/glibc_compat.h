@@ -18,6 +18,16 @@ __asm__(".symver dlopen,dlopen@" SLICER_GLIBC_BASE);
 __asm__(".symver dlvsym,dlvsym@" SLICER_GLIBC_BASE);
 __asm__(".symver dlerror,dlerror@" SLICER_GLIBC_BASE);
 __asm__(".symver dladdr,dladdr@" SLICER_GLIBC_BASE);
+/* The arbiter client's thread: in libpthread before 2.34 (the shim NEEDs libpthread.so.0 so that
+ * old glibc finds them there), in libc with new default versions since. */
+__asm__(".symver pthread_create,pthread_create@" SLICER_GLIBC_BASE);
+__asm__(".symver pthread_join,pthread_join@" SLICER_GLIBC_BASE);
+__asm__(".symver pthread_attr_setstacksize,pthread_attr_setstacksize@" SLICER_GLIBC_BASE);
+#if defined(__x86_64__)
+__asm__(".symver pthread_condattr_setclock,pthread_condattr_setclock@GLIBC_2.3.3");
+#else
+__asm__(".symver pthread_condattr_setclock,pthread_condattr_setclock@" SLICER_GLIBC_BASE);
+#endif
 #endif
 
 #endif /* SLICER_SHIM_GLIBC_COMPAT_H_ */

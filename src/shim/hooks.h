@@ -11,7 +11,8 @@
  *   since    CUDA version that introduced this variant (cuGetProcAddress's version rule)
  *   flavour  PLAIN, or PTSZ for per-thread-default-stream variants (_ptsz / _ptds)
  *   hook     the hand-written policy function: hook(real, args...)
- *   params   the parameter list, as in cuda.h / nvml.h (the compiler checks it against them)
+ *   params   the parameter list, as in cuda.h / nvml.h (the compiler checks it against them);
+ *            () for a function without parameters
  *   args     the parameter names, in order
  *
  * Variants are those that CUDA 13.0's cuda.h declares (SLICER_TABLE_CUDA_VERSION). This header
@@ -75,6 +76,55 @@
     (CUarray hArray), (hArray))                                                                  \
   X(CUDA, CUresult, cuMipmappedArrayDestroy, cuMipmappedArrayDestroy, 5000, PLAIN,               \
     hook_mipmapped_array_destroy, (CUmipmappedArray hMipmappedArray), (hMipmappedArray))         \
+  /* work submitted: gated by the arbiter's lease when SLICER_ARBITER_SOCKET is set */          \
+  X(CUDA, CUresult, cuLaunchKernel, cuLaunchKernel, 4000, PLAIN, hook_launch_kernel,             \
+    (CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,          \
+     unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,                     \
+     unsigned int sharedMemBytes, CUstream hStream, void** kernelParams, void** extra),          \
+    (f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,  \
+     kernelParams, extra))                                                                       \
+  X(CUDA, CUresult, cuLaunchKernel, cuLaunchKernel_ptsz, 7000, PTSZ, hook_launch_kernel_ptsz,    \
+    (CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,          \
+     unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,                     \
+     unsigned int sharedMemBytes, CUstream hStream, void** kernelParams, void** extra),          \
+    (f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,  \
+     kernelParams, extra))                                                                       \
+  X(CUDA, CUresult, cuLaunchKernelEx, cuLaunchKernelEx, 11060, PLAIN, hook_launch_kernel_ex,     \
+    (const CUlaunchConfig* config, CUfunction f, void** kernelParams, void** extra),             \
+    (config, f, kernelParams, extra))                                                            \
+  X(CUDA, CUresult, cuLaunchKernelEx, cuLaunchKernelEx_ptsz, 11060, PTSZ,                        \
+    hook_launch_kernel_ex_ptsz,                                                                  \
+    (const CUlaunchConfig* config, CUfunction f, void** kernelParams, void** extra),             \
+    (config, f, kernelParams, extra))                                                            \
+  X(CUDA, CUresult, cuLaunchCooperativeKernel, cuLaunchCooperativeKernel, 9000, PLAIN,           \
+    hook_launch_cooperative,                                                                     \
+    (CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,          \
+     unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,                     \
+     unsigned int sharedMemBytes, CUstream hStream, void** kernelParams),                        \
+    (f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,  \
+     kernelParams))                                                                              \
+  X(CUDA, CUresult, cuLaunchCooperativeKernel, cuLaunchCooperativeKernel_ptsz, 9000, PTSZ,       \
+    hook_launch_cooperative_ptsz,                                                                \
+    (CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,          \
+     unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,                     \
+     unsigned int sharedMemBytes, CUstream hStream, void** kernelParams),                        \
+    (f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,  \
+     kernelParams))                                                                              \
+  X(CUDA, CUresult, cuGraphLaunch, cuGraphLaunch, 10000, PLAIN, hook_graph_launch,               \
+    (CUgraphExec hGraphExec, CUstream hStream), (hGraphExec, hStream))                           \
+  X(CUDA, CUresult, cuGraphLaunch, cuGraphLaunch_ptsz, 10000, PTSZ, hook_graph_launch_ptsz,      \
+    (CUgraphExec hGraphExec, CUstream hStream), (hGraphExec, hStream))                           \
+  /* synchronization: ends the process's busy interval on the GPU (arbiter accounting) */        \
+  X(CUDA, CUresult, cuCtxSynchronize, cuCtxSynchronize, 2000, PLAIN, hook_ctx_synchronize, (),   \
+    ())                                                                                          \
+  X(CUDA, CUresult, cuCtxSynchronize, cuCtxSynchronize_v2, 13000, PLAIN,                         \
+    hook_ctx_synchronize_v2, (CUcontext ctx), (ctx))                                             \
+  X(CUDA, CUresult, cuStreamSynchronize, cuStreamSynchronize, 2000, PLAIN,                       \
+    hook_stream_synchronize, (CUstream hStream), (hStream))                                      \
+  X(CUDA, CUresult, cuStreamSynchronize, cuStreamSynchronize_ptsz, 7000, PTSZ,                   \
+    hook_stream_synchronize_ptsz, (CUstream hStream), (hStream))                                 \
+  X(CUDA, CUresult, cuEventSynchronize, cuEventSynchronize, 2000, PLAIN, hook_event_synchronize, \
+    (CUevent hEvent), (hEvent))                                                                  \
   /* what programs size themselves by */                                                         \
   X(CUDA, CUresult, cuMemGetInfo, cuMemGetInfo_v2, 3020, PLAIN, hook_mem_get_info,               \
     (size_t * free, size_t * total), (free, total))                                              \

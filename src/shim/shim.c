@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "src/arbiter/client/arbiter_client.h"
 #include "src/common/shim_contract.h"
 #include "src/shim/config.h"
 #include "src/shim/hooks.h"
@@ -39,7 +40,8 @@
 #undef cuGetProcAddress
 
 #define SLICER_EXPORT __attribute__((visibility("default")))
-#define SLICER_UNPAREN(...) __VA_ARGS__
+/* `, a, b` for a parameter or argument list `(a, b)`, nothing for `()` (GNU comma elision). */
+#define SLICER_TAIL(...) , ##__VA_ARGS__
 
 /* ---- Logging: one line per event, key=value, stderr ------------------------------------------ */
 
@@ -97,7 +99,7 @@ SLICER_HOOKS(X)
 #undef X
 
 #define X(lib, ret, base, variant, since, flav, hook, params, args) \
-  static ret hook(pfn_##variant real, SLICER_UNPAREN params);
+  static ret hook(pfn_##variant real SLICER_TAIL params);
 SLICER_HOOKS(X)
 #undef X
 
@@ -158,6 +160,20 @@ static pfn_device_get_count g_cuDeviceGetCount;
 static pfn_ctx_get_device g_cuCtxGetDevice;
 static pfn_device_get_uuid g_cuDeviceGetUuid;
 static pfn_nvml_get_uuid g_nvmlDeviceGetUUID;
+/* For time shares (the arbiter): draining, stream capture, checkpoints. */
+static struct {
+  CUresult (*ctx_get_current)(CUcontext*);
+  CUresult (*ctx_push)(CUcontext);
+  CUresult (*ctx_pop)(CUcontext*);
+  CUresult (*primary_retain)(CUcontext*, CUdevice);
+  CUresult (*primary_release)(CUdevice);
+  CUresult (*stream_is_capturing)(CUstream, CUstreamCaptureStatus*);
+  CUresult (*stream_query)(CUstream);
+  CUresult (*event_create)(CUevent*, unsigned int);
+  CUresult (*event_record)(CUevent, CUstream);
+  CUresult (*event_elapsed)(float*, CUevent, CUevent);
+  CUresult (*capture_mode)(CUstreamCaptureMode*);
+} g_drv;
 
 static void* open_lib(const char* soname) {
   void* h = dlopen(soname, RTLD_LAZY | RTLD_NOLOAD);
@@ -186,6 +202,18 @@ static void cuda_init(void) {
   g_cuDeviceGetCount = (pfn_device_get_count)real(h, "cuDeviceGetCount");
   g_cuDeviceGetUuid = (pfn_device_get_uuid)real(h, "cuDeviceGetUuid_v2");
   if (g_cuDeviceGetUuid == NULL) g_cuDeviceGetUuid = (pfn_device_get_uuid)real(h, "cuDeviceGetUuid");
+  *(void**)&g_drv.ctx_get_current = real(h, "cuCtxGetCurrent");
+  *(void**)&g_drv.ctx_push = real(h, "cuCtxPushCurrent_v2");
+  *(void**)&g_drv.ctx_pop = real(h, "cuCtxPopCurrent_v2");
+  *(void**)&g_drv.primary_retain = real(h, "cuDevicePrimaryCtxRetain");
+  *(void**)&g_drv.primary_release = real(h, "cuDevicePrimaryCtxRelease_v2");
+  *(void**)&g_drv.stream_is_capturing = real(h, "cuStreamIsCapturing");
+  *(void**)&g_drv.stream_query = real(h, "cuStreamQuery");
+  *(void**)&g_drv.event_create = real(h, "cuEventCreate");
+  *(void**)&g_drv.event_record = real(h, "cuEventRecord");
+  *(void**)&g_drv.event_elapsed = real(h, "cuEventElapsedTime_v2");
+  if (g_drv.event_elapsed == NULL) *(void**)&g_drv.event_elapsed = real(h, "cuEventElapsedTime");
+  *(void**)&g_drv.capture_mode = real(h, "cuThreadExchangeStreamCaptureMode");
 }
 
 static once_t g_nvml_once = ONCE_INIT;
@@ -200,6 +228,7 @@ static void nvml_init(void) {
 
 static const char* env(const char* name) { return getenv(name); }
 static void after_fork_child(void);
+static void arb_after_fork_child(void);
 
 static once_t g_config_once = ONCE_INIT;
 static void config_init(void) {
@@ -243,7 +272,9 @@ typedef struct {
   uint64_t cap;
   const slicer_ledger_ops* ops;
   void* impl;
-  int warned; /* atomic: over-cap messages printed */
+  int warned;    /* atomic: over-cap messages printed */
+  int ordinal;   /* atomic; device ordinal once seen by one (-1: only through NVML) */
+  uint64_t mine; /* atomic; bytes this process has charged here (reported to the arbiter) */
 } gpu_state;
 
 #define MAX_GPUS 64
@@ -262,6 +293,7 @@ static gpu_state* gpu_for_key(const char* gpu_key, const char* mig_key) {
   if (g == NULL && g_ngpus < MAX_GPUS) {
     g = &g_gpus[g_ngpus];
     snprintf(g->key, sizeof g->key, "%s", gpu_key);
+    g->ordinal = -1;
     uint64_t cap;
     const char* matched = gpu_key;
     int found = slicer_config_limit(&g_cfg, gpu_key, &cap) == 0;
@@ -314,6 +346,7 @@ static CUresult gpu_for_ordinal(CUdevice dev, gpu_state** out) {
     format_uuid(mig_key, sizeof mig_key, "MIG", (const unsigned char*)uuid.bytes);
     g = gpu_for_key(gpu_key, mig_key);
     if (g == NULL) return CUDA_ERROR_INVALID_DEVICE;
+    __atomic_store_n(&g->ordinal, (int)dev, __ATOMIC_RELEASE);
     __atomic_store_n(&g_by_ordinal[dev], g, __ATOMIC_RELEASE);
   }
   *out = g;
@@ -325,7 +358,7 @@ static CUresult gpu_for_ordinal(CUdevice dev, gpu_state** out) {
  * skipped. A call made without a current context still fails in the driver and is credited. */
 static int g_single_device = -1; /* atomic: -1 not known yet */
 
-static CUresult current_gpu(gpu_state** out) {
+static CUresult current_ordinal(CUdevice* dev) {
   run_once(&g_cuda_once, cuda_init);
   int single = __atomic_load_n(&g_single_device, __ATOMIC_ACQUIRE);
   if (single < 0 && g_cuDeviceGetCount != NULL) {
@@ -335,13 +368,22 @@ static CUresult current_gpu(gpu_state** out) {
       __atomic_store_n(&g_single_device, single, __ATOMIC_RELEASE);
     }
   }
-  if (single == 1 && gpu_for_ordinal(0, out) == CUDA_SUCCESS) return CUDA_SUCCESS;
+  if (single == 1) {
+    *dev = 0;
+    return CUDA_SUCCESS;
+  }
   if (g_cuCtxGetDevice == NULL) return CUDA_ERROR_NOT_INITIALIZED;
+  return g_cuCtxGetDevice(dev);
+}
+
+static CUresult current_gpu(gpu_state** out) {
   CUdevice dev;
-  CUresult r = g_cuCtxGetDevice(&dev);
+  CUresult r = current_ordinal(&dev);
   if (r != CUDA_SUCCESS) return r;
   return gpu_for_ordinal(dev, out);
 }
+
+static void arb_report_memory(gpu_state* g, int64_t delta);
 
 static int g_denied_said; /* atomic */
 
@@ -360,7 +402,10 @@ static CUresult charge(gpu_state* g, uint64_t bytes, const char* fn) {
   }
   uint64_t used = 0;
   int r = g->ops->reserve(g->impl, bytes, g->cap, &used);
-  if (r == 0) return CUDA_SUCCESS;
+  if (r == 0) {
+    arb_report_memory(g, (int64_t)bytes);
+    return CUDA_SUCCESS;
+  }
   if (__atomic_fetch_add(&g->warned, 1, __ATOMIC_RELAXED) < 8) {
     if (r > 0) {
       slog("warn", "event=over_cap fn=%s gpu=%s requested=%llu used=%llu cap=%llu "
@@ -375,7 +420,10 @@ static CUresult charge(gpu_state* g, uint64_t bytes, const char* fn) {
 }
 
 static void uncharge(gpu_state* g, uint64_t bytes) {
-  if (g != NULL && g->state == GPU_READY && bytes > 0) g->ops->release(g->impl, bytes);
+  if (g != NULL && g->state == GPU_READY && bytes > 0) {
+    g->ops->release(g->impl, bytes);
+    arb_report_memory(g, -(int64_t)bytes);
+  }
 }
 
 static CUresult denied(const char* fn) {
@@ -486,8 +534,10 @@ static void after_fork_child(void) {
   if (g_track != NULL) memset(g_track, 0, g_track_cap * sizeof *g_track);
   g_track_used = 0;
   for (int i = 0; i < g_ngpus; ++i) {
+    g_gpus[i].mine = 0;
     if (g_gpus[i].state == GPU_READY) g_gpus[i].ops->after_fork_child(g_gpus[i].impl);
   }
+  arb_after_fork_child();
 }
 
 /* ---- Allocation hooks ------------------------------------------------------------------------- */
@@ -844,6 +894,436 @@ static nvmlReturn_t hook_nvml_memory_info_v2(pfn_nvmlDeviceGetMemoryInfo_v2 real
   return r;
 }
 
+/* ---- Time shares: the node arbiter's client (docs/arbiter.md) -------------------------------
+ *
+ * With SLICER_ARBITER_SOCKET set, the first launch starts the arbiter client (a thread that owns
+ * the connection); every launch on a device asks it for the lease first. Without it the launch
+ * hooks cost one load and one predictable branch before the driver. The client blocks a launch
+ * only while another process holds the GPU; while this process is alone (open-ended lease) or
+ * the arbiter is down (fail-open) a launch costs a few atomic loads.
+ *
+ * Under contention the shim keeps the work it has queued on a stream bounded (so that a
+ * hand-over is quick): every `budget` launches, or when the client asks (SLICER_ARB_CHECKPOINT),
+ * it records an event and waits for the one recorded at the previous checkpoint. The budget
+ * adapts to the GPU time a launch takes (timed events), aiming at half of the arbiter's
+ * maxQueued between checkpoints, so that at most about maxQueued of work is ever queued.
+ * Launches on a stream that is capturing a graph are never gated (nothing runs then; a block
+ * would only stall the capture). */
+
+enum { ARB_UNKNOWN = 0, ARB_OFF, ARB_ON };
+static int g_arb_mode;           /* atomic */
+static slicer_arb_client* g_arb; /* set before g_arb_mode becomes ARB_ON */
+static int g_arb_attached[SLICER_ARB_MAX_GPUS]; /* atomic */
+static CUcontext g_arb_ctx[SLICER_ARB_MAX_GPUS]; /* atomic: the context to drain per device */
+
+/* Streams with work queued since the device last went idle, per device: a stream or event
+ * synchronize ends the busy interval only when every one of them is idle. */
+#define ARB_TRACKED_STREAMS 4
+static struct {
+  CUstream s[ARB_TRACKED_STREAMS]; /* atomic; NULL: free. The legacy stream 0 is kArbNullStream */
+  int overflow;                    /* atomic: more streams than tracked; only a ctx sync ends it */
+} g_arb_streams[SLICER_ARB_MAX_GPUS];
+#define kArbNullStream ((CUstream)(uintptr_t)~(uintptr_t)0)
+
+static CUstream arb_key(CUstream s) { return s == NULL ? kArbNullStream : s; }
+static CUstream arb_unkey(CUstream k) { return k == kArbNullStream ? NULL : k; }
+
+static void arb_streams_clear(int dev) {
+  for (int i = 0; i < ARB_TRACKED_STREAMS; ++i) {
+    __atomic_store_n(&g_arb_streams[dev].s[i], NULL, __ATOMIC_RELAXED);
+  }
+  __atomic_store_n(&g_arb_streams[dev].overflow, 0, __ATOMIC_RELEASE);
+}
+
+static void arb_note_stream(int dev, CUstream stream) {
+  CUstream k = arb_key(stream);
+  CUstream* s = g_arb_streams[dev].s;
+  for (int i = 0; i < ARB_TRACKED_STREAMS; ++i) {
+    if (__atomic_load_n(&s[i], __ATOMIC_RELAXED) == k) return;
+  }
+  for (int i = 0; i < ARB_TRACKED_STREAMS; ++i) {
+    CUstream expected = NULL;
+    if (__atomic_compare_exchange_n(&s[i], &expected, k, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+      return;
+    }
+    if (expected == k) return;
+  }
+  __atomic_store_n(&g_arb_streams[dev].overflow, 1, __ATOMIC_RELEASE);
+}
+
+/* Drains device `dev` for a hand-over: waits for everything the process queued there. Runs on the
+ * client's thread or a launching thread; calls the driver's own functions, never the hooks. The
+ * thread's capture mode is relaxed meanwhile, so that another thread's graph capture is neither
+ * broken by nor breaks the drain. */
+static int arb_drain(void* user, int dev) {
+  (void)user;
+  pfn_cuCtxSynchronize sync = (pfn_cuCtxSynchronize)real_of(IDX_cuCtxSynchronize);
+  if (sync == NULL || g_drv.ctx_push == NULL || g_drv.ctx_pop == NULL) return -1;
+  CUcontext ctx = __atomic_load_n(&g_arb_ctx[dev], __ATOMIC_ACQUIRE);
+  int retained = 0;
+  if (ctx == NULL) {
+    if (g_drv.primary_retain == NULL || g_drv.primary_retain(&ctx, dev) != CUDA_SUCCESS) return -1;
+    retained = 1;
+  }
+  CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_RELAXED;
+  int exchanged = g_drv.capture_mode != NULL && g_drv.capture_mode(&mode) == CUDA_SUCCESS;
+  CUresult r = g_drv.ctx_push(ctx);
+  if (r == CUDA_SUCCESS) {
+    r = sync();
+    CUcontext popped;
+    g_drv.ctx_pop(&popped);
+  }
+  if (exchanged) g_drv.capture_mode(&mode);
+  if (retained && g_drv.primary_release != NULL) g_drv.primary_release(dev);
+  if (r != CUDA_SUCCESS) {
+    SLOG_DEBUG("event=drain_failed dev=%d result=%d", dev, (int)r);
+    return -1;
+  }
+  arb_streams_clear(dev);
+  return 0;
+}
+
+static once_t g_arb_once = ONCE_INIT;
+static void arb_init(void) {
+  mode(); /* reads the environment (g_cfg) once */
+  slicer_arb_client* c = NULL;
+  if (g_cfg.arbiter_socket[0] != '\0') {
+    slicer_arb_options o;
+    memset(&o, 0, sizeof o);
+    o.socket_path = g_cfg.arbiter_socket;
+    o.priority = SLICER_ARB_PRIO_UNSET;
+    o.fail_closed = -1;
+    o.drain = arb_drain;
+    c = slicer_arb_start(&o);
+    if (c == NULL) {
+      slog("error", "event=arbiter_client_failed socket=%s effect=\"launches are not gated\"",
+           g_cfg.arbiter_socket);
+    } else {
+      SLOG_DEBUG("event=arbiter_client_started socket=%s", g_cfg.arbiter_socket);
+    }
+  }
+  g_arb = c;
+  __atomic_store_n(&g_arb_mode, c != NULL ? ARB_ON : ARB_OFF, __ATOMIC_RELEASE);
+}
+
+/* The client, started at the first launch; NULL when no arbiter is configured. */
+static inline slicer_arb_client* arb_for_launch(void) {
+  int m = __atomic_load_n(&g_arb_mode, __ATOMIC_ACQUIRE);
+  if (__builtin_expect(m == ARB_OFF, 1)) return NULL;
+  if (m == ARB_UNKNOWN) run_once(&g_arb_once, arb_init);
+  return g_arb;
+}
+
+/* The client if a launch has started it (synchronize hooks never start it). */
+static inline slicer_arb_client* arb_started(void) {
+  if (__builtin_expect(__atomic_load_n(&g_arb_mode, __ATOMIC_ACQUIRE) != ARB_ON, 1)) return NULL;
+  return g_arb;
+}
+
+static void arb_attach(slicer_arb_client* c, int dev) {
+  CUuuid uuid;
+  if (g_cuDeviceGetUuid == NULL || g_cuDeviceGetUuid(&uuid, dev) != CUDA_SUCCESS) return;
+  char key[64];
+  format_uuid(key, sizeof key, "GPU", (const unsigned char*)uuid.bytes);
+  CUcontext ctx = NULL;
+  if (g_drv.ctx_get_current != NULL && g_drv.ctx_get_current(&ctx) == CUDA_SUCCESS && ctx) {
+    __atomic_store_n(&g_arb_ctx[dev], ctx, __ATOMIC_RELEASE);
+  }
+  slicer_arb_attach(c, dev, key);
+  __atomic_store_n(&g_arb_attached[dev], 1, __ATOMIC_RELEASE);
+  SLOG_DEBUG("event=arbiter_attach dev=%d gpu=%s", dev, key);
+}
+
+static void arb_report_memory(gpu_state* g, int64_t delta) {
+  uint64_t mine = delta >= 0 ? __atomic_add_fetch(&g->mine, (uint64_t)delta, __ATOMIC_RELAXED)
+                             : __atomic_sub_fetch(&g->mine, (uint64_t)-delta, __ATOMIC_RELAXED);
+  slicer_arb_client* c = arb_started();
+  int dev = __atomic_load_n(&g->ordinal, __ATOMIC_ACQUIRE);
+  if (c != NULL && dev >= 0) slicer_arb_memory(c, dev, mine, g->cap);
+}
+
+/* ---- Checkpoints: bounded queued work under contention ---- */
+
+#define ARB_CK_STREAMS 64
+#define ARB_CK_EVENTS 3
+#define ARB_CK_FIRST_BUDGET 8
+#define ARB_CK_MAX_BUDGET 4096
+
+typedef struct {
+  CUcontext ctx;
+  CUstream stream; /* key form (arb_key) */
+  int in_use, busy;
+  CUevent ev[ARB_CK_EVENTS];
+  uint32_t launches_before[ARB_CK_EVENTS]; /* launches between the previous event and this one */
+  int recorded[ARB_CK_EVENTS];
+  int next;
+  uint32_t since; /* launches since the newest event */
+  uint32_t budget;
+} ck_entry;
+
+static pthread_mutex_t g_ck_mu = PTHREAD_MUTEX_INITIALIZER;
+static ck_entry g_ck[ARB_CK_STREAMS];
+
+static ck_entry* ck_find(CUcontext ctx, CUstream key) {
+  ck_entry* free_e = NULL;
+  for (int i = 0; i < ARB_CK_STREAMS; ++i) {
+    ck_entry* e = &g_ck[i];
+    if (e->in_use && e->ctx == ctx && e->stream == key) return e;
+    if (!e->in_use && free_e == NULL) free_e = e;
+  }
+  if (free_e != NULL) {
+    memset(free_e, 0, sizeof *free_e);
+    free_e->in_use = 1;
+    free_e->ctx = ctx;
+    free_e->stream = key;
+    free_e->budget = ARB_CK_FIRST_BUDGET;
+  }
+  return free_e;
+}
+
+/* Records this checkpoint's event and waits for the previous one; then re-estimates the GPU time
+ * per launch from the two events before. No lock held while the driver runs. */
+static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns) {
+  pfn_cuEventSynchronize wait = (pfn_cuEventSynchronize)real_of(IDX_cuEventSynchronize);
+  int k = e->next, prev = (k + ARB_CK_EVENTS - 1) % ARB_CK_EVENTS;
+  int prev2 = (k + ARB_CK_EVENTS - 2) % ARB_CK_EVENTS;
+  if (e->ev[k] == NULL && g_drv.event_create(&e->ev[k], CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
+    e->ev[k] = NULL;
+  }
+  if (e->ev[k] == NULL || g_drv.event_record(e->ev[k], stream) != CUDA_SUCCESS) {
+    pfn_cuStreamSynchronize ssync = (pfn_cuStreamSynchronize)real_of(IDX_cuStreamSynchronize);
+    if (ssync != NULL) ssync(stream);
+    memset(e->recorded, 0, sizeof e->recorded);
+    return;
+  }
+  e->recorded[k] = 1;
+  e->launches_before[k] = e->since;
+  e->next = (k + 1) % ARB_CK_EVENTS;
+  if (!e->recorded[prev] || wait == NULL || wait(e->ev[prev]) != CUDA_SUCCESS) return;
+  float ms = 0;
+  uint32_t n = e->launches_before[prev];
+  if (e->recorded[prev2] && n > 0 && g_drv.event_elapsed != NULL &&
+      g_drv.event_elapsed(&ms, e->ev[prev2], e->ev[prev]) == CUDA_SUCCESS) {
+    double per_launch = (double)ms * 1e6 / n;
+    double b = per_launch > 0 ? (double)target_ns / per_launch : ARB_CK_MAX_BUDGET;
+    e->budget = b < 1 ? 1 : (b > ARB_CK_MAX_BUDGET ? ARB_CK_MAX_BUDGET : (uint32_t)b);
+  }
+}
+
+static void arb_checkpoint(slicer_arb_client* c, int client_says, CUstream stream) {
+  if (g_drv.ctx_get_current == NULL || g_drv.event_create == NULL || g_drv.event_record == NULL) {
+    return;
+  }
+  CUcontext ctx = NULL;
+  g_drv.ctx_get_current(&ctx);
+  pthread_mutex_lock(&g_ck_mu);
+  ck_entry* e = ck_find(ctx, arb_key(stream));
+  int due = 0;
+  if (e != NULL) {
+    e->since++;
+    due = !e->busy && (client_says || e->since >= e->budget);
+    if (due) e->busy = 1;
+  }
+  pthread_mutex_unlock(&g_ck_mu);
+  if (e == NULL) {
+    /* More streams than the table holds: wait for this one's work when asked. */
+    pfn_cuStreamSynchronize ssync = (pfn_cuStreamSynchronize)real_of(IDX_cuStreamSynchronize);
+    if (client_says && ssync != NULL) ssync(stream);
+    return;
+  }
+  if (!due) return;
+  uint64_t max_queued = slicer_arb_max_queued_ns(c);
+  ck_run(e, stream, max_queued / 2);
+  pthread_mutex_lock(&g_ck_mu);
+  e->since = 0;
+  e->busy = 0;
+  pthread_mutex_unlock(&g_ck_mu);
+}
+
+/* Before a submission on `stream` (the per-thread default stream already made explicit). */
+static void arb_gate(slicer_arb_client* c, CUstream stream) {
+  CUdevice dev;
+  if (current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
+  if (!__atomic_load_n(&g_arb_attached[dev], __ATOMIC_ACQUIRE)) arb_attach(c, dev);
+  if (!slicer_arb_gated(c, dev)) {
+    arb_note_stream(dev, stream);
+    slicer_arb_launch(c, dev); /* SLICER_ARB_GO at once: starts the busy interval */
+    return;
+  }
+  CUstreamCaptureStatus cs = CU_STREAM_CAPTURE_STATUS_NONE;
+  if (g_drv.stream_is_capturing != NULL && g_drv.stream_is_capturing(stream, &cs) == CUDA_SUCCESS &&
+      cs != CU_STREAM_CAPTURE_STATUS_NONE) {
+    return; /* nothing runs during capture; the graph's launch is gated instead */
+  }
+  CUcontext ctx = NULL;
+  if (g_drv.ctx_get_current != NULL && g_drv.ctx_get_current(&ctx) == CUDA_SUCCESS && ctx) {
+    __atomic_store_n(&g_arb_ctx[dev], ctx, __ATOMIC_RELEASE);
+  }
+  arb_note_stream(dev, stream);
+  int r = slicer_arb_launch(c, dev);
+  arb_checkpoint(c, r == SLICER_ARB_CHECKPOINT, stream);
+}
+
+/* After a successful stream or event synchronize (`stream` NULL with has_stream 0 for events):
+ * the busy interval ends when every stream the process used on the device is idle. */
+static void arb_after_sync(int has_stream, CUstream stream) {
+  slicer_arb_client* c = arb_started();
+  if (c == NULL) return;
+  CUdevice dev;
+  if (current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
+  int idle = !__atomic_load_n(&g_arb_streams[dev].overflow, __ATOMIC_ACQUIRE);
+  CUstream* s = g_arb_streams[dev].s;
+  for (int i = 0; i < ARB_TRACKED_STREAMS; ++i) {
+    CUstream k = __atomic_load_n(&s[i], __ATOMIC_ACQUIRE);
+    if (k == NULL) continue;
+    if ((has_stream && k == arb_key(stream)) ||
+        (g_drv.stream_query != NULL && g_drv.stream_query(arb_unkey(k)) == CUDA_SUCCESS)) {
+      __atomic_compare_exchange_n(&s[i], &k, NULL, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    } else {
+      idle = 0;
+    }
+  }
+  if (idle) slicer_arb_synced(c, dev);
+}
+
+static void arb_after_ctx_sync(void) {
+  slicer_arb_client* c = arb_started();
+  if (c == NULL) return;
+  CUdevice dev;
+  if (current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
+  arb_streams_clear(dev);
+  slicer_arb_synced(c, dev);
+}
+
+static void arb_after_fork_child(void) {
+  /* CUDA does not survive fork: the child's contexts, streams and events are new. */
+  pthread_mutex_init(&g_ck_mu, NULL);
+  memset(g_ck, 0, sizeof g_ck);
+  memset(g_arb_streams, 0, sizeof g_arb_streams);
+  memset(g_arb_ctx, 0, sizeof g_arb_ctx);
+  if (g_arb != NULL) slicer_arb_after_fork_child(g_arb);
+}
+
+/* With SLICER_LOG=debug: what the arbiter client did, once at exit (tests and operators). */
+__attribute__((destructor)) static void arb_at_exit(void) {
+  slicer_arb_client* c = arb_started();
+  if (c == NULL || !g_cfg.debug) return;
+  slicer_arb_stats st;
+  slicer_arb_get_stats(c, &st);
+  slog("debug", "event=arbiter_stats connected=%d client_id=%llu grants=%llu waited_ms=%.1f "
+       "connects=%llu busy_ms_gpu0=%.1f", st.connected, (unsigned long long)st.client_id,
+       (unsigned long long)st.grants, st.waited_ns / 1e6, (unsigned long long)st.connects,
+       st.busy_total_ns[0] / 1e6);
+}
+
+/* ---- Launch and synchronize hooks ---- */
+
+/* The per-thread default stream made explicit, for the calls the shim makes itself. */
+static CUstream per_thread(CUstream s) { return s == NULL ? CU_STREAM_PER_THREAD : s; }
+
+#define LAUNCH_BODY(name, stream, call)                                \
+  if (real == NULL) return missing(name);                              \
+  slicer_arb_client* c = arb_for_launch();                             \
+  if (__builtin_expect(c != NULL, 0)) arb_gate(c, stream);             \
+  return call;
+
+static CUresult hook_launch_kernel(pfn_cuLaunchKernel real, CUfunction f, unsigned int gx,
+                                   unsigned int gy, unsigned int gz, unsigned int bx,
+                                   unsigned int by, unsigned int bz, unsigned int shmem,
+                                   CUstream hStream, void** params, void** extra) {
+  LAUNCH_BODY("cuLaunchKernel", hStream,
+              real(f, gx, gy, gz, bx, by, bz, shmem, hStream, params, extra))
+}
+
+static CUresult hook_launch_kernel_ptsz(pfn_cuLaunchKernel_ptsz real, CUfunction f,
+                                        unsigned int gx, unsigned int gy, unsigned int gz,
+                                        unsigned int bx, unsigned int by, unsigned int bz,
+                                        unsigned int shmem, CUstream hStream, void** params,
+                                        void** extra) {
+  LAUNCH_BODY("cuLaunchKernel_ptsz", per_thread(hStream),
+              real(f, gx, gy, gz, bx, by, bz, shmem, hStream, params, extra))
+}
+
+static CUresult hook_launch_kernel_ex(pfn_cuLaunchKernelEx real, const CUlaunchConfig* config,
+                                      CUfunction f, void** params, void** extra) {
+  LAUNCH_BODY("cuLaunchKernelEx", config ? config->hStream : NULL, real(config, f, params, extra))
+}
+
+static CUresult hook_launch_kernel_ex_ptsz(pfn_cuLaunchKernelEx_ptsz real,
+                                           const CUlaunchConfig* config, CUfunction f,
+                                           void** params, void** extra) {
+  LAUNCH_BODY("cuLaunchKernelEx_ptsz", per_thread(config ? config->hStream : NULL),
+              real(config, f, params, extra))
+}
+
+static CUresult hook_launch_cooperative(pfn_cuLaunchCooperativeKernel real, CUfunction f,
+                                        unsigned int gx, unsigned int gy, unsigned int gz,
+                                        unsigned int bx, unsigned int by, unsigned int bz,
+                                        unsigned int shmem, CUstream hStream, void** params) {
+  LAUNCH_BODY("cuLaunchCooperativeKernel", hStream,
+              real(f, gx, gy, gz, bx, by, bz, shmem, hStream, params))
+}
+
+static CUresult hook_launch_cooperative_ptsz(pfn_cuLaunchCooperativeKernel_ptsz real, CUfunction f,
+                                             unsigned int gx, unsigned int gy, unsigned int gz,
+                                             unsigned int bx, unsigned int by, unsigned int bz,
+                                             unsigned int shmem, CUstream hStream, void** params) {
+  LAUNCH_BODY("cuLaunchCooperativeKernel_ptsz", per_thread(hStream),
+              real(f, gx, gy, gz, bx, by, bz, shmem, hStream, params))
+}
+
+static CUresult hook_graph_launch(pfn_cuGraphLaunch real, CUgraphExec g, CUstream hStream) {
+  LAUNCH_BODY("cuGraphLaunch", hStream, real(g, hStream))
+}
+
+static CUresult hook_graph_launch_ptsz(pfn_cuGraphLaunch_ptsz real, CUgraphExec g,
+                                       CUstream hStream) {
+  LAUNCH_BODY("cuGraphLaunch_ptsz", per_thread(hStream), real(g, hStream))
+}
+
+static CUresult hook_ctx_synchronize(pfn_cuCtxSynchronize real) {
+  if (real == NULL) return missing("cuCtxSynchronize");
+  CUresult r = real();
+  if (r == CUDA_SUCCESS) arb_after_ctx_sync();
+  return r;
+}
+
+static CUresult hook_ctx_synchronize_v2(pfn_cuCtxSynchronize_v2 real, CUcontext ctx) {
+  if (real == NULL) return missing("cuCtxSynchronize_v2");
+  CUresult r = real(ctx);
+  if (r == CUDA_SUCCESS && arb_started() != NULL) {
+    CUcontext cur = NULL;
+    /* Another context than the current one: its device is not known cheaply; nothing said. */
+    if (ctx == NULL || (g_drv.ctx_get_current != NULL &&
+                        g_drv.ctx_get_current(&cur) == CUDA_SUCCESS && cur == ctx)) {
+      arb_after_ctx_sync();
+    }
+  }
+  return r;
+}
+
+static CUresult hook_stream_synchronize(pfn_cuStreamSynchronize real, CUstream hStream) {
+  if (real == NULL) return missing("cuStreamSynchronize");
+  CUresult r = real(hStream);
+  if (r == CUDA_SUCCESS) arb_after_sync(1, hStream);
+  return r;
+}
+
+static CUresult hook_stream_synchronize_ptsz(pfn_cuStreamSynchronize_ptsz real,
+                                             CUstream hStream) {
+  if (real == NULL) return missing("cuStreamSynchronize_ptsz");
+  CUresult r = real(hStream);
+  if (r == CUDA_SUCCESS) arb_after_sync(1, per_thread(hStream));
+  return r;
+}
+
+static CUresult hook_event_synchronize(pfn_cuEventSynchronize real, CUevent hEvent) {
+  if (real == NULL) return missing("cuEventSynchronize");
+  CUresult r = real(hEvent);
+  if (r == CUDA_SUCCESS) arb_after_sync(0, NULL);
+  return r;
+}
+
 /* ---- cuGetProcAddress ------------------------------------------------------------------------ */
 
 /* The hooked variant that the driver's answer `p` for (symbol, version, flags) is, or NULL when
@@ -936,7 +1416,7 @@ static CUresult hook_get_proc_address_v1(pfn_cuGetProcAddress real, const char* 
 
 #define X(lib, ret, base, variant, since, flav, hook, params, args)        \
   SLICER_EXPORT ret variant params {                                        \
-    return hook((pfn_##variant)real_of(IDX_##variant), SLICER_UNPAREN args); \
+    return hook((pfn_##variant)real_of(IDX_##variant) SLICER_TAIL args);     \
   }
 SLICER_HOOKS(X)
 #undef X

@@ -26,11 +26,24 @@
 //   gpa:<sym>:<ver>:<flags>  cuGetProcAddress_v2; prints status and whether pfn is the shim's
 //   gpa1:<sym>:<ver>:<flags> cuGetProcAddress (v1)
 //   launch:<n>:<ns>          n "sleep" kernels of ns each, then cuStreamSynchronize
+//   launchvia:<how>:<n>:<ns> the same through another entry point: proc, procptsz (found by
+//                            cuGetProcAddress_v2, per-thread flag), ex (cuLaunchKernelEx), coop
+//                            (cuLaunchCooperativeKernel), graph (one captured graph, launched n
+//                            times), then cuCtxSynchronize
+//   work:<s>:<us>:<every>    a saturating loop for s seconds: sleep kernels of us microseconds on
+//                            a stream of its own, cuStreamSynchronize every `every` launches;
+//                            prints work_ns (kernel time done), launches, and the launches that
+//                            blocked > 2 ms: longest_wait_ms, waits=<end, CLOCK_MONOTONIC ns>/<ms>,...
+//   capture:<n>:<ns>         on a new stream: begin capture, n sleep launches (prints capture_ms,
+//                            how long the launches took), end capture, instantiate, launch, sync
+//   sleepms:<ms>             sleep
 //   rtldnext                 dlsym(RTLD_NEXT, "cuMemAlloc_v2"): prints which library answered
 //   hold                     print "holding" and sleep until killed
 #include <cuda.h>
 #include <dlfcn.h>
 #include <unistd.h>
+
+#include <time.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -79,6 +92,39 @@ using AllocFn = CUresult (*)(CUdeviceptr*, size_t);
 using AllocAsyncFn = CUresult (*)(CUdeviceptr*, size_t, CUstream);
 using InfoFn = CUresult (*)(size_t*, size_t*);
 using Gpa2Fn = CUresult (*)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*);
+using LaunchFn = CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
+                              unsigned, unsigned, CUstream, void**, void**);
+
+int64_t MonoNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+CUresult SleepFunction(CUfunction* f) {
+  CUmodule mod;
+  CUresult r = cuModuleLoadData(&mod, "");
+  return r == CUDA_SUCCESS ? cuModuleGetFunction(f, mod, "sleep") : r;
+}
+
+// A captured graph of n sleep kernels of ns each, on `stream`; capture_ms: how long the n
+// launches took.
+CUresult Capture(CUstream stream, uint64_t n, uint64_t ns, CUgraphExec* exec, double* capture_ms) {
+  CUfunction f;
+  CUresult r = SleepFunction(&f);
+  if (r == CUDA_SUCCESS) r = cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL);
+  void* params[] = {&ns};
+  int64_t t0 = MonoNs();
+  for (uint64_t k = 0; r == CUDA_SUCCESS && k < n; ++k) {
+    r = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, stream, params, nullptr);
+  }
+  *capture_ms = (MonoNs() - t0) / 1e6;
+  CUgraph graph = nullptr;
+  CUresult e = cuStreamEndCapture(stream, &graph);
+  if (r == CUDA_SUCCESS) r = e;
+  if (r == CUDA_SUCCESS) r = cuGraphInstantiate(exec, graph, 0);
+  return r;
+}
 
 }  // namespace
 
@@ -224,6 +270,83 @@ int main(int argc, char** argv) {
         r = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, nullptr, params, nullptr);
       }
       if (r == CUDA_SUCCESS) r = cuStreamSynchronize(nullptr);
+    } else if (op == "launchvia") {
+      std::string how = arg(1);
+      uint64_t n = Size(arg(2)), ns = Size(arg(3));
+      CUfunction f;
+      r = SleepFunction(&f);
+      void* params[] = {&ns};
+      LaunchFn fn = nullptr;
+      if (r == CUDA_SUCCESS && (how == "proc" || how == "procptsz")) {
+        r = cuGetProcAddress_v2("cuLaunchKernel", reinterpret_cast<void**>(&fn), 13000,
+                                how == "proc" ? 0 : CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM,
+                                nullptr);
+        extra = std::string(" fn=") + Library(reinterpret_cast<void*>(fn));
+      }
+      CUgraphExec exec = nullptr;
+      CUstream stream = nullptr;
+      if (r == CUDA_SUCCESS && how == "graph") {
+        double ms;
+        r = cuStreamCreate(&stream, 0);
+        if (r == CUDA_SUCCESS) r = Capture(stream, 1, ns, &exec, &ms);
+      }
+      for (uint64_t k = 0; r == CUDA_SUCCESS && k < n; ++k) {
+        if (fn != nullptr) {
+          r = fn(f, 1, 1, 1, 1, 1, 1, 0, nullptr, params, nullptr);
+        } else if (how == "ex") {
+          CUlaunchConfig cfg{};
+          cfg.gridDimX = cfg.gridDimY = cfg.gridDimZ = cfg.blockDimX = cfg.blockDimY =
+              cfg.blockDimZ = 1;
+          r = cuLaunchKernelEx(&cfg, f, params, nullptr);
+        } else if (how == "coop") {
+          r = cuLaunchCooperativeKernel(f, 1, 1, 1, 1, 1, 1, 0, nullptr, params);
+        } else if (how == "graph") {
+          r = cuGraphLaunch(exec, stream);
+        } else {
+          r = CUDA_ERROR_INVALID_VALUE;
+        }
+      }
+      if (r == CUDA_SUCCESS) r = cuCtxSynchronize();
+    } else if (op == "work") {
+      double seconds = std::atof(arg(1).c_str());
+      uint64_t ns = Size(arg(2)) * 1000;
+      uint64_t every = Size(arg(3, "4"));
+      CUfunction f;
+      CUstream stream = nullptr;
+      r = SleepFunction(&f);
+      if (r == CUDA_SUCCESS) r = cuStreamCreate(&stream, 0);
+      void* params[] = {&ns};
+      int64_t end = MonoNs() + static_cast<int64_t>(seconds * 1e9);
+      uint64_t launches = 0;
+      double longest = 0;
+      std::string waits;
+      int nwaits = 0;
+      while (r == CUDA_SUCCESS && MonoNs() < end) {
+        int64_t t0 = MonoNs();
+        r = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, stream, params, nullptr);
+        int64_t t1 = MonoNs();
+        double ms = (t1 - t0) / 1e6;
+        if (ms > longest) longest = ms;
+        if (ms > 2 && nwaits++ < 200) {
+          waits += (waits.empty() ? "" : ",") + std::to_string(t1) + "/" + std::to_string(ms);
+        }
+        ++launches;
+        if (r == CUDA_SUCCESS && launches % every == 0) r = cuStreamSynchronize(stream);
+      }
+      if (r == CUDA_SUCCESS) r = cuStreamSynchronize(stream);
+      extra = " launches=" + std::to_string(launches) + " work_ns=" + std::to_string(launches * ns) +
+              " longest_wait_ms=" + std::to_string(longest) + " waits=" + (waits.empty() ? "-" : waits);
+    } else if (op == "capture") {
+      CUstream stream = nullptr;
+      CUgraphExec exec = nullptr;
+      double ms = 0;
+      r = cuStreamCreate(&stream, 0);
+      if (r == CUDA_SUCCESS) r = Capture(stream, Size(arg(1)), Size(arg(2)), &exec, &ms);
+      if (r == CUDA_SUCCESS) r = cuGraphLaunch(exec, stream);
+      if (r == CUDA_SUCCESS) r = cuStreamSynchronize(stream);
+      extra = " capture_ms=" + std::to_string(ms);
+    } else if (op == "sleepms") {
+      usleep(static_cast<useconds_t>(std::atoi(arg(1).c_str())) * 1000);
     } else if (op == "rtldnext") {
       extra = std::string(" lib=") + Library(dlsym(RTLD_NEXT, "cuMemAlloc_v2"));
     } else if (op == "hold") {

@@ -199,8 +199,11 @@ TEST_F(ShimTest, GetProcAddressReturnsTheMatchingVariant) {
                     "gpa:cuMemAllocAsync:11000:0",      // older than the function
                     "gpa:cuNoSuchFunction:13000:0",     // unknown
                     "gpa:cuMemAlloc_v2:13000:0",        // suffixed names are not symbols
-                    "gpa:cuLaunchKernel:13000:0",       // not hooked: the driver's own
-                    "gpa:cuLaunchKernel:13000:2",       // not hooked, per-thread
+                    "gpa:cuLaunchKernel:13000:0",       // gated by the arbiter: wrapped
+                    "gpa:cuLaunchKernel:13000:2",       // per-thread: _ptsz, wrapped
+                    "gpa:cuCtxSynchronize:12000:0",     // the old one
+                    "gpa:cuCtxSynchronize:13000:0",     // _v2 (takes a context) since 13.0
+                    "gpa:cuStreamCreate:13000:0",       // not hooked: the driver's own
                     "gpa:cuGetProcAddress:12000:0",     // the v2 entry point, wrapped
                     "gpa:cuGetProcAddress:11030:0",     // the v1 entry point, wrapped
                     "gpa:cuMemGetInfo:2000:0",          // 32-bit v1: refused (fail closed)
@@ -224,8 +227,11 @@ TEST_F(ShimTest, GetProcAddressReturnsTheMatchingVariant) {
     expect("gpa:cuMemAllocAsync:11000:0", "none", "", "2");
     expect("gpa:cuNoSuchFunction:13000:0", "none", "", "1");
     expect("gpa:cuMemAlloc_v2:13000:0", "none", "", "1");
-    expect("gpa:cuLaunchKernel:13000:0", "driver", "", "0");
-    expect("gpa:cuLaunchKernel:13000:2", "driver", "", "0");
+    expect("gpa:cuLaunchKernel:13000:0", "shim", "cuLaunchKernel", "0");
+    expect("gpa:cuLaunchKernel:13000:2", "shim", "cuLaunchKernel_ptsz", "0");
+    expect("gpa:cuCtxSynchronize:12000:0", "shim", "cuCtxSynchronize", "0");
+    expect("gpa:cuCtxSynchronize:13000:0", "shim", "cuCtxSynchronize_v2", "0");
+    expect("gpa:cuStreamCreate:13000:0", "driver", "", "0");
     expect("gpa:cuGetProcAddress:12000:0", "shim", "cuGetProcAddress_v2", "0");
     expect("gpa:cuGetProcAddress:11030:0", "shim", "cuGetProcAddress", "0");
     expect("gpa:cuMemGetInfo:2000:0", "none", "", "2");
@@ -234,8 +240,7 @@ TEST_F(ShimTest, GetProcAddressReturnsTheMatchingVariant) {
     EXPECT_EQ(r.Field("gpa1:cuMemFree:12000:0", "lib"), "shim");
     EXPECT_EQ(r.Field("gpa1:cuMemFree:12000:0", "name"), "cuMemFree_v2");
     if (std::string(internal) == "0") {
-      EXPECT_EQ(r.Field("gpa:cuLaunchKernel:13000:0", "name"), "cuLaunchKernel");
-      EXPECT_EQ(r.Field("gpa:cuLaunchKernel:13000:2", "name"), "cuLaunchKernel_ptsz");
+      EXPECT_EQ(r.Field("gpa:cuStreamCreate:13000:0", "name"), "cuStreamCreate");
     }
   }
 }

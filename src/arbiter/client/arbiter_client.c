@@ -12,7 +12,9 @@
  * Everything but the PASS/TIMED fast path runs under `mu`; the thread that owns the socket and
  * the launching threads meet on `cv`. The socket is written under `send_mu` by either.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "src/arbiter/client/arbiter_client.h"
 
 #include <errno.h>
@@ -31,12 +33,20 @@
 
 enum { ST_PASS = 0, ST_TIMED, ST_IDLE, ST_WAIT, ST_HANDOVER, ST_BLOCKED, ST_RESTART };
 
+/* A holder of a timed lease (others are waiting) that has had nothing queued for this long hands
+ * the lease back: an idle holder must not keep the GPU from the others for the rest of its
+ * quantum (work-conserving). Short enough that a bursty client gives back nearly all the time it
+ * leaves idle, long enough that the gap between a sync and the next launch of a busy loop does
+ * not cost it the lease. */
+#define IDLE_RELEASE_NS 1000000
+
 typedef struct {
   uint32_t state;     /* atomic */
   int64_t deadline;   /* atomic; TIMED: monotonic ns */
   int64_t busy_since; /* atomic; 0: nothing of ours queued */
   uint64_t busy_total;      /* atomic; ns */
   int64_t last_checkpoint;  /* atomic */
+  int64_t idle_since;       /* atomic; TIMED: when a sync left nothing queued; 0: not idle */
   uint64_t mem_used, mem_cap; /* atomic */
   /* Guarded by mu. */
   int attached;
@@ -164,6 +174,8 @@ static uint32_t unreachable_state(slicer_arb_client* c) {
   return __atomic_load_n(&c->fail_closed, __ATOMIC_RELAXED) ? ST_BLOCKED : ST_PASS;
 }
 
+static void poke(slicer_arb_client* c);
+
 /* ---- Hand-over ----------------------------------------------------------------------------- */
 
 /* mu held; the slot holds a lease. Drains (mu released meanwhile), then RELEASEs. */
@@ -290,6 +302,7 @@ static void on_message(slicer_arb_client* c, const void* buf, ssize_t n) {
       g->lease = 1;
       __atomic_add_fetch(&c->grants, 1, __ATOMIC_RELAXED);
       __atomic_store_n(&g->last_checkpoint, now, __ATOMIC_RELAXED);
+      __atomic_store_n(&g->idle_since, 0, __ATOMIC_RELEASE);
       if (m.quantum_ns == 0) {
         set_state(g, ST_PASS);
       } else {
@@ -322,6 +335,37 @@ static void send_pending_attaches(slicer_arb_client* c) {
     if (g->attached && !g->attach_sent && send_attach(c, i) == 0) g->attach_sent = 1;
   }
   pthread_mutex_unlock(&c->mu);
+}
+
+/* When the earliest idle timed lease is due back (IDLE_RELEASE_NS after its last sync); 0: none. */
+static int64_t idle_deadline(slicer_arb_client* c) {
+  int64_t best = 0;
+  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
+    gpu_slot* g = &c->gpus[i];
+    if (get_state(g) != ST_TIMED) continue;
+    int64_t since = __atomic_load_n(&g->idle_since, __ATOMIC_ACQUIRE);
+    if (since == 0 || __atomic_load_n(&g->busy_since, __ATOMIC_ACQUIRE) != 0) continue;
+    if (best == 0 || since + IDLE_RELEASE_NS < best) best = since + IDLE_RELEASE_NS;
+  }
+  return best;
+}
+
+/* Hands back timed leases whose holder has had nothing queued for IDLE_RELEASE_NS. A launch
+ * racing this sees HANDOVER and waits; work it queued before is drained first. */
+static void release_idle(slicer_arb_client* c) {
+  int64_t now = mono_ns();
+  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
+    gpu_slot* g = &c->gpus[i];
+    if (get_state(g) != ST_TIMED) continue;
+    pthread_mutex_lock(&c->mu);
+    int64_t since = __atomic_load_n(&g->idle_since, __ATOMIC_ACQUIRE);
+    if (get_state(g) == ST_TIMED && g->lease && g->waiters == 0 && since != 0 &&
+        now - since >= IDLE_RELEASE_NS && __atomic_load_n(&g->busy_since, __ATOMIC_ACQUIRE) == 0) {
+      __atomic_store_n(&g->idle_since, 0, __ATOMIC_RELEASE);
+      handover(c, i, 0);
+    }
+    pthread_mutex_unlock(&c->mu);
+  }
 }
 
 /* Sleeps `ms` unless woken; returns 1 when asked to stop. */
@@ -363,7 +407,10 @@ static void* conn_thread(void* arg) {
                                           1000000;
     for (;;) {
       int64_t now = mono_ns();
-      int timeout = next_report > now ? (int)((next_report - now) / 1000000) + 1 : 0;
+      int64_t wake_at = next_report;
+      int64_t idle_at = idle_deadline(c);
+      if (idle_at != 0 && idle_at < wake_at) wake_at = idle_at;
+      int timeout = wake_at > now ? (int)((wake_at - now) / 1000000) + 1 : 0;
       struct pollfd p[2] = {{fd, POLLIN, 0}, {c->wake[0], POLLIN, 0}};
       int r = poll(p, 2, timeout);
       if (r < 0 && errno != EINTR) break;
@@ -384,6 +431,7 @@ static void* conn_thread(void* arg) {
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
         if (n > 0 && slicer_arb_check(buf, n) == 0) on_message(c, buf, n);
       }
+      release_idle(c);
       if (mono_ns() >= next_report) {
         send_reports(c);
         next_report = mono_ns() + (int64_t)__atomic_load_n(&c->report_ms, __ATOMIC_RELAXED) *
@@ -591,9 +639,25 @@ int slicer_arb_launch(slicer_arb_client* c, int dev) {
   return launch_slow(c, dev);
 }
 
+int slicer_arb_gated(slicer_arb_client* c, int dev) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return 0;
+  return get_state(&c->gpus[dev]) != ST_PASS;
+}
+
 void slicer_arb_synced(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
-  busy_end(&c->gpus[dev]);
+  gpu_slot* g = &c->gpus[dev];
+  busy_end(g);
+  if (get_state(g) == ST_TIMED) {
+    /* Others wait: if nothing is launched soon, the connection thread hands the lease back. */
+    __atomic_store_n(&g->idle_since, mono_ns(), __ATOMIC_RELEASE);
+    poke(c);
+  }
+}
+
+uint64_t slicer_arb_max_queued_ns(slicer_arb_client* c) {
+  if (c == NULL) return 10000000;
+  return (uint64_t)__atomic_load_n(&c->max_queued_ns, __ATOMIC_RELAXED);
 }
 
 void slicer_arb_memory(slicer_arb_client* c, int dev, uint64_t used, uint64_t cap) {
@@ -624,6 +688,7 @@ void slicer_arb_after_fork_child(slicer_arb_client* c) {
     g->attach_sent = 0;
     g->busy_since = 0;
     g->busy_total = 0;
+    g->idle_since = 0;
     set_state(g, g->attached ? ST_RESTART : ST_PASS);
   }
 }

@@ -24,7 +24,8 @@
  *   or the arbiter revokes it, the process drains (opts.drain) and hands over.
  * - A background thread owns the connection: it reconnects with back-off (10 ms .. 1 s) when the
  *   arbiter goes away, sends REPORTs, and hands the lease back on REVOKE when the process is not
- *   launching (so an idle process never holds up the others).
+ *   launching, or by itself when a timed lease's holder has been idle (synced, nothing launched)
+ *   for 1 ms (so an idle process never holds up the others).
  * - Fail-closed (SLICER_ARBITER_FAIL_CLOSED=1 or the arbiter said so in WELCOME): while the
  *   arbiter is unreachable, slicer_arb_launch waits for it instead of running ungated.
  *
@@ -82,8 +83,19 @@ int slicer_arb_attach(slicer_arb_client* c, int dev, const char* uuid);
  * while another client holds the GPU. */
 int slicer_arb_launch(slicer_arb_client* c, int dev);
 
-/* After a synchronization that left nothing of this process queued on `dev`. */
+/* 0 when slicer_arb_launch(c, dev) would return SLICER_ARB_GO at once (an open-ended lease, no
+ * arbiter and fail-open, a device never attached, c == NULL): one atomic load. The shim asks
+ * this before paying for anything only a gated launch needs (the stream-capture query). */
+int slicer_arb_gated(slicer_arb_client* c, int dev);
+
+/* After a synchronization that left nothing of this process queued on `dev`. While the process
+ * holds a timed lease (others wait), a holder that then launches nothing for 1 ms hands the
+ * lease back (an idle holder does not keep the GPU for the rest of its quantum). */
 void slicer_arb_synced(slicer_arb_client* c, int dev);
+
+/* The most work (ns) the arbiter wants queued at once while the GPU is contended (WELCOME's
+ * max_queued; 10 ms until told). The shim sizes its checkpoints by it. */
+uint64_t slicer_arb_max_queued_ns(slicer_arb_client* c);
 
 /* The process's memory on `dev` and the container's cap (0: none). */
 void slicer_arb_memory(slicer_arb_client* c, int dev, uint64_t used, uint64_t cap);

@@ -13,9 +13,19 @@
 //   arrays, managed and pitched memory all take from the same per-device counter.
 // - Kernels: cuModuleLoadData accepts any image; cuModuleGetFunction returns a function for any
 //   name. A function named "sleep" takes one parameter, a uint64_t number of nanoseconds
-//   (kernelParams[0] points at it): cuLaunchKernel queues that much "GPU time" on the stream and
-//   returns at once; cuStreamSynchronize / cuCtxSynchronize sleep until the stream's queued time
-//   has passed. Any other function name is a kernel of zero duration.
+//   (kernelParams[0] points at it): cuLaunchKernel (and _ptsz, cuLaunchKernelEx,
+//   cuLaunchCooperativeKernel) queues that much "GPU time" on the stream and returns at once;
+//   cuStreamSynchronize sleeps until the stream's queued time has passed, cuCtxSynchronize until
+//   every stream's has (the legacy stream 0/0x1, the per-thread stream 0x2 -- one for the
+//   process -- and each created stream); cuStreamQuery says whether it has. Any other function
+//   name is a kernel of zero duration. Streams overlap freely (no time-slicing between them).
+// - Events: an event recorded on a stream completes when the work queued before it does;
+//   cuEventSynchronize sleeps until then, cuEventElapsedTime gives the time between two.
+// - Stream capture: between cuStreamBeginCapture_v2 and cuStreamEndCapture a stream's launches
+//   run nothing and add their time to the graph; cuGraphInstantiateWithFlags + cuGraphLaunch
+//   queue the graph's total. Synchronizing a capturing stream (or the context while one captures)
+//   fails with CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, as on the real driver.
+// - cuCtxPushCurrent_v2 / cuCtxPopCurrent_v2 keep a per-thread stack.
 // - cuGetProcAddress / cuGetProcAddress_v2 resolve like the real driver: `symbol` is the base
 //   name (no _v2/_ptsz suffix); the newest variant introduced at or before `cudaVersion` is
 //   returned; CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM picks the _ptsz/_ptds variant when
@@ -51,6 +61,7 @@
 // The unversioned names below are the old entry points themselves, not cuda.h's aliases.
 #undef cuGetProcAddress
 #undef cuDeviceGetUuid
+#undef cuEventElapsedTime
 
 #define FAKE_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -61,6 +72,8 @@ using Clock = std::chrono::steady_clock;
 struct Stream {
   std::mutex mu;
   Clock::time_point busy_until{};
+  bool capturing = false;    // between cuStreamBeginCapture and cuStreamEndCapture
+  uint64_t captured_ns = 0;  // sleep kernels captured so far
 };
 
 struct Allocation {
@@ -78,6 +91,8 @@ struct State {
   std::map<uintptr_t, Allocation> arrays;            // CUarray / CUmipmappedArray -> bytes
   unsigned long long next_handle = 1;
   Stream legacy_stream;
+  Stream per_thread_stream;  // one for the process: the fake runs one default stream per flavour
+  std::vector<Stream*> streams;  // created and not destroyed: cuCtxSynchronize waits for all
 };
 
 State& S() {
@@ -86,6 +101,8 @@ State& S() {
 }
 
 thread_local CUcontext current_ctx = nullptr;
+thread_local std::vector<CUcontext> ctx_stack;  // cuCtxPushCurrent / cuCtxPopCurrent
+thread_local CUstreamCaptureMode capture_mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
 
 // A context handle encodes its device: (device + 1) << 4, never dereferenced.
 CUcontext CtxFor(int dev) { return reinterpret_cast<CUcontext>(static_cast<uintptr_t>(dev + 1) << 4); }
@@ -150,10 +167,27 @@ CUresult Free(CUdeviceptr dptr) {
 }
 
 Stream* StreamOf(CUstream h) {
-  // CU_STREAM_LEGACY (0x1) and CU_STREAM_PER_THREAD (0x2) and 0 all map to one default stream.
+  // 0 and CU_STREAM_LEGACY (0x1) are the legacy default stream, CU_STREAM_PER_THREAD (0x2) the
+  // per-thread one (one for the whole process: enough for tests).
   uintptr_t v = reinterpret_cast<uintptr_t>(h);
-  if (v <= 2) return &S().legacy_stream;
+  if (v == 2) return &S().per_thread_stream;
+  if (v <= 1) return &S().legacy_stream;
   return reinterpret_cast<Stream*>(h);
+}
+
+// Queues `ns` of "GPU time" on the stream, or records it into the graph being captured.
+void Enqueue(Stream* st, uint64_t ns) {
+  std::lock_guard<std::mutex> lock(st->mu);
+  if (st->capturing) {
+    st->captured_ns += ns;
+    return;
+  }
+  st->busy_until = std::max(st->busy_until, Clock::now()) + std::chrono::nanoseconds(ns);
+}
+
+bool Capturing(Stream* st) {
+  std::lock_guard<std::mutex> lock(st->mu);
+  return st->capturing;
 }
 
 void SyncStream(Stream* st) {
@@ -338,7 +372,39 @@ FAKE_EXPORT CUresult cuCtxGetDevice(CUdevice* dev) {
 
 FAKE_EXPORT CUresult cuCtxSynchronize() {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
-  SyncStream(&S().legacy_stream);
+  std::vector<Stream*> all = {&S().legacy_stream, &S().per_thread_stream};
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    all.insert(all.end(), S().streams.begin(), S().streams.end());
+  }
+  for (Stream* st : all) {
+    if (Capturing(st)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  }
+  for (Stream* st : all) SyncStream(st);
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuCtxSynchronize_v2(CUcontext) { return cuCtxSynchronize(); }
+
+FAKE_EXPORT CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (ctx == nullptr || !ValidDevice(DeviceOf(ctx))) return CUDA_ERROR_INVALID_CONTEXT;
+  ctx_stack.push_back(current_ctx);
+  current_ctx = ctx;
+  return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuCtxPopCurrent_v2(CUcontext* ctx) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (current_ctx == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  if (ctx != nullptr) *ctx = current_ctx;
+  current_ctx = ctx_stack.empty() ? nullptr : ctx_stack.back();
+  if (!ctx_stack.empty()) ctx_stack.pop_back();
+  return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode) {
+  if (mode == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::swap(*mode, capture_mode);
   return CUDA_SUCCESS;
 }
 
@@ -541,41 +607,228 @@ FAKE_EXPORT CUresult cuModuleGetFunction(CUfunction* f, CUmodule, const char* na
 
 FAKE_EXPORT CUresult cuStreamCreate(CUstream* stream, unsigned int) {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
-  *stream = reinterpret_cast<CUstream>(new Stream);
+  auto* st = new Stream;
+  std::lock_guard<std::mutex> lock(S().mu);
+  S().streams.push_back(st);
+  *stream = reinterpret_cast<CUstream>(st);
   return CUDA_SUCCESS;
 }
 FAKE_EXPORT CUresult cuStreamDestroy_v2(CUstream h) {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
-  if (reinterpret_cast<uintptr_t>(h) > 2) delete reinterpret_cast<Stream*>(h);
+  if (reinterpret_cast<uintptr_t>(h) > 2) {
+    auto* st = reinterpret_cast<Stream*>(h);
+    std::lock_guard<std::mutex> lock(S().mu);
+    S().streams.erase(std::remove(S().streams.begin(), S().streams.end(), st), S().streams.end());
+    delete st;
+  }
   return CUDA_SUCCESS;
 }
 FAKE_EXPORT CUresult cuStreamSynchronize(CUstream h) {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (Capturing(StreamOf(h))) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
   SyncStream(StreamOf(h));
   return CUDA_SUCCESS;
 }
-FAKE_EXPORT CUresult cuStreamSynchronize_ptsz(CUstream h) { return cuStreamSynchronize(h); }
+FAKE_EXPORT CUresult cuStreamSynchronize_ptsz(CUstream h) {
+  return cuStreamSynchronize(h == nullptr ? CU_STREAM_PER_THREAD : h);
+}
+FAKE_EXPORT CUresult cuStreamQuery(CUstream h) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  Stream* st = StreamOf(h);
+  std::lock_guard<std::mutex> lock(st->mu);
+  if (st->capturing) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  return st->busy_until <= Clock::now() ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+}
+FAKE_EXPORT CUresult cuStreamQuery_ptsz(CUstream h) {
+  return cuStreamQuery(h == nullptr ? CU_STREAM_PER_THREAD : h);
+}
 
-FAKE_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned, unsigned, unsigned, unsigned, unsigned,
-                                    unsigned, unsigned, CUstream h, void** params, void**) {
+// ---- Stream capture and graphs: a graph is the sum of the sleep kernels captured into it ------
+
+namespace {
+struct FakeGraph {
+  uint64_t ns;
+};
+}  // namespace
+
+FAKE_EXPORT CUresult cuStreamBeginCapture_v2(CUstream h, CUstreamCaptureMode) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (reinterpret_cast<uintptr_t>(h) <= 1) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  Stream* st = StreamOf(h);
+  std::lock_guard<std::mutex> lock(st->mu);
+  if (st->capturing) return CUDA_ERROR_ILLEGAL_STATE;
+  st->capturing = true;
+  st->captured_ns = 0;
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream h, CUstreamCaptureMode mode) {
+  return cuStreamBeginCapture_v2(h == nullptr ? CU_STREAM_PER_THREAD : h, mode);
+}
+FAKE_EXPORT CUresult cuStreamEndCapture(CUstream h, CUgraph* graph) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  Stream* st = StreamOf(h);
+  std::lock_guard<std::mutex> lock(st->mu);
+  if (!st->capturing) return CUDA_ERROR_ILLEGAL_STATE;
+  st->capturing = false;
+  *graph = reinterpret_cast<CUgraph>(new FakeGraph{st->captured_ns});
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream h, CUgraph* graph) {
+  return cuStreamEndCapture(h == nullptr ? CU_STREAM_PER_THREAD : h, graph);
+}
+FAKE_EXPORT CUresult cuStreamIsCapturing(CUstream h, CUstreamCaptureStatus* status) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (status == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *status = Capturing(StreamOf(h)) ? CU_STREAM_CAPTURE_STATUS_ACTIVE
+                                   : CU_STREAM_CAPTURE_STATUS_NONE;
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuStreamIsCapturing_ptsz(CUstream h, CUstreamCaptureStatus* status) {
+  return cuStreamIsCapturing(h == nullptr ? CU_STREAM_PER_THREAD : h, status);
+}
+FAKE_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph graph,
+                                                 unsigned long long) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (exec == nullptr || graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *exec = reinterpret_cast<CUgraphExec>(new FakeGraph{reinterpret_cast<FakeGraph*>(graph)->ns});
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuGraphDestroy(CUgraph graph) {
+  delete reinterpret_cast<FakeGraph*>(graph);
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuGraphExecDestroy(CUgraphExec exec) {
+  delete reinterpret_cast<FakeGraph*>(exec);
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream h) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  Enqueue(StreamOf(h), reinterpret_cast<FakeGraph*>(exec)->ns);
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream h) {
+  return cuGraphLaunch(exec, h == nullptr ? CU_STREAM_PER_THREAD : h);
+}
+
+// ---- Events: an event completes when the work queued before it on its stream has --------------
+
+namespace {
+struct FakeEvent {
+  std::mutex mu;
+  Clock::time_point at{};  // when the work before the record point is done
+};
+}  // namespace
+
+FAKE_EXPORT CUresult cuEventCreate(CUevent* ev, unsigned int) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (ev == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *ev = reinterpret_cast<CUevent>(new FakeEvent);
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuEventDestroy_v2(CUevent ev) {
+  delete reinterpret_cast<FakeEvent*>(ev);
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuEventRecord(CUevent ev, CUstream h) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (ev == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  Stream* st = StreamOf(h);
+  Clock::time_point at;
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    if (st->capturing) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    at = std::max(st->busy_until, Clock::now());
+  }
+  auto* e = reinterpret_cast<FakeEvent*>(ev);
+  std::lock_guard<std::mutex> lock(e->mu);
+  e->at = at;
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuEventRecord_ptsz(CUevent ev, CUstream h) {
+  return cuEventRecord(ev, h == nullptr ? CU_STREAM_PER_THREAD : h);
+}
+static Clock::time_point EventTime(CUevent ev) {
+  auto* e = reinterpret_cast<FakeEvent*>(ev);
+  std::lock_guard<std::mutex> lock(e->mu);
+  return e->at;
+}
+FAKE_EXPORT CUresult cuEventSynchronize(CUevent ev) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (ev == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  std::this_thread::sleep_until(EventTime(ev));
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuEventQuery(CUevent ev) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (ev == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  return EventTime(ev) <= Clock::now() ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+}
+FAKE_EXPORT CUresult cuEventElapsedTime_v2(float* ms, CUevent start, CUevent end) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (ms == nullptr || start == nullptr || end == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  Clock::time_point a = EventTime(start), b = EventTime(end);
+  if (a > Clock::now() || b > Clock::now()) return CUDA_ERROR_NOT_READY;
+  *ms = std::chrono::duration<float, std::milli>(b - a).count();
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
+  return cuEventElapsedTime_v2(ms, start, end);
+}
+
+// ---- Launches ---------------------------------------------------------------------------------
+
+namespace {
+// The "GPU time" of a launch of f with these parameters.
+CUresult KernelTime(CUfunction f, void** params, uint64_t* ns) {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
   if (current_ctx == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
   auto* fn = reinterpret_cast<FakeFunction*>(f);
   if (fn != &kSleepFunction && fn != &kEmptyFunction) return CUDA_ERROR_INVALID_HANDLE;
-  uint64_t ns = 0;
+  *ns = 0;
   if (fn->sleeps) {
     if (params == nullptr || params[0] == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    std::memcpy(&ns, params[0], sizeof ns);
+    std::memcpy(ns, params[0], sizeof *ns);
   }
-  Stream* st = StreamOf(h);
-  std::lock_guard<std::mutex> lock(st->mu);
-  st->busy_until = std::max(st->busy_until, Clock::now()) + std::chrono::nanoseconds(ns);
   return CUDA_SUCCESS;
 }
-FAKE_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
-                                         unsigned bx, unsigned by, unsigned bz, unsigned shmem,
-                                         CUstream h, void** params, void** extra) {
-  return cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shmem, h, params, extra);
+CUresult Launch(CUfunction f, CUstream h, void** params) {
+  uint64_t ns;
+  if (CUresult r = KernelTime(f, params, &ns); r != CUDA_SUCCESS) return r;
+  Enqueue(StreamOf(h), ns);
+  return CUDA_SUCCESS;
+}
+}  // namespace
+
+FAKE_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                    unsigned, unsigned, CUstream h, void** params, void**) {
+  return Launch(f, h, params);
+}
+FAKE_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned, unsigned, unsigned, unsigned,
+                                         unsigned, unsigned, unsigned, CUstream h, void** params,
+                                         void**) {
+  return Launch(f, h == nullptr ? CU_STREAM_PER_THREAD : h, params);
+}
+FAKE_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction f, void** params,
+                                      void**) {
+  if (config == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return Launch(f, config->hStream, params);
+}
+FAKE_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig* config, CUfunction f,
+                                           void** params, void**) {
+  if (config == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return Launch(f, config->hStream == nullptr ? CU_STREAM_PER_THREAD : config->hStream, params);
+}
+FAKE_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned, unsigned, unsigned,
+                                               unsigned, unsigned, unsigned, unsigned, CUstream h,
+                                               void** params) {
+  return Launch(f, h, params);
+}
+FAKE_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned, unsigned, unsigned,
+                                                    unsigned, unsigned, unsigned, unsigned,
+                                                    CUstream h, void** params) {
+  return Launch(f, h == nullptr ? CU_STREAM_PER_THREAD : h, params);
 }
 
 // ---- Errors -----------------------------------------------------------------------------------
@@ -659,6 +912,10 @@ const ProcEntry kProcs[] = {
     E(cuCtxGetCurrent, cuCtxGetCurrent, 4000, kPlain),
     E(cuCtxGetDevice, cuCtxGetDevice, 2000, kPlain),
     E(cuCtxSynchronize, cuCtxSynchronize, 2000, kPlain),
+    E(cuCtxSynchronize, cuCtxSynchronize_v2, 13000, kPlain),
+    E(cuCtxPushCurrent, cuCtxPushCurrent_v2, 4000, kPlain),
+    E(cuCtxPopCurrent, cuCtxPopCurrent_v2, 4000, kPlain),
+    E(cuThreadExchangeStreamCaptureMode, cuThreadExchangeStreamCaptureMode, 10010, kPlain),
     E1(cuMemGetInfo, MemGetInfoV1, 2000),
     E(cuMemGetInfo, cuMemGetInfo_v2, 3020, kPlain),
     E(cuMemAlloc, cuMemAlloc_v2, 3020, kPlain),
@@ -700,8 +957,33 @@ const ProcEntry kProcs[] = {
     E(cuStreamDestroy, cuStreamDestroy_v2, 4000, kPlain),
     E(cuStreamSynchronize, cuStreamSynchronize, 2000, kPlain),
     E(cuStreamSynchronize, cuStreamSynchronize_ptsz, 7000, kPerThread),
+    E(cuStreamQuery, cuStreamQuery, 2000, kPlain),
+    E(cuStreamQuery, cuStreamQuery_ptsz, 7000, kPerThread),
+    E(cuStreamBeginCapture, cuStreamBeginCapture_v2, 10010, kPlain),
+    E(cuStreamBeginCapture, cuStreamBeginCapture_v2_ptsz, 10010, kPerThread),
+    E(cuStreamEndCapture, cuStreamEndCapture, 10000, kPlain),
+    E(cuStreamEndCapture, cuStreamEndCapture_ptsz, 10000, kPerThread),
+    E(cuStreamIsCapturing, cuStreamIsCapturing, 10000, kPlain),
+    E(cuStreamIsCapturing, cuStreamIsCapturing_ptsz, 10000, kPerThread),
+    E(cuGraphInstantiate, cuGraphInstantiateWithFlags, 11040, kPlain),
+    E(cuGraphDestroy, cuGraphDestroy, 10000, kPlain),
+    E(cuGraphExecDestroy, cuGraphExecDestroy, 10000, kPlain),
+    E(cuGraphLaunch, cuGraphLaunch, 10000, kPlain),
+    E(cuGraphLaunch, cuGraphLaunch_ptsz, 10000, kPerThread),
+    E(cuEventCreate, cuEventCreate, 2000, kPlain),
+    E(cuEventDestroy, cuEventDestroy_v2, 4000, kPlain),
+    E(cuEventRecord, cuEventRecord, 2000, kPlain),
+    E(cuEventRecord, cuEventRecord_ptsz, 7000, kPerThread),
+    E(cuEventSynchronize, cuEventSynchronize, 2000, kPlain),
+    E(cuEventQuery, cuEventQuery, 2000, kPlain),
+    E(cuEventElapsedTime, cuEventElapsedTime, 2000, kPlain),
+    E(cuEventElapsedTime, cuEventElapsedTime_v2, 12080, kPlain),
     E(cuLaunchKernel, cuLaunchKernel, 4000, kPlain),
     E(cuLaunchKernel, cuLaunchKernel_ptsz, 7000, kPerThread),
+    E(cuLaunchKernelEx, cuLaunchKernelEx, 11060, kPlain),
+    E(cuLaunchKernelEx, cuLaunchKernelEx_ptsz, 11060, kPerThread),
+    E(cuLaunchCooperativeKernel, cuLaunchCooperativeKernel, 9000, kPlain),
+    E(cuLaunchCooperativeKernel, cuLaunchCooperativeKernel_ptsz, 9000, kPerThread),
     E(cuGetErrorName, cuGetErrorName, 6000, kPlain),
     E(cuGetErrorString, cuGetErrorString, 6000, kPlain),
     E(cuGetProcAddress, cuGetProcAddress, 11030, kPlain),

@@ -1,0 +1,271 @@
+// Time shares end to end on the CPU: a real `slicer arbiter` and processes (shim_cuda_client)
+// running under the real libslicer.so against the fake libcuda.so.1, whose kernels are timed
+// sleeps. What is measured is each process's own count of kernel time done (work_ns), not wall
+// time. Tolerances are set for a loaded 2-core machine: the test asserts shares and "did it
+// block", never speed.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr char kGpu[] = "GPU-11111111-1111-1111-1111-111111111111";
+
+using Env = std::map<std::string, std::string>;
+
+int64_t MonoNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// `key=<value>` from the last line of `text` that has it; "" when none.
+std::string Field(const std::string& text, const std::string& key) {
+  size_t at = text.rfind(" " + key + "=");
+  if (at == std::string::npos) return "";
+  at += key.size() + 2;
+  return text.substr(at, text.find_first_of(" \n", at) - at);
+}
+
+double Num(const std::string& text, const std::string& key) {
+  std::string v = Field(text, key);
+  return v.empty() ? -1 : std::atof(v.c_str());
+}
+
+// A child process; killed and reaped when it goes out of scope.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const Env& env, const std::string& out_path) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      int fd = open(out_path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      std::vector<std::string> env_strings;
+      for (auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+      std::vector<char*> envp, args;
+      for (auto& s : env_strings) envp.push_back(s.data());
+      envp.push_back(nullptr);
+      std::vector<std::string> copies = argv;
+      for (auto& s : copies) args.push_back(s.data());
+      args.push_back(nullptr);
+      execve(args[0], args.data(), envp.data());
+      _exit(127);
+    }
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  // The exit code, or -1 when it was killed or did not end within `seconds`.
+  int Wait(double seconds = 30) {
+    int64_t end = MonoNs() + static_cast<int64_t>(seconds * 1e9);
+    while (pid_ > 0) {
+      int status;
+      pid_t r = waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      if (MonoNs() > end) return -1;
+      usleep(2000);
+    }
+    return -1;
+  }
+  void Kill() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class ArbiterShimTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/slicer-arb-shim-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    socket_ = dir_ + "/arbiter.sock";
+    std::ofstream(dir_ + "/machine.yaml")
+        << "devices:\n  - {uuid: " << kGpu << ", name: Tesla T4, memoryMiB: 16384}\n";
+  }
+  void TearDown() override {
+    arbiter_.reset();
+    std::system(("rm -rf " + dir_).c_str());
+  }
+
+  // Starts `slicer arbiter` on socket_ (no HTTP, no kubelet) and waits until it answers.
+  void StartArbiter(const std::string& config_yaml = "") {
+    std::vector<std::string> argv = {SLICER_PATH,      "arbiter",       "--socket",
+                                     socket_,          "--metrics-port", "0",
+                                     "--attribution", "none",          "--policy",
+                                     "fair"};
+    if (!config_yaml.empty()) {
+      std::ofstream(dir_ + "/arbiter.yaml") << config_yaml;
+      argv.push_back("--config-file");
+      argv.push_back(dir_ + "/arbiter.yaml");
+    }
+    arbiter_ = std::make_unique<Child>(argv, Env{{"PATH", "/usr/bin:/bin"}}, dir_ + "/arbiter.log");
+    for (int i = 0; i < 500 && access(socket_.c_str(), F_OK) != 0; ++i) usleep(10000);
+    ASSERT_EQ(access(socket_.c_str(), F_OK), 0) << ReadFile(dir_ + "/arbiter.log");
+  }
+
+  Env ClientEnv(const std::string& container, Env more = {}) const {
+    Env env = {{"LD_PRELOAD", SHIM_PATH},
+               {"LD_LIBRARY_PATH", FAKES_DIR},
+               {"SLICER_FAKE_NVML", dir_ + "/machine.yaml"},
+               {"SLICER_LEDGER_DIR", dir_},
+               {"SLICER_CONTAINER_ID", container},
+               {"SLICER_ARBITER_SOCKET", socket_},
+               {"SLICER_LOG", "debug"},
+               {"PATH", "/usr/bin:/bin"}};
+    for (auto& [k, v] : more) env[k] = v;
+    return env;
+  }
+
+  std::unique_ptr<Child> Client(const std::string& name, const std::vector<std::string>& ops,
+                                Env more = {}) {
+    std::vector<std::string> argv = {CLIENT_PATH};
+    argv.insert(argv.end(), ops.begin(), ops.end());
+    return std::make_unique<Child>(argv, ClientEnv(name, more), Out(name));
+  }
+  std::string Out(const std::string& name) const { return dir_ + "/" + name + ".out"; }
+
+  std::string dir_, socket_;
+  std::unique_ptr<Child> arbiter_;
+};
+
+TEST_F(ArbiterShimTest, TwoProcessesWeighted3To1GetGpuTime3To1) {
+  StartArbiter();
+  auto a = Client("a", {"init", "work:4:1000:4"}, {{"SLICER_WEIGHT", "3"}});
+  auto b = Client("b", {"init", "work:4:1000:4"}, {{"SLICER_WEIGHT", "1"}});
+  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+  ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
+  std::string oa = ReadFile(Out("a")), ob = ReadFile(Out("b"));
+  double wa = Num(oa, "work_ns"), wb = Num(ob, "work_ns");
+  ASSERT_GT(wb, 0) << ob;
+  // 4 s of 60 ms / 20 ms leases is ~50 rounds; one lease of error is 1.5% of the time. The rest of
+  // the tolerance is for a loaded machine's scheduling (late hand-overs are charged, not lost).
+  EXPECT_NEAR(wa / wb, 3.0, 0.6) << oa << ob;
+  // Serialized: together they did about one GPU's worth in 4 s, not two.
+  EXPECT_LT((wa + wb) / 1e9, 4 * 1.15) << oa << ob;
+  EXPECT_GT(Num(oa, "grants"), 5) << oa;
+}
+
+TEST_F(ArbiterShimTest, LoneClientRunsUngatedAfterOneGrant) {
+  StartArbiter();
+  // The first launch starts the client; once connected, the next launch asks once and gets an
+  // open-ended lease: every later launch runs without a round trip.
+  auto a = Client("a", {"init", "launch:1:1000", "sleepms:300", "work:1:1000:4"});
+  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+  std::string out = ReadFile(Out("a"));
+  EXPECT_EQ(Field(out, "grants"), "1") << out;
+  EXPECT_EQ(Field(out, "connected"), "1") << out;
+  EXPECT_GT(Num(out, "launches"), 100) << out;
+}
+
+TEST_F(ArbiterShimTest, EveryLaunchEntryPointIsGated) {
+  StartArbiter();
+  for (const char* how : {"proc", "procptsz", "ex", "coop", "graph"}) {
+    std::string name = std::string("via-") + how;
+    auto c = Client(name, {"init", "launch:1:1000", "sleepms:300",
+                           std::string("launchvia:") + how + ":2:1000000"});
+    ASSERT_EQ(c->Wait(), 0) << ReadFile(Out(name));
+    std::string out = ReadFile(Out(name));
+    // Connected and idle, the first launch through this entry point had to ask for the lease.
+    EXPECT_EQ(Field(out, "grants"), "1") << how << "\n" << out;
+  }
+}
+
+TEST_F(ArbiterShimTest, CapturingStreamNeverBlocks) {
+  StartArbiter("arbiter:\n  revokeGrace: 30s\n");  // a gated launch would wait for a's drain
+  // a holds the lease for 2 s (one long kernel, then a sync).
+  auto a = Client("a", {"init", "launch:1:1000", "sleepms:300", "launch:1:2000000000"});
+  // b is connected and idle when it captures 20 launches while a holds the GPU: a gated launch
+  // would wait for a's 2 s kernel; a capturing one runs nothing and must not wait. The graph's
+  // launch afterwards is gated as usual.
+  auto b = Client("b", {"init", "launch:1:1000", "sleepms:800", "capture:20:1000000"});
+  ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
+  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+  std::string out = ReadFile(Out("b"));
+  EXPECT_LT(Num(out, "capture_ms"), 300) << out;
+  EXPECT_GE(Num(out, "capture_ms"), 0) << out;
+}
+
+TEST_F(ArbiterShimTest, ClientKilledMidLeaseReleasesWithin100ms) {
+  // A long revoke grace: only the kill may end a's lease.
+  StartArbiter("arbiter:\n  revokeGrace: 30s\n");
+  // a takes the lease and queues 20 s of work: revoked when b asks, it keeps draining.
+  auto a = Client("a", {"init", "launch:1:1000", "sleepms:300", "launch:1:20000000000"});
+  auto b = Client("b", {"init", "launch:1:1000", "sleepms:600", "work:1.5:1000:4"});
+  usleep(1300 * 1000);
+  int64_t killed_at = MonoNs();
+  a->Kill();
+  ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
+  std::string out = ReadFile(Out("b"));
+  // b's first launch blocked from ~0.6 s until the kill; the wait that ended first after the kill
+  // must end within 100 ms of it.
+  std::string waits = Field(out, "waits");
+  ASSERT_NE(waits, "-") << out;
+  int64_t first_end = std::atoll(waits.c_str());
+  double first_ms = std::atof(waits.c_str() + waits.find('/') + 1);
+  EXPECT_GT(first_ms, 300) << "b waited while a held the GPU\n" << out;
+  EXPECT_GT(first_end, killed_at) << out;
+  EXPECT_LT((first_end - killed_at) / 1e6, 100) << out;
+}
+
+TEST_F(ArbiterShimTest, ArbiterAbsentWorkloadsRunWithCaps) {
+  // No arbiter on the socket: fail-open, and the memory cap holds all the same.
+  auto a = Client("a", {"init", "work:0.5:1000:4", "alloc:600M", "alloc:600M"},
+                  {{"SLICER_MEMORY_LIMITS", "*=1073741824"}, {"SLICER_ENFORCE", "1"}});
+  EXPECT_EQ(a->Wait(), 2) << ReadFile(Out("a"));  // the second allocation: out of memory
+  std::string out = ReadFile(Out("a"));
+  EXPECT_NE(out.find("op=work:0.5:1000:4 result=0"), std::string::npos) << out;
+  EXPECT_GT(Num(out, "launches"), 50) << out;
+  EXPECT_LT(Num(out, "longest_wait_ms"), 250) << "launches never wait for an absent arbiter\n"
+                                             << out;
+  EXPECT_NE(out.find("event=arbiter_unreachable"), std::string::npos) << out;
+  EXPECT_NE(out.find("op=alloc:600M result=2"), std::string::npos) << out;
+}
+
+TEST_F(ArbiterShimTest, FailClosedWaitsForTheArbiter) {
+  auto a = Client("a", {"init", "work:0.3:1000:4"}, {{"SLICER_ARBITER_FAIL_CLOSED", "1"}});
+  usleep(800 * 1000);
+  int64_t started = MonoNs();
+  StartArbiter();
+  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+  std::string out = ReadFile(Out("a"));
+  std::string waits = Field(out, "waits");
+  ASSERT_NE(waits, "-") << out;
+  // The first launch waited until the arbiter came up (the client retries within ~1 s).
+  EXPECT_GT(std::atoll(waits.c_str()), started) << out;
+  EXPECT_GT(std::atof(waits.c_str() + waits.find('/') + 1), 700) << out;
+  EXPECT_EQ(Field(out, "connected"), "1") << out;
+}
+
+}  // namespace
