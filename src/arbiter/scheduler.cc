@@ -221,37 +221,48 @@ std::vector<Action> GpuScheduler::Poll() {
     }
     return actions;
   }
-  if (!holders_.empty()) {
-    ClientKey hk = holders_.front();
-    Client& h = clients_.at(hk);
-    if (h.revoked) {
-      if (now - h.revoke_time < config_.revoke_grace) return actions;
-      // Stuck or hostile: it loses the lease and pays for the wall time it kept.
-      Charge(hk, now - h.last_charge);
+  // Forced hand-overs: a revoked holder past its grace loses the lease and pays for the wall time
+  // it kept (stuck or hostile).
+  for (auto it = holders_.begin(); it != holders_.end();) {
+    Client& h = clients_.at(*it);
+    if (h.revoked && now - h.revoke_time >= config_.revoke_grace) {
+      Charge(*it, now - h.last_charge);
       EndLease(h);
-      holders_.clear();
-      actions.push_back({Action::kForcedOff, hk, Clock::Duration(0)});
+      actions.push_back({Action::kForcedOff, *it, Clock::Duration(0)});
+      it = holders_.erase(it);
     } else {
-      if (!AnyWaiting(hk)) return actions;
-      bool preempt = false;
-      if (config_.policy == Policy::kPriority && !h.floor_grant) {
-        for (const auto& [k, c] : clients_) {
-          if (c.waiting && Class(c) < Class(h)) preempt = true;
-        }
-      }
-      Clock::Duration q = h.quantum.count() > 0 ? h.quantum : QuantumFor(h);
-      if (preempt || now - h.grant_time >= q) {
-        h.revoked = true;
-        h.revoke_time = now;
-        actions.push_back({Action::kRevoke, hk, Clock::Duration(0)});
-      }
-      return actions;
+      ++it;
     }
+  }
+  // At most one holder is active (not revoked); the others drain. A fair hand-over waits for the
+  // drain; under kPriority a waiting higher class is granted at once and runs while the lower
+  // holder drains (its queued work shares the GPU with the higher class for that long, as under
+  // plain time-slicing, instead of delaying it).
+  for (ClientKey hk : holders_) {
+    Client& h = clients_.at(hk);
+    if (h.revoked) continue;
+    if (!AnyWaiting(hk)) return actions;
+    bool preempt = false;
+    if (config_.policy == Policy::kPriority && !h.floor_grant) {
+      for (const auto& [k, c] : clients_) {
+        if (c.waiting && Class(c) < Class(h)) preempt = true;
+      }
+    }
+    Clock::Duration q = h.quantum.count() > 0 ? h.quantum : QuantumFor(h);
+    if (!preempt && now - h.grant_time < q) return actions;
+    h.revoked = true;
+    h.revoke_time = now;
+    actions.push_back({Action::kRevoke, hk, Clock::Duration(0)});
+    if (!preempt) return actions;
+    break;
   }
   bool floor = false;
   std::optional<ClientKey> next = PickNext(now, &floor);
   if (!next) return actions;
   Client& c = clients_.at(*next);
+  for (ClientKey hk : holders_) {
+    if (config_.policy != Policy::kPriority || Class(c) >= Class(clients_.at(hk))) return actions;
+  }
   c.waiting = false;
   c.waited += now - c.wait_start;
   c.holding = true;
@@ -260,18 +271,29 @@ std::vector<Action> GpuScheduler::Poll() {
   c.grant_time = now;
   c.last_charge = now;
   ++c.grants;
-  c.quantum = AnyWaiting(*next) ? QuantumFor(c) : Clock::Duration(0);
+  // Timed when others wait, or a preempted holder drains (it will ask again).
+  c.quantum = AnyWaiting(*next) || !holders_.empty() ? QuantumFor(c) : Clock::Duration(0);
   holders_.push_back(*next);
   actions.push_back({Action::kGrant, *next, c.quantum});
   return actions;
 }
 
 std::optional<Clock::TimePoint> GpuScheduler::NextDeadline() const {
-  if (config_.policy == Policy::kOff || holders_.empty()) return std::nullopt;
-  const Client& h = clients_.at(holders_.front());
-  if (h.revoked) return h.revoke_time + config_.revoke_grace;
-  if (!AnyWaiting(holders_.front())) return std::nullopt;
-  return h.grant_time + (h.quantum.count() > 0 ? h.quantum : QuantumFor(h));
+  if (config_.policy == Policy::kOff) return std::nullopt;
+  std::optional<Clock::TimePoint> next;
+  for (ClientKey hk : holders_) {
+    const Client& h = clients_.at(hk);
+    Clock::TimePoint at;
+    if (h.revoked) {
+      at = h.revoke_time + config_.revoke_grace;
+    } else if (AnyWaiting(hk)) {
+      at = h.grant_time + (h.quantum.count() > 0 ? h.quantum : QuantumFor(h));
+    } else {
+      continue;
+    }
+    if (!next || at < *next) next = at;
+  }
+  return next;
 }
 
 ClientStats GpuScheduler::Stats(ClientKey key) const {
@@ -309,6 +331,9 @@ std::vector<ClientKey> GpuScheduler::Clients() const {
 
 std::optional<ClientKey> GpuScheduler::Holder() const {
   if (config_.policy == Policy::kOff || holders_.empty()) return std::nullopt;
+  for (ClientKey hk : holders_) {
+    if (!clients_.at(hk).revoked) return hk;
+  }
   return holders_.front();
 }
 

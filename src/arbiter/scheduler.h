@@ -9,9 +9,10 @@
 // of the active clients, so idling banks no credit.
 //
 // Policies: kFair (one class; weights split the time), kPriority (classes high > normal > low:
-// a waiting higher class preempts a lower holder at once; every lower class with work still gets
-// at least `priority_floor` of the recent GPU time), kOff (every request is granted open-ended at
-// once and nobody is revoked: caps and metrics only).
+// a waiting higher class preempts a lower holder at once -- it is granted while the lower holder
+// drains, so its latency is not the lower one's queued work; every lower class with work still
+// gets at least `priority_floor` of the recent GPU time), kOff (every request is granted
+// open-ended at once and nobody is revoked: caps and metrics only).
 //
 // Charging: the GPU time a client reports (Charge/Release) is clamped to the wall time since its
 // previous charge, so nobody can be charged, or charge itself, more than time that passed.
@@ -99,6 +100,7 @@ class GpuScheduler {
   bool Has(ClientKey key) const { return clients_.count(key) != 0; }
   ClientStats Stats(ClientKey key) const;
   std::vector<ClientKey> Clients() const;
+  // The active (not revoked) holder, else a draining one.
   std::optional<ClientKey> Holder() const;
   const SchedulerConfig& config() const { return config_; }
 
@@ -134,7 +136,8 @@ class GpuScheduler {
   SchedulerConfig config_;
   const Clock& clock_;
   std::map<ClientKey, Client> clients_;
-  std::vector<ClientKey> holders_;  // kOff: many; otherwise at most one
+  // kOff: many; otherwise at most one active holder, plus (kPriority) revoked ones still draining.
+  std::vector<ClientKey> holders_;
 };
 
 }  // namespace slicer::arbiter

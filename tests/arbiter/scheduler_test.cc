@@ -329,9 +329,40 @@ TEST(SchedulerTest, PriorityHighPreemptsLowAtOnce) {
   clock.Advance(milliseconds(1));
   s.Request(2);
   auto a = s.Poll();
-  ASSERT_EQ(a.size(), 1u);
+  // High runs at once, while low drains (it does not wait for low's queued work).
+  ASSERT_EQ(a.size(), 2u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
   EXPECT_EQ(a[0].client, 1u);
+  EXPECT_EQ(a[1].kind, Action::kGrant);
+  EXPECT_EQ(a[1].client, 2u);
+  EXPECT_GT(a[1].quantum.count(), 0) << "timed: low will ask again";
+  EXPECT_EQ(s.Holder(), std::optional<ClientKey>(2));
+  // Low's release after draining ends only its own lease.
+  clock.Advance(milliseconds(3));
+  s.Release(1, milliseconds(4), true);
+  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_EQ(s.Holder(), std::optional<ClientKey>(2));
+}
+
+TEST(SchedulerTest, FairHandOverWaitsForTheDrain) {
+  SimClock clock;
+  GpuScheduler s(Fair(), clock);
+  s.Add(1, 1, Priority::kNormal);
+  s.Add(2, 1, Priority::kNormal);
+  s.Request(1);
+  s.Poll();
+  clock.Advance(milliseconds(25));  // past 1's quantum
+  s.Request(2);
+  auto a = s.Poll();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].kind, Action::kRevoke);
+  clock.Advance(milliseconds(2));
+  EXPECT_TRUE(s.Poll().empty()) << "no second holder while the first drains";
+  s.Release(1, milliseconds(2), false);
+  a = s.Poll();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].kind, Action::kGrant);
+  EXPECT_EQ(a[0].client, 2u);
 }
 
 TEST(SchedulerTest, NormalClassesUnderPriorityShareByWeight) {

@@ -120,11 +120,11 @@ class ArbiterShimTest : public ::testing::Test {
   }
 
   // Starts `slicer arbiter` on socket_ (no HTTP, no kubelet) and waits until it answers.
-  void StartArbiter(const std::string& config_yaml = "") {
+  void StartArbiter(const std::string& config_yaml = "", const std::string& policy = "fair") {
     std::vector<std::string> argv = {SLICER_PATH,      "arbiter",       "--socket",
                                      socket_,          "--metrics-port", "0",
                                      "--attribution", "none",          "--policy",
-                                     "fair"};
+                                     policy};
     if (!config_yaml.empty()) {
       std::ofstream(dir_ + "/arbiter.yaml") << config_yaml;
       argv.push_back("--config-file");
@@ -237,6 +237,21 @@ TEST_F(ArbiterShimTest, ClientKilledMidLeaseReleasesWithin100ms) {
   EXPECT_GT(first_ms, 300) << "b waited while a held the GPU\n" << out;
   EXPECT_GT(first_end, killed_at) << out;
   EXPECT_LT((first_end - killed_at) / 1e6, 100) << out;
+}
+
+TEST_F(ArbiterShimTest, HighPriorityRunsWhileTheLowHolderDrains) {
+  StartArbiter("arbiter:\n  revokeGrace: 30s\n", "priority");
+  // low holds the lease with 3 s of work queued; high asks: it is granted at once and does not
+  // wait for low's queue to drain (under plain time-slicing they would share the GPU meanwhile).
+  auto low = Client("low", {"init", "launch:1:1000", "sleepms:300", "launch:1:3000000000"},
+                    {{"SLICER_PRIORITY", "low"}});
+  auto high = Client("high", {"init", "launch:1:1000", "sleepms:800", "work:0.3:1000:4"},
+                     {{"SLICER_PRIORITY", "high"}});
+  ASSERT_EQ(high->Wait(), 0) << ReadFile(Out("high"));
+  std::string out = ReadFile(Out("high"));
+  EXPECT_LT(Num(out, "longest_wait_ms"), 300) << out;
+  EXPECT_GE(Num(out, "grants"), 1) << out;
+  ASSERT_EQ(low->Wait(), 0) << ReadFile(Out("low"));
 }
 
 TEST_F(ArbiterShimTest, ArbiterAbsentWorkloadsRunWithCaps) {
