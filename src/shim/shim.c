@@ -902,11 +902,12 @@ static nvmlReturn_t hook_nvml_memory_info_v2(pfn_nvmlDeviceGetMemoryInfo_v2 real
  * only while another process holds the GPU; while this process is alone (open-ended lease) or
  * the arbiter is down (fail-open) a launch costs a few atomic loads.
  *
- * Under contention the shim keeps the work it has queued on a stream bounded (so that a
- * hand-over is quick): every `budget` launches, or when the client asks (SLICER_ARB_CHECKPOINT),
- * it records an event and waits for the one recorded at the previous checkpoint. The budget
- * adapts to the GPU time a launch takes (timed events), aiming at half of the arbiter's
- * maxQueued between checkpoints, so that at most about maxQueued of work is ever queued.
+ * The shim keeps the work it has queued on a stream bounded (so that a hand-over is quick):
+ * every `budget` launches, or when the client asks (SLICER_ARB_CHECKPOINT), it records an event
+ * and waits for the one recorded at the previous checkpoint. The budget adapts to the GPU time a
+ * launch takes (timed events), aiming at half of the arbiter's maxQueued between checkpoints,
+ * so that at most about maxQueued of work is ever queued. Ungated launches pay one atomic add
+ * for this (the per-stream bookkeeping runs once per budget).
  * Launches on a stream that is capturing a graph are never gated (nothing runs then; a block
  * would only stall the capture). */
 
@@ -1110,9 +1111,12 @@ static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns) {
   }
 }
 
-static void arb_checkpoint(slicer_arb_client* c, int client_says, CUstream stream) {
+/* Counts `launches` on `stream` and runs a checkpoint when its budget is spent or `force`.
+ * Returns the stream's budget (launches between checkpoints). */
+static uint32_t arb_checkpoint(slicer_arb_client* c, int force, CUstream stream,
+                               uint32_t launches) {
   if (g_drv.ctx_get_current == NULL || g_drv.event_create == NULL || g_drv.event_record == NULL) {
-    return;
+    return ARB_CK_MAX_BUDGET;
   }
   CUcontext ctx = NULL;
   g_drv.ctx_get_current(&ctx);
@@ -1120,25 +1124,34 @@ static void arb_checkpoint(slicer_arb_client* c, int client_says, CUstream strea
   ck_entry* e = ck_find(ctx, arb_key(stream));
   int due = 0;
   if (e != NULL) {
-    e->since++;
-    due = !e->busy && (client_says || e->since >= e->budget);
+    e->since += launches;
+    due = !e->busy && (force || e->since >= e->budget);
     if (due) e->busy = 1;
   }
   pthread_mutex_unlock(&g_ck_mu);
   if (e == NULL) {
     /* More streams than the table holds: wait for this one's work when asked. */
     pfn_cuStreamSynchronize ssync = (pfn_cuStreamSynchronize)real_of(IDX_cuStreamSynchronize);
-    if (client_says && ssync != NULL) ssync(stream);
-    return;
+    if (force && ssync != NULL) ssync(stream);
+    return ARB_CK_FIRST_BUDGET;
   }
-  if (!due) return;
+  if (!due) return e->budget;
   uint64_t max_queued = slicer_arb_max_queued_ns(c);
   ck_run(e, stream, max_queued / 2);
   pthread_mutex_lock(&g_ck_mu);
   e->since = 0;
   e->busy = 0;
+  uint32_t budget = e->budget;
   pthread_mutex_unlock(&g_ck_mu);
+  return budget;
 }
+
+/* Ungated launches (alone, or fail-open) count per device with one atomic add; every `budget`
+ * of them the launching stream gets a checkpoint too, so that a holder's queue is already short
+ * when another client arrives and revokes it (a preempted holder's queued work is what a higher
+ * class would otherwise share the GPU with). */
+static uint32_t g_arb_pass_launches[SLICER_ARB_MAX_GPUS];                /* atomic */
+static uint32_t g_arb_pass_budget[SLICER_ARB_MAX_GPUS];                  /* atomic; 0: first */
 
 /* Before a submission on `stream` (the per-thread default stream already made explicit). */
 static void arb_gate(slicer_arb_client* c, CUstream stream) {
@@ -1148,6 +1161,18 @@ static void arb_gate(slicer_arb_client* c, CUstream stream) {
   if (!slicer_arb_gated(c, dev)) {
     arb_note_stream(dev, stream);
     slicer_arb_launch(c, dev); /* SLICER_ARB_GO at once: starts the busy interval */
+    uint32_t n = __atomic_add_fetch(&g_arb_pass_launches[dev], 1, __ATOMIC_RELAXED);
+    uint32_t budget = __atomic_load_n(&g_arb_pass_budget[dev], __ATOMIC_RELAXED);
+    if (n >= (budget ? budget : ARB_CK_FIRST_BUDGET)) {
+      __atomic_store_n(&g_arb_pass_launches[dev], 0, __ATOMIC_RELAXED);
+      CUstreamCaptureStatus cs = CU_STREAM_CAPTURE_STATUS_NONE;
+      if (g_drv.stream_is_capturing == NULL ||
+          g_drv.stream_is_capturing(stream, &cs) != CUDA_SUCCESS ||
+          cs == CU_STREAM_CAPTURE_STATUS_NONE) {
+        __atomic_store_n(&g_arb_pass_budget[dev], arb_checkpoint(c, 1, stream, n),
+                         __ATOMIC_RELAXED);
+      }
+    }
     return;
   }
   CUstreamCaptureStatus cs = CU_STREAM_CAPTURE_STATUS_NONE;
@@ -1161,7 +1186,7 @@ static void arb_gate(slicer_arb_client* c, CUstream stream) {
   }
   arb_note_stream(dev, stream);
   int r = slicer_arb_launch(c, dev);
-  arb_checkpoint(c, r == SLICER_ARB_CHECKPOINT, stream);
+  arb_checkpoint(c, r == SLICER_ARB_CHECKPOINT, stream, 1);
 }
 
 /* After a successful stream or event synchronize (`stream` NULL with has_stream 0 for events):
@@ -1201,6 +1226,8 @@ static void arb_after_fork_child(void) {
   memset(g_ck, 0, sizeof g_ck);
   memset(g_arb_streams, 0, sizeof g_arb_streams);
   memset(g_arb_ctx, 0, sizeof g_arb_ctx);
+  memset(g_arb_pass_launches, 0, sizeof g_arb_pass_launches);
+  memset(g_arb_pass_budget, 0, sizeof g_arb_pass_budget);
   if (g_arb != NULL) slicer_arb_after_fork_child(g_arb);
 }
 

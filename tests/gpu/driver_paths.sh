@@ -40,6 +40,7 @@ expect "$out" "op=vmm:2M result=0" "cuMemRelease gave the memory back"
 expect "$out" "op=managed:600M result=2" "managed memory counts against the cap (514 MiB held)"
 out=$(run init array:8192:8192 alloc:800M gpa:cuMemAlloc:13000:0 gpa:cuMemAllocAsync:13000:2 gpa:cuMemAllocAsync:13000:0 \
   gpa:cuLaunchKernel:13000:0 gpa:cuLaunchKernel:13000:2 gpa:cuGetProcAddress:13000:0 \
+  gpa:cuCtxSynchronize:12000:0 gpa:cuCtxSynchronize:13000:0 gpa:cuGraphLaunch:13000:2 gpa:cuStreamCreate:13000:0 \
   gpa:cuMemAllocAsync:11000:0 gpa:cuNoSuchThing:13000:0 rtldnext 2>&1)
 echo "$out"
 expect "$out" "op=array:8192:8192 result=0" "array under the cap (256 MiB)"
@@ -47,7 +48,12 @@ expect "$out" "op=alloc:800M result=2" "arrays count against the cap"
 expect "$out" "op=gpa:cuMemAlloc:13000:0 result=0 status=0 lib=shim name=cuMemAlloc_v2" "cuGetProcAddress cuMemAlloc -> cuMemAlloc_v2 wrapper"
 expect "$out" "op=gpa:cuMemAllocAsync:13000:2 result=0 status=0 lib=shim name=cuMemAllocAsync_ptsz" "per-thread flag -> _ptsz wrapper"
 expect "$out" "op=gpa:cuMemAllocAsync:13000:0 result=0 status=0 lib=shim name=cuMemAllocAsync$" "default flag -> legacy wrapper"
-expect "$out" "op=gpa:cuLaunchKernel:13000:0 result=0 status=0 lib=driver" "unhooked cuLaunchKernel is the driver's own"
+expect "$out" "op=gpa:cuLaunchKernel:13000:0 result=0 status=0 lib=shim name=cuLaunchKernel$" "cuLaunchKernel wrapped (arbiter gate)"
+expect "$out" "op=gpa:cuLaunchKernel:13000:2 result=0 status=0 lib=shim name=cuLaunchKernel_ptsz" "per-thread cuLaunchKernel -> _ptsz wrapper"
+expect "$out" "op=gpa:cuCtxSynchronize:12000:0 result=0 status=0 lib=shim name=cuCtxSynchronize$" "cuCtxSynchronize (CUDA 12) wrapped"
+expect "$out" "op=gpa:cuCtxSynchronize:13000:0 result=0 status=0 lib=shim name=cuCtxSynchronize_v2" "cuCtxSynchronize (CUDA 13) -> _v2 wrapper"
+expect "$out" "op=gpa:cuGraphLaunch:13000:2 result=0 status=0 lib=shim name=cuGraphLaunch_ptsz" "per-thread cuGraphLaunch -> _ptsz wrapper"
+expect "$out" "op=gpa:cuStreamCreate:13000:0 result=0 status=0 lib=driver" "unhooked cuStreamCreate is the driver's own"
 expect "$out" "op=gpa:cuGetProcAddress:13000:0 result=0 status=0 lib=shim name=cuGetProcAddress_v2" "cuGetProcAddress itself wrapped"
 expect "$out" "op=gpa:cuMemAllocAsync:11000:0 result=[0-9]+ status=2" "version too old: VERSION_NOT_SUFFICIENT"
 expect "$out" "op=gpa:cuNoSuchThing:13000:0 result=[0-9]+ status=1" "unknown symbol: SYMBOL_NOT_FOUND"

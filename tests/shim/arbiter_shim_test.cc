@@ -189,6 +189,18 @@ TEST_F(ArbiterShimTest, LoneClientRunsUngatedAfterOneGrant) {
   EXPECT_GT(Num(out, "launches"), 100) << out;
 }
 
+TEST_F(ArbiterShimTest, QueuedWorkStaysBoundedSoThatAHandOverIsQuick) {
+  StartArbiter();
+  // A lone client that never synchronizes: 5 ms kernels launched for 0.5 s. Its checkpoints keep
+  // about maxQueued (10 ms) queued, so it launches about 100, not the thousands a launch loop
+  // would queue in 0.5 s (whose drain, at the next hand-over, would take that long).
+  auto a = Client("a", {"init", "launch:1:1000", "sleepms:300", "work:0.5:5000:1000000"});
+  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+  std::string out = ReadFile(Out("a"));
+  EXPECT_LT(Num(out, "launches"), 0.5 / 0.005 + 30) << out;
+  EXPECT_GT(Num(out, "launches"), 50) << out;
+}
+
 TEST_F(ArbiterShimTest, EveryLaunchEntryPointIsGated) {
   StartArbiter();
   for (const char* how : {"proc", "procptsz", "ex", "coop", "graph"}) {

@@ -1,0 +1,219 @@
+"""Summary table and plot of scripts/gpu-arbiter.sh's results.txt.
+
+    python3 bench/arbiter/report.py RESULTS SUMMARY_MD [PLOT_PNG]
+
+Each workload line of RESULTS is `case=.. cfg=.. client=.. weight=.. priority=.. key=value...`
+(see bench/arbiter/workload.cu and torch_loop.py). `alone` runs are the baselines; `plain` is
+driver time-slicing without the shim; `arb*` runs under libslicer.so and `slicer arbiter`.
+"""
+import collections
+import statistics
+import sys
+
+
+def parse(path):
+    rows = []
+    for line in open(path):
+        if not line.startswith("case="):
+            continue
+        row = {}
+        for tok in line.split():
+            if "=" in tok:
+                k, v = tok.split("=", 1)
+                row[k] = v
+        rows.append(row)
+    return rows
+
+
+def num(row, key):
+    try:
+        return float(row.get(key, "nan"))
+    except ValueError:
+        return float("nan")
+
+
+def main():
+    rows = parse(sys.argv[1])
+    out = []
+    plot = {}
+
+    def pick(case, cfg, client=None):
+        return [r for r in rows if r.get("case") == case and r.get("cfg") == cfg
+                and (client is None or r.get("client") == client)]
+
+    def one(case, cfg, client):
+        r = pick(case, cfg, client)
+        return r[0] if r else {}
+
+    alone = one("alone", "plain", "sat")
+    r1 = num(alone, "kernels")
+    out.append("| case | target | plain time-slicing | gpu-slicer arbiter | met |")
+    out.append("|---|---|---|---|---|")
+
+    # (a) 3:1
+    if pick("a", "plain") or pick("a", "arb"):
+        res = {}
+        for cfg in ("plain", "arb"):
+            a, b = num(one("a", cfg, "A"), "kernels"), num(one("a", cfg, "B"), "kernels")
+            res[cfg] = (a / b if b else float("nan"), (a + b) / r1 if r1 else float("nan"))
+        ok = abs(res["arb"][0] / 3 - 1) <= 0.03
+        out.append(f"| (a) 2 saturating, weights 3:1: GPU-time ratio (aggregate vs alone) | "
+                   f"3:1 ±3% | {res['plain'][0]:.3f}:1 ({res['plain'][1]:.1%}) | "
+                   f"{res['arb'][0]:.3f}:1 ({res['arb'][1]:.1%}; {res['arb'][0] / 3 - 1:+.1%}) | "
+                   f"{'yes' if ok else 'NO'} |")
+        plot["a"] = res
+
+    # (b) aggregate
+    for n in (4, 8):
+        case = f"b{n}"
+        if not (pick(case, "plain") or pick(case, "arb")):
+            continue
+        res = {}
+        for cfg in ("plain", "arb"):
+            ks = [num(r, "kernels") for r in pick(case, cfg)]
+            tot = sum(ks)
+            res[cfg] = (tot / r1 if r1 else float("nan"),
+                        min(ks) / tot * n if tot else float("nan"),
+                        max(ks) / tot * n if tot else float("nan"))
+        ok = res["arb"][0] >= 0.99
+        out.append(f"| (b) {n} equal saturating: aggregate vs one alone (min..max share x{n}) | "
+                   f"≥ 99% (plain 94.5%) | {res['plain'][0]:.1%} ({res['plain'][1]:.2f}..{res['plain'][2]:.2f}) | "
+                   f"{res['arb'][0]:.1%} ({res['arb'][1]:.2f}..{res['arb'][2]:.2f}) | {'yes' if ok else 'NO'} |")
+        plot[case] = res
+
+    # (c) bursty high + saturating low
+    ha = one("c", "alone", "high")
+    if ha:
+        h_rate, burst_ms = num(ha, "rate"), num(ha, "burst_ms_p50")
+        res = {}
+        for cfg in ("plain", "arb"):
+            h, lo = one("c", cfg, "high"), one("c", cfg, "low")
+            secs = num(h, "seconds")
+            high_busy = num(h, "bursts") * burst_ms / 1000  # GPU time high needed (alone sizes)
+            idle = secs - high_busy
+            low_share = num(lo, "kernels") / (r1 / num(alone, "seconds") * idle) if idle > 0 else 0
+            res[cfg] = (num(h, "rate") / h_rate, low_share, num(h, "burst_ms_p99"))
+        ok = res["arb"][0] >= 0.95 and res["arb"][1] >= 0.90
+        out.append(f"| (c) bursty high beside saturating low: high's throughput vs alone; low's "
+                   f"share of the time high leaves idle (high burst p99) | ≥ 95%; ≥ 90% | "
+                   f"{res['plain'][0]:.1%}; {res['plain'][1]:.1%} ({res['plain'][2]:.2f} ms) | "
+                   f"{res['arb'][0]:.1%}; {res['arb'][1]:.1%} ({res['arb'][2]:.2f} ms) | "
+                   f"{'yes' if ok else 'NO'} |")
+        plot["c"] = res
+
+    # (d) latency
+    la = one("d", "alone", "lat")
+    if la:
+        res = {cfg: (num(one("d", cfg, "lat"), "p50_ms"), num(one("d", cfg, "lat"), "p99_ms"))
+               for cfg in ("alone", "plain", "arb")}
+        ok = res["arb"][1] <= res["plain"][1]
+        out.append(f"| (d) latency-critical requests (4 small kernels) beside a saturating "
+                   f"neighbour: p50 / p99 (alone {res['alone'][0]:.2f} / {res['alone'][1]:.2f} ms) | "
+                   f"p99 ≤ plain | {res['plain'][0]:.2f} / {res['plain'][1]:.2f} ms | "
+                   f"{res['arb'][0]:.2f} / {res['arb'][1]:.2f} ms | {'yes' if ok else 'NO'} |")
+        plot["d"] = res
+
+    # (e) torch
+    ia, ta = one("e", "alone", "infer"), one("e", "alone", "train")
+    if ia and ta:
+        res = {}
+        for cfg in ("plain", "arb1", "arb3"):
+            i, t = one("e", cfg, "infer"), one("e", cfg, "train")
+            if i and t:
+                res[cfg] = (num(i, "rate") / num(ia, "rate"), num(t, "rate") / num(ta, "rate"))
+        cells = {k: f"infer {v[0]:.1%}, train {v[1]:.1%} (sum {v[0] + v[1]:.1%})"
+                 for k, v in res.items()}
+        out.append(f"| (e) PyTorch inference + training, throughput of each vs alone "
+                   f"(alone: infer {num(ia, 'rate'):.1f}/s, train {num(ta, 'rate'):.1f}/s) | "
+                   f"by weight | {cells.get('plain', '-')} | 1:1 {cells.get('arb1', '-')}; "
+                   f"3:1 {cells.get('arb3', '-')} | see text |")
+        plot["e"] = res
+
+    # overhead
+    ov = collections.defaultdict(list)
+    for r in pick("overhead", "base") + pick("overhead", "shim") + pick("overhead", "gated"):
+        ov[r["cfg"]].append(num(r, "median_us"))
+    if ov.get("base") and ov.get("gated"):
+        med = {k: statistics.median(v) for k, v in ov.items()}
+        ratio = med["gated"] / med["base"]
+        out.append(f"| overhead, launch-bound loop (µs/launch, median of rounds): base / shim / "
+                   f"lone gated client | < 1% | base {med['base']:.3f} | shim {med.get('shim', 0):.3f} "
+                   f"({med.get('shim', 0) / med['base'] - 1:+.1%}), gated {med['gated']:.3f} "
+                   f"({ratio - 1:+.1%}) | {'yes' if ratio < 1.01 else 'NO'} |")
+        plot["overhead"] = med
+
+    open(sys.argv[2], "w").write("\n".join(out) + "\n")
+    print("\n".join(out))
+    if len(sys.argv) > 3:
+        draw(plot, sys.argv[3])
+
+
+def draw(plot, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no matplotlib: no plot")
+        return
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    colors = {"plain": "#999999", "arb": "#1f77b4"}
+
+    def bars(ax, labels, plain, arb, title, target=None, fmt="{:.2f}"):
+        x = range(len(labels))
+        ax.bar([i - 0.2 for i in x], plain, 0.4, label="plain time-slicing", color=colors["plain"])
+        ax.bar([i + 0.2 for i in x], arb, 0.4, label="gpu-slicer arbiter", color=colors["arb"])
+        for i, (p, a) in enumerate(zip(plain, arb)):
+            ax.text(i - 0.2, p, fmt.format(p), ha="center", va="bottom", fontsize=8)
+            ax.text(i + 0.2, a, fmt.format(a), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(labels)
+        ax.set_title(title, fontsize=10)
+        if target is not None:
+            ax.axhline(target, color="red", linestyle="--", linewidth=1, label="target")
+        ax.legend(fontsize=7)
+
+    if "a" in plot:
+        bars(axes[0][0], ["A:B ratio"], [plot["a"]["plain"][0]], [plot["a"]["arb"][0]],
+             "(a) weights 3:1: GPU-time ratio", target=3)
+    labels = [k for k in ("b4", "b8") if k in plot]
+    if labels:
+        bars(axes[0][1], [f"{k[1:]} clients" for k in labels],
+             [plot[k]["plain"][0] * 100 for k in labels], [plot[k]["arb"][0] * 100 for k in labels],
+             "(b) aggregate throughput, % of one alone", target=99, fmt="{:.1f}")
+        lo = min([plot[k]["plain"][0] * 100 for k in labels] + [plot[k]["arb"][0] * 100 for k in labels])
+        axes[0][1].set_ylim(min(80, lo - 5), 103)
+    if "c" in plot:
+        bars(axes[0][2], ["high vs alone", "low: share of idle"],
+             [v * 100 for v in plot["c"]["plain"][:2]], [v * 100 for v in plot["c"]["arb"][:2]],
+             "(c) bursty high + saturating low, %", fmt="{:.1f}")
+    if "d" in plot:
+        d = plot["d"]
+        bars(axes[1][0], ["p50", "p99"], list(d["plain"]), list(d["arb"]),
+             f"(d) request latency, ms (alone p99 {d['alone'][1]:.2f})")
+    if "e" in plot:
+        e = plot["e"]
+        ax = axes[1][1]
+        cfgs = [k for k in ("plain", "arb1", "arb3") if k in e]
+        x = range(len(cfgs))
+        ax.bar([i - 0.2 for i in x], [e[k][0] * 100 for k in cfgs], 0.4, label="inference")
+        ax.bar([i + 0.2 for i in x], [e[k][1] * 100 for k in cfgs], 0.4, label="training")
+        ax.set_xticks(list(x))
+        ax.set_xticklabels({"plain": "plain", "arb1": "arbiter 1:1", "arb3": "arbiter 3:1"}[k]
+                           for k in cfgs)
+        ax.set_title("(e) PyTorch: throughput vs alone, %", fontsize=10)
+        ax.legend(fontsize=7)
+    if "overhead" in plot:
+        o = plot["overhead"]
+        ax = axes[1][2]
+        ks = [k for k in ("base", "shim", "gated") if k in o]
+        ax.bar(ks, [o[k] for k in ks], color=["#999999", "#aec7e8", "#1f77b4"][: len(ks)])
+        for i, k in enumerate(ks):
+            ax.text(i, o[k], f"{o[k]:.3f}", ha="center", va="bottom", fontsize=8)
+        ax.set_title("launch-bound loop, µs per launch", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

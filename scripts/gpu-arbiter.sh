@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# The arbiter's GPU measurements (issue 6) in one call on the GPU machine: each case is run
+# against plain driver time-slicing (no shim) in the same run. Results (results.txt, one
+# key=value line per process), the summary table (summary.md), a plot (arbiter.png) and the logs
+# (logs.tar.gz) go to $OUT (default out/gpu-arbiter). bench/results/arbiter-*.md reads them.
+#
+# The GPU machine has nvcc, cmake and PyTorch but no gRPC/protobuf/yaml-cpp, so `slicer arbiter`
+# is built here and carried: scripts/gpu-arbiter.sh --pack copies the slicer binary (stripped)
+# and the shared libraries it needs that a CUDA image may lack into out/carry/ (name it in the
+# device tool's `carry`). libslicer.so is built on the GPU machine (scripts/gpu-shim.sh, which
+# also runs the shim's GPU tests so that the caps are re-verified with the arbiter client linked
+# in).
+#
+# Usage: scripts/gpu-arbiter.sh --pack [BUILD_DIR]        (here)
+#        scripts/gpu-arbiter.sh [PARTS]                    (GPU machine)
+#   PARTS: comma list of shimtests,a,b,c,d,e,overhead (default: all, in that order)
+#   SLICER_BENCH_SECONDS (8): length of each CUDA case; SLICER_TORCH_SECONDS (10).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ ${1:-} == --pack ]]; then
+  build=${2:-build}
+  dest=out/carry
+  rm -rf "$dest" && mkdir -p "$dest/lib"
+  strip -o "$dest/slicer" "$build/slicer"
+  # Everything but the C/C++ runtime (the GPU machine's glibc and libstdc++ are newer).
+  ldd "$build/slicer" | awk '$3 ~ /^\// {print $3}' |
+    grep -vE '/(libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|ld-linux-x86-64)\.so' |
+    while read -r lib; do cp -L "$lib" "$dest/lib/"; done
+  du -sh "$dest"
+  LD_LIBRARY_PATH=$dest/lib "$dest/slicer" arbiter --help >/dev/null && echo "packed: $dest"
+  exit 0
+fi
+
+parts=${1:-shimtests,a,b,c,d,overhead,e}
+OUT=${OUT:-$PWD/out/gpu-arbiter}
+mkdir -p "$OUT"
+W=/tmp/slicer-arbiter-bench
+rm -rf "$W" && mkdir -p "$W"
+D=${SLICER_BENCH_SECONDS:-8}
+TD=${SLICER_TORCH_SECONDS:-10}
+CARRY=${SLICER_CARRY:-$PWD/out/carry}
+SHIM=/tmp/slicer-gpu-build/libslicer.so
+RES=$OUT/results.txt
+: >"$RES"
+say() { echo "== $(date +%T) $*"; }
+has() { [[ ",$parts," == *",$1,"* ]]; }
+finish() {
+  python3 bench/arbiter/report.py "$RES" "$OUT/summary.md" "$OUT/arbiter.png" >"$W/report.log" 2>&1 ||
+    tail -5 "$W/report.log"
+  tar -C "$W" -czf "$OUT/logs.tar.gz" . 2>/dev/null
+  [[ -f $OUT/summary.md ]] && cat "$OUT/summary.md"
+}
+trap finish EXIT
+
+{
+  date -u +%FT%TZ
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_mode --format=csv,noheader
+  nvidia-smi -q | grep -iE 'product name|timeslice|compute mode' | head -5
+  nvcc --version | tail -1
+  python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' 2>&1
+  uname -r
+  git log --oneline -1 2>/dev/null
+} | tee "$W/env.txt" | sed 's/^/env: /' | tee -a "$RES"
+
+if has shimtests || [[ ! -f $SHIM ]]; then
+  say "shim: build + CPU and GPU tests (scripts/gpu-shim.sh tests)"
+  OUT=$W/gpu-shim scripts/gpu-shim.sh tests >"$W/gpu-shim.log" 2>&1
+  grep -E '^\| (cpu|gpu) tests|^\| jax' "$W/gpu-shim.log" | sed 's/^/shimtests: /' | tee -a "$RES"
+  grep -E '^(ok|FAIL)' "$W/gpu-shim/ctest-gpu.log" 2>/dev/null | grep -c '^ok' | sed 's/^/shimtests: driver_paths ok lines: /'
+  grep -E 'FAIL' "$W/gpu-shim/ctest-gpu.log" 2>/dev/null | head -5
+fi
+[[ -f $SHIM ]] || { echo "no $SHIM: shim build failed (see $W/gpu-shim.log)"; exit 1; }
+
+say "nvcc workloads"
+nvcc -O2 -gencode=arch=compute_90,code=sm_90 bench/arbiter/workload.cu -o "$W/workload" || exit 1
+nvcc -O2 -gencode=arch=compute_90,code=sm_90 bench/shim/overhead.cu -o "$W/overhead" || exit 1
+WL=$W/workload
+big=$("$WL" calibrate 2000 0)
+small=$("$WL" calibrate 50 1)
+echo "calibrate: big $big | small $small" | tee -a "$RES"
+BIG=$(sed 's/.*iters=\([0-9]*\).*/\1/' <<<"$big")
+SMALL=$(sed 's/.*iters=\([0-9]*\).*/\1/' <<<"$small")
+
+# ---- arbiter and clients ----
+ARB_PID=
+ARB_SOCK=
+arbiter_start() {  # POLICY [extra flags]
+  ARB_SOCK=$W/arb-$RANDOM.sock
+  LD_LIBRARY_PATH=$CARRY/lib "$CARRY/slicer" arbiter --socket "$ARB_SOCK" --attribution none \
+    --policy "$1" --metrics-address 127.0.0.1 --metrics-port 19400 "${@:2}" >>"$W/arbiter.log" 2>&1 &
+  ARB_PID=$!
+  for _ in $(seq 200); do [[ -S $ARB_SOCK ]] && return 0; sleep 0.05; done
+  echo "arbiter did not start"; tail -5 "$W/arbiter.log"; return 1
+}
+arbiter_stop() {  # TAG: keeps its /metrics
+  python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:19400/metrics').read().decode())" \
+    >"$W/metrics-$1.txt" 2>&1
+  grep -E '^slicer_arbiter_(gpu_seconds_total|held_back_seconds_total)' "$W/metrics-$1.txt" |
+    sed "s/^/metrics: tag=$1 /" >>"$RES"
+  kill "$ARB_PID" 2>/dev/null
+  wait "$ARB_PID" 2>/dev/null
+  ARB_PID=
+}
+start_at() { python3 -c "import time; print(time.monotonic_ns() + int($1 * 1e9))"; }
+
+# client CASE CFG NAME WEIGHT PRIORITY CMD...: runs in the background; its line goes to $RES.
+pids=()
+client() {
+  local c=$1 cfg=$2 name=$3 w=$4 p=$5
+  shift 5
+  (
+    if [[ $cfg == arb* ]]; then
+      export LD_PRELOAD=$SHIM SLICER_ARBITER_SOCKET=$ARB_SOCK SLICER_CONTAINER_ID=$c-$cfg-$name \
+        SLICER_WEIGHT=$w SLICER_PRIORITY=$p SLICER_LEDGER_DIR=$W
+    fi
+    line=$(timeout 150 "$@" 2>>"$W/$c-$cfg-$name.err")
+    echo "case=$c cfg=$cfg client=$name weight=$w priority=$p $line" >>"$RES"
+  ) &
+  pids+=($!)
+}
+join() { wait "${pids[@]}"; pids=(); }
+
+if has a || has b || has c; then
+  say "alone: one saturating client"
+  s=$(start_at 2)
+  client alone plain sat 1 normal "$WL" saturate "$s" "$D" "$BIG"
+  join
+fi
+
+if has a; then
+  say "(a) 2 saturating clients, weights 3:1"
+  s=$(start_at 2)
+  client a plain A 3 normal "$WL" saturate "$s" "$D" "$BIG"
+  client a plain B 1 normal "$WL" saturate "$s" "$D" "$BIG"
+  join
+  arbiter_start fair && {
+    s=$(start_at 3)
+    client a arb A 3 normal "$WL" saturate "$s" "$D" "$BIG"
+    client a arb B 1 normal "$WL" saturate "$s" "$D" "$BIG"
+    join
+    arbiter_stop a
+  }
+fi
+
+if has b; then
+  for n in 4 8; do
+    say "(b) $n equal saturating clients"
+    s=$(start_at 3)
+    for i in $(seq "$n"); do client "b$n" plain "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
+    join
+    arbiter_start fair && {
+      s=$(start_at 4)
+      for i in $(seq "$n"); do client "b$n" arb "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
+      join
+      arbiter_stop "b$n"
+    }
+  done
+fi
+
+if has c; then
+  say "(c) bursty high beside a saturating low"
+  s=$(start_at 2)
+  client c alone high 1 high "$WL" bursty "$s" "$D" "$BIG" 5 40
+  join
+  s=$(start_at 2)
+  client c plain high 1 high "$WL" bursty "$s" "$D" "$BIG" 5 40
+  client c plain low 1 low "$WL" saturate "$s" "$D" "$BIG"
+  join
+  arbiter_start priority && {
+    s=$(start_at 3)
+    client c arb high 1 high "$WL" bursty "$s" "$D" "$BIG" 5 40
+    client c arb low 1 low "$WL" saturate "$s" "$D" "$BIG"
+    join
+    arbiter_stop c
+  }
+fi
+
+if has d; then
+  say "(d) latency-critical requests beside a saturating neighbour"
+  s=$(start_at 2)
+  client d alone lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
+  join
+  s=$(start_at 2)
+  client d plain lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
+  client d plain nb 1 low "$WL" saturate "$s" "$D" "$BIG"
+  join
+  arbiter_start priority && {
+    s=$(start_at 3)
+    client d arb lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
+    client d arb nb 1 low "$WL" saturate "$s" "$D" "$BIG"
+    join
+    arbiter_stop d
+  }
+fi
+
+if has overhead; then
+  say "overhead: launch-bound loop, base / shim without arbiter / shim with a lone gated client"
+  arbiter_start fair
+  pin=()
+  command -v taskset >/dev/null && pin=(taskset -c 2)
+  for round in 1 2 3 4 5; do
+    for cfg in base shim gated; do
+      case $cfg in
+        base) line=$("${pin[@]}" "$W/overhead" launch 30000) ;;
+        shim) line=$(LD_PRELOAD=$SHIM SLICER_LEDGER_DIR=$W SLICER_MEMORY_LIMITS='*=68719476736' \
+          SLICER_ENFORCE=1 SLICER_CONTAINER_ID=overhead-$round "${pin[@]}" "$W/overhead" launch 30000) ;;
+        gated) line=$(LD_PRELOAD=$SHIM SLICER_LEDGER_DIR=$W SLICER_MEMORY_LIMITS='*=68719476736' \
+          SLICER_ENFORCE=1 SLICER_ARBITER_SOCKET=$ARB_SOCK SLICER_CONTAINER_ID=overhead-$round \
+          "${pin[@]}" "$W/overhead" launch 30000) ;;
+      esac
+      echo "case=overhead cfg=$cfg round=$round $line" | tee -a "$RES"
+    done
+  done
+  arbiter_stop overhead
+fi
+
+if has e; then
+  say "(e) PyTorch: inference and training sharing the GPU"
+  T="python3 bench/arbiter/torch_loop.py"
+  for m in infer train; do
+    s=$(start_at 25)
+    client e alone "$m" 1 normal $T "$m" "$s" "$TD"
+    join
+  done
+  s=$(start_at 25)
+  client e plain infer 1 normal $T infer "$s" "$TD"
+  client e plain train 1 normal $T train "$s" "$TD"
+  join
+  for w in 1 3; do
+    arbiter_start fair && {
+      s=$(start_at 25)
+      client e "arb$w" infer "$w" normal $T infer "$s" "$TD"
+      client e "arb$w" train 1 normal $T train "$s" "$TD"
+      join
+      arbiter_stop "e$w"
+    }
+  done
+fi
+say "done"
