@@ -14,7 +14,7 @@
 # Usage: scripts/gpu-arbiter.sh --pack [BUILD_DIR]        (here)
 #        scripts/gpu-arbiter.sh [PARTS]                    (GPU machine)
 #   PARTS: comma list of shimtests,a,b,c,d,e,overhead (default: all, in that order)
-#   SLICER_BENCH_SECONDS (8): length of each CUDA case; SLICER_TORCH_SECONDS (10).
+#   SLICER_BENCH_SECONDS (8): length of each CUDA case; SLICER_TORCH_SECONDS (8).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +38,7 @@ mkdir -p "$OUT"
 W=/tmp/slicer-arbiter-bench
 rm -rf "$W" && mkdir -p "$W"
 D=${SLICER_BENCH_SECONDS:-8}
-TD=${SLICER_TORCH_SECONDS:-10}
+TD=${SLICER_TORCH_SECONDS:-8}
 CARRY=${SLICER_CARRY:-$PWD/out/carry}
 SHIM=/tmp/slicer-gpu-build/libslicer.so
 RES=$OUT/results.txt
@@ -52,6 +52,7 @@ finish() {
   [[ -f $OUT/summary.md ]] && cat "$OUT/summary.md"
 }
 trap finish EXIT
+trap 'exit 143' TERM
 
 {
   date -u +%FT%TZ
@@ -219,17 +220,17 @@ if has e; then
   say "(e) PyTorch: inference and training sharing the GPU"
   T="python3 bench/arbiter/torch_loop.py"
   for m in infer train; do
-    s=$(start_at 25)
+    s=$(start_at 20)
     client e alone "$m" 1 normal $T "$m" "$s" "$TD"
     join
   done
-  s=$(start_at 25)
+  s=$(start_at 20)
   client e plain infer 1 normal $T infer "$s" "$TD"
   client e plain train 1 normal $T train "$s" "$TD"
   join
   for w in 1 3; do
     arbiter_start fair && {
-      s=$(start_at 25)
+      s=$(start_at 20)
       client e "arb$w" infer "$w" normal $T infer "$s" "$TD"
       client e "arb$w" train 1 normal $T train "$s" "$TD"
       join
