@@ -906,8 +906,8 @@ static nvmlReturn_t hook_nvml_memory_info_v2(pfn_nvmlDeviceGetMemoryInfo_v2 real
  * every `budget` launches, or when the client asks (SLICER_ARB_CHECKPOINT), it records an event
  * and waits for the one recorded at the previous checkpoint. The budget adapts to the GPU time a
  * launch takes (timed events), aiming at half of the arbiter's maxQueued between checkpoints,
- * so that at most about maxQueued of work is ever queued. Ungated launches pay one atomic add
- * for this (the per-stream bookkeeping runs once per budget).
+ * so that at most about maxQueued of work is ever queued. Ungated launches pay a thread-local
+ * count for this (the per-stream bookkeeping runs once per budget).
  * Launches on a stream that is capturing a graph are never gated (nothing runs then; a block
  * would only stall the capture). */
 
@@ -1146,25 +1146,26 @@ static uint32_t arb_checkpoint(slicer_arb_client* c, int force, CUstream stream,
   return budget;
 }
 
-/* Ungated launches (alone, or fail-open) count per device with one atomic add; every `budget`
- * of them the launching stream gets a checkpoint too, so that a holder's queue is already short
+/* Ungated launches (alone, or fail-open) are counted as well; every `budget`
+ * of them the launching stream gets a checkpoint, so that a holder's queue is already short
  * when another client arrives and revokes it (a preempted holder's queued work is what a higher
- * class would otherwise share the GPU with). */
-static uint32_t g_arb_pass_launches[SLICER_ARB_MAX_GPUS];                /* atomic */
-static uint32_t g_arb_pass_budget[SLICER_ARB_MAX_GPUS];                  /* atomic; 0: first */
+ * class would otherwise share the GPU with). The count is per thread: no atomic on this path. */
+static __thread uint32_t t_arb_pass_launches __attribute__((tls_model("initial-exec")));
+static uint32_t g_arb_pass_budget[SLICER_ARB_MAX_GPUS]; /* atomic; 0: not known yet */
 
-/* Before a submission on `stream` (the per-thread default stream already made explicit). */
-static void arb_gate(slicer_arb_client* c, CUstream stream) {
+/* Before a submission on `stream` (the per-thread default stream already made explicit).
+ * Returns the device whose slicer_arb_launched must follow the submission, or -1. */
+static int arb_gate(slicer_arb_client* c, CUstream stream) {
   CUdevice dev;
-  if (current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
+  if (current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return -1;
   if (!__atomic_load_n(&g_arb_attached[dev], __ATOMIC_ACQUIRE)) arb_attach(c, dev);
   if (!slicer_arb_gated(c, dev)) {
     arb_note_stream(dev, stream);
     slicer_arb_launch(c, dev); /* SLICER_ARB_GO at once: starts the busy interval */
-    uint32_t n = __atomic_add_fetch(&g_arb_pass_launches[dev], 1, __ATOMIC_RELAXED);
+    uint32_t n = ++t_arb_pass_launches;
     uint32_t budget = __atomic_load_n(&g_arb_pass_budget[dev], __ATOMIC_RELAXED);
     if (n >= (budget ? budget : ARB_CK_FIRST_BUDGET)) {
-      __atomic_store_n(&g_arb_pass_launches[dev], 0, __ATOMIC_RELAXED);
+      t_arb_pass_launches = 0;
       CUstreamCaptureStatus cs = CU_STREAM_CAPTURE_STATUS_NONE;
       if (g_drv.stream_is_capturing == NULL ||
           g_drv.stream_is_capturing(stream, &cs) != CUDA_SUCCESS ||
@@ -1173,12 +1174,12 @@ static void arb_gate(slicer_arb_client* c, CUstream stream) {
                          __ATOMIC_RELAXED);
       }
     }
-    return;
+    return dev;
   }
   CUstreamCaptureStatus cs = CU_STREAM_CAPTURE_STATUS_NONE;
   if (g_drv.stream_is_capturing != NULL && g_drv.stream_is_capturing(stream, &cs) == CUDA_SUCCESS &&
       cs != CU_STREAM_CAPTURE_STATUS_NONE) {
-    return; /* nothing runs during capture; the graph's launch is gated instead */
+    return -1; /* nothing runs during capture; the graph's launch is gated instead */
   }
   CUcontext ctx = NULL;
   if (g_drv.ctx_get_current != NULL && g_drv.ctx_get_current(&ctx) == CUDA_SUCCESS && ctx) {
@@ -1187,6 +1188,7 @@ static void arb_gate(slicer_arb_client* c, CUstream stream) {
   arb_note_stream(dev, stream);
   int r = slicer_arb_launch(c, dev);
   arb_checkpoint(c, r == SLICER_ARB_CHECKPOINT, stream, 1);
+  return dev;
 }
 
 /* After a successful stream or event synchronize (`stream` NULL with has_stream 0 for events):
@@ -1226,7 +1228,7 @@ static void arb_after_fork_child(void) {
   memset(g_ck, 0, sizeof g_ck);
   memset(g_arb_streams, 0, sizeof g_arb_streams);
   memset(g_arb_ctx, 0, sizeof g_arb_ctx);
-  memset(g_arb_pass_launches, 0, sizeof g_arb_pass_launches);
+  t_arb_pass_launches = 0;
   memset(g_arb_pass_budget, 0, sizeof g_arb_pass_budget);
   if (g_arb != NULL) slicer_arb_after_fork_child(g_arb);
 }
@@ -1251,8 +1253,11 @@ static CUstream per_thread(CUstream s) { return s == NULL ? CU_STREAM_PER_THREAD
 #define LAUNCH_BODY(name, stream, call)                                \
   if (real == NULL) return missing(name);                              \
   slicer_arb_client* c = arb_for_launch();                             \
-  if (__builtin_expect(c != NULL, 0)) arb_gate(c, stream);             \
-  return call;
+  if (__builtin_expect(c == NULL, 1)) return call;                     \
+  int dev = arb_gate(c, stream);                                       \
+  CUresult r = call;                                                   \
+  if (dev >= 0) slicer_arb_launched(c, dev);                           \
+  return r;
 
 static CUresult hook_launch_kernel(pfn_cuLaunchKernel real, CUfunction f, unsigned int gx,
                                    unsigned int gy, unsigned int gz, unsigned int bx,

@@ -84,6 +84,7 @@ class Worker {
         int64_t until =
             std::max<int64_t>(busy_until_.load(), now) + std::chrono::nanoseconds(kernel_).count();
         busy_until_ = until;
+        slicer_arb_launched(c_, 0);
         if (r == SLICER_ARB_CHECKPOINT || ++n % 4 == 0) {
           std::this_thread::sleep_until(SteadyClock::time_point(SteadyClock::duration(until)));
           slicer_arb_synced(c_, 0);

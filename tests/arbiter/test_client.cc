@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
     }
     Clock::time_point now = Clock::now();
     stream.busy_until = std::max(stream.busy_until, now) + kernel;
+    slicer_arb_launched(c, 0);
     work_ns += std::chrono::nanoseconds(kernel).count();
     if (r == SLICER_ARB_CHECKPOINT || ++n % sync_every == 0) {
       std::this_thread::sleep_until(stream.busy_until);

@@ -48,6 +48,7 @@ typedef struct {
   int64_t last_checkpoint;  /* atomic */
   int64_t idle_since;       /* atomic; TIMED: when a sync left nothing queued; 0: not idle */
   uint64_t mem_used, mem_cap; /* atomic */
+  uint32_t inflight; /* atomic: launches let through and not yet submitted (slicer_arb_launched) */
   /* Guarded by mu. */
   int attached;
   int attach_sent; /* on the current connection */
@@ -181,8 +182,15 @@ static void poke(slicer_arb_client* c);
 /* mu held; the slot holds a lease. Drains (mu released meanwhile), then RELEASEs. */
 static void handover(slicer_arb_client* c, int dev, int more_work) {
   gpu_slot* g = &c->gpus[dev];
-  set_state(g, ST_HANDOVER);
+  __atomic_store_n(&g->state, ST_HANDOVER, __ATOMIC_SEQ_CST);
   pthread_mutex_unlock(&c->mu);
+  /* A launch let through before HANDOVER may not have reached the driver yet: the drain must
+   * come after it, or its work would run in the next holder's lease. (Launches count themselves
+   * in `inflight` before they read the state, so one of the two sides sees the other.) */
+  while (__atomic_load_n(&g->inflight, __ATOMIC_SEQ_CST) != 0) {
+    struct timespec ts = {0, 20000};
+    nanosleep(&ts, NULL);
+  }
   if (c->drain != NULL) c->drain(c->user, dev);
   busy_end(g);
   pthread_mutex_lock(&c->mu);
@@ -614,6 +622,8 @@ static int launch_slow(slicer_arb_client* c, int dev) {
     pthread_cond_timedwait(&c->cv, &c->mu, &ts);
     --g->waiters;
   }
+  /* Let through: counted before mu is released, so a hand-over (which needs mu) waits for it. */
+  __atomic_add_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
   pthread_mutex_unlock(&c->mu);
   int64_t now = mono_ns();
   if (t0 != 0) __atomic_fetch_add(&c->waited_ns, (uint64_t)(now - t0), __ATOMIC_RELAXED);
@@ -624,7 +634,8 @@ static int launch_slow(slicer_arb_client* c, int dev) {
 int slicer_arb_launch(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return SLICER_ARB_GO;
   gpu_slot* g = &c->gpus[dev];
-  uint32_t st = get_state(g);
+  __atomic_add_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
+  uint32_t st = __atomic_load_n(&g->state, __ATOMIC_SEQ_CST);
   if (st == ST_PASS) {
     if (__atomic_load_n(&g->busy_since, __ATOMIC_RELAXED) == 0) busy_start(g, mono_ns());
     return SLICER_ARB_GO;
@@ -636,7 +647,13 @@ int slicer_arb_launch(slicer_arb_client* c, int dev) {
       return checkpoint_due(c, g, now);
     }
   }
+  __atomic_sub_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
   return launch_slow(c, dev);
+}
+
+void slicer_arb_launched(slicer_arb_client* c, int dev) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
+  __atomic_sub_fetch(&c->gpus[dev].inflight, 1, __ATOMIC_SEQ_CST);
 }
 
 int slicer_arb_gated(slicer_arb_client* c, int dev) {
@@ -689,6 +706,7 @@ void slicer_arb_after_fork_child(slicer_arb_client* c) {
     g->busy_since = 0;
     g->busy_total = 0;
     g->idle_since = 0;
+    g->inflight = 0;
     set_state(g, g->attached ? ST_RESTART : ST_PASS);
   }
 }

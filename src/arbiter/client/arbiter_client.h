@@ -9,7 +9,8 @@
  *                                   cuLaunchCooperativeKernel*, cuGraphLaunch*, cuMemcpy*Async,
  *                                   cuMemsetD*Async), EXCEPT on a stream that is capturing a
  *                                   CUDA graph (nothing runs then: never block during capture);
- *                                   on SLICER_ARB_CHECKPOINT, wait for earlier work first
+ *                                   on SLICER_ARB_CHECKPOINT, wait for earlier work first;
+ *   slicer_arb_launched(c, dev)     once that submission has reached the driver
  *   slicer_arb_synced(c, dev)       after cuCtxSynchronize / cuStreamSynchronize / cuEvent-
  *                                   Synchronize returned success and the process has nothing
  *                                   else queued on `dev` (ends a busy interval)
@@ -80,8 +81,12 @@ slicer_arb_client* slicer_arb_start(const slicer_arb_options* opts);
 int slicer_arb_attach(slicer_arb_client* c, int dev, const char* uuid);
 
 /* Before submitting work on `dev`. Returns SLICER_ARB_GO or SLICER_ARB_CHECKPOINT; may block
- * while another client holds the GPU. */
+ * while another client holds the GPU. Every call must be followed by slicer_arb_launched once the
+ * work has been handed to the driver (a hand-over drains only after that). */
 int slicer_arb_launch(slicer_arb_client* c, int dev);
+
+/* The launch let through by slicer_arb_launch(c, dev) has reached the driver. */
+void slicer_arb_launched(slicer_arb_client* c, int dev);
 
 /* 0 when slicer_arb_launch(c, dev) would return SLICER_ARB_GO at once (an open-ended lease, no
  * arbiter and fail-open, a device never attached, c == NULL): one atomic load. The shim asks
