@@ -106,6 +106,8 @@ arbiter_stop() {  # TAG: keeps its /metrics
 start_at() { python3 -c "import time; print(time.monotonic_ns() + int($1 * 1e9))"; }
 
 # client CASE CFG NAME WEIGHT PRIORITY CMD...: runs in the background; its line goes to $RES.
+# Under the arbiter (CFG arb*) it runs under the shim with SLICER_LOG=debug: the shim's exit line
+# (event=arbiter_stats: grants, waits, busy time) lands in $W/CASE-CFG-NAME.err.
 pids=()
 client() {
   local c=$1 cfg=$2 name=$3 w=$4 p=$5
@@ -113,10 +115,11 @@ client() {
   (
     if [[ $cfg == arb* ]]; then
       export LD_PRELOAD=$SHIM SLICER_ARBITER_SOCKET=$ARB_SOCK SLICER_CONTAINER_ID=$c-$cfg-$name \
-        SLICER_WEIGHT=$w SLICER_PRIORITY=$p SLICER_LEDGER_DIR=$W
+        SLICER_WEIGHT=$w SLICER_PRIORITY=$p SLICER_LEDGER_DIR=$W SLICER_LOG=debug
     fi
     line=$(timeout 150 "$@" 2>>"$W/$c-$cfg-$name.err")
-    echo "case=$c cfg=$cfg client=$name weight=$w priority=$p $line" >>"$RES"
+    stats=$(grep -o 'event=arbiter_stats.*' "$W/$c-$cfg-$name.err" 2>/dev/null | tail -1 | sed 's/event=arbiter_stats //')
+    echo "case=$c cfg=$cfg client=$name weight=$w priority=$p $line $stats" >>"$RES"
   ) &
   pids+=($!)
 }
@@ -150,14 +153,18 @@ if has b; then
     s=$(start_at 3)
     for i in $(seq "$n"); do client "b$n" plain "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
     join
-    arbiter_start fair && {
-      s=$(start_at 4)
-      for i in $(seq "$n"); do client "b$n" arb "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
-      join
-      arbiter_stop "b$n"
-    }
+    # The default quantum (20 ms) and a longer one (fewer hand-overs).
+    for q in 20 50; do
+      arbiter_start fair --quantum "${q}ms" && {
+        s=$(start_at 4)
+        for i in $(seq "$n"); do client "b$n" "arbq$q" "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
+        join
+        arbiter_stop "b$n-q$q"
+      }
+    done
   done
 fi
+printf 'arbiter:\n  maxQueued: 2ms\n' >"$W/maxqueued-2ms.yaml"
 
 if has c; then
   say "(c) bursty high beside a saturating low"
@@ -168,13 +175,18 @@ if has c; then
   client c plain high 1 high "$WL" bursty "$s" "$D" "$BIG" 5 40
   client c plain low 1 low "$WL" saturate "$s" "$D" "$BIG"
   join
-  arbiter_start priority && {
-    s=$(start_at 3)
-    client c arb high 1 high "$WL" bursty "$s" "$D" "$BIG" 5 40
-    client c arb low 1 low "$WL" saturate "$s" "$D" "$BIG"
-    join
-    arbiter_stop c
-  }
+  # The default maxQueued (10 ms) and 2 ms (a preempted low holder has less queued work).
+  for mq in 10 2; do
+    flags=()
+    [[ $mq == 2 ]] && flags=(--config-file "$W/maxqueued-2ms.yaml")
+    arbiter_start priority "${flags[@]}" && {
+      s=$(start_at 3)
+      client c "arbmq$mq" high 1 high "$WL" bursty "$s" "$D" "$BIG" 5 40
+      client c "arbmq$mq" low 1 low "$WL" saturate "$s" "$D" "$BIG"
+      join
+      arbiter_stop "c-mq$mq"
+    }
+  done
 fi
 
 if has d; then
@@ -186,13 +198,17 @@ if has d; then
   client d plain lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
   client d plain nb 1 low "$WL" saturate "$s" "$D" "$BIG"
   join
-  arbiter_start priority && {
-    s=$(start_at 3)
-    client d arb lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
-    client d arb nb 1 low "$WL" saturate "$s" "$D" "$BIG"
-    join
-    arbiter_stop d
-  }
+  for mq in 10 2; do
+    flags=()
+    [[ $mq == 2 ]] && flags=(--config-file "$W/maxqueued-2ms.yaml")
+    arbiter_start priority "${flags[@]}" && {
+      s=$(start_at 3)
+      client d "arbmq$mq" lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
+      client d "arbmq$mq" nb 1 low "$WL" saturate "$s" "$D" "$BIG"
+      join
+      arbiter_stop "d-mq$mq"
+    }
+  done
 fi
 
 if has overhead; then
@@ -200,8 +216,11 @@ if has overhead; then
   arbiter_start fair
   pin=()
   command -v taskset >/dev/null && pin=(taskset -c 2)
-  for round in 1 2 3 4 5; do
-    for cfg in base shim gated; do
+  for round in 1 2 3 4 5 6 7 8 9; do
+    order=(base shim gated)
+    ((round % 3 == 1)) && order=(shim gated base)
+    ((round % 3 == 2)) && order=(gated base shim)
+    for cfg in "${order[@]}"; do
       case $cfg in
         base) line=$("${pin[@]}" "$W/overhead" launch 30000) ;;
         shim) line=$(LD_PRELOAD=$SHIM SLICER_LEDGER_DIR=$W SLICER_MEMORY_LIMITS='*=68719476736' \

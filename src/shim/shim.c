@@ -1191,6 +1191,8 @@ static int arb_gate(slicer_arb_client* c, CUstream stream) {
   return dev;
 }
 
+static uint64_t g_arb_synced_calls, g_arb_busy_syncs; /* atomic; for the exit log */
+
 /* After a successful stream or event synchronize (`stream` NULL with has_stream 0 for events):
  * the busy interval ends when every stream the process used on the device is idle. */
 static void arb_after_sync(int has_stream, CUstream stream) {
@@ -1210,7 +1212,12 @@ static void arb_after_sync(int has_stream, CUstream stream) {
       idle = 0;
     }
   }
-  if (idle) slicer_arb_synced(c, dev);
+  if (idle) {
+    slicer_arb_synced(c, dev);
+    __atomic_add_fetch(&g_arb_synced_calls, 1, __ATOMIC_RELAXED);
+  } else {
+    __atomic_add_fetch(&g_arb_busy_syncs, 1, __ATOMIC_RELAXED);
+  }
 }
 
 static void arb_after_ctx_sync(void) {
@@ -1220,6 +1227,7 @@ static void arb_after_ctx_sync(void) {
   if (current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
   arb_streams_clear(dev);
   slicer_arb_synced(c, dev);
+  __atomic_add_fetch(&g_arb_synced_calls, 1, __ATOMIC_RELAXED);
 }
 
 static void arb_after_fork_child(void) {
@@ -1240,9 +1248,11 @@ __attribute__((destructor)) static void arb_at_exit(void) {
   slicer_arb_stats st;
   slicer_arb_get_stats(c, &st);
   slog("debug", "event=arbiter_stats connected=%d client_id=%llu grants=%llu waited_ms=%.1f "
-       "connects=%llu busy_ms_gpu0=%.1f", st.connected, (unsigned long long)st.client_id,
+       "connects=%llu busy_ms_gpu0=%.1f syncs_ending_busy=%llu syncs_leaving_work=%llu "
+       "streams_overflow_gpu0=%d", st.connected, (unsigned long long)st.client_id,
        (unsigned long long)st.grants, st.waited_ns / 1e6, (unsigned long long)st.connects,
-       st.busy_total_ns[0] / 1e6);
+       st.busy_total_ns[0] / 1e6, (unsigned long long)g_arb_synced_calls,
+       (unsigned long long)g_arb_busy_syncs, g_arb_streams[0].overflow);
 }
 
 /* ---- Launch and synchronize hooks ---- */
