@@ -4,8 +4,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
-#include <sys/stat.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,7 +58,11 @@ void DefineFlags(FlagSet& f) {
         "/etc/kubernetes/node-feature-discovery/features.d/gpu-slicer",
         "NFD local feature file for node labels (empty: none)");
   f.Add("shim-dir", "SLICER_SHIM_DIR", "/usr/local/lib/gpu-slicer",
-        "host directory holding libslicer.so");
+        "host directory holding libslicer.so (without it, memory-capped allocations are refused)");
+  f.Add("arbiter-socket", "SLICER_ARBITER_SOCKET", "",
+        absl::StrCat("host path of the node arbiter's socket (slicer arbiter --socket); shared "
+                     "containers get its directory mounted read-only at ",
+                     plugin::kArbiterContainerDir, " (empty: no arbiter)"));
   f.Add("allocation-policy", "SLICER_ALLOCATION_POLICY", "packed",
         "packed (k replicas on one GPU) or distributed (spread over GPUs)");
   f.Add("health-probe-interval", "SLICER_HEALTH_PROBE_INTERVAL", "5s",
@@ -181,6 +185,17 @@ int DevicePluginMain(int argc, char** argv) {
   options.kubelet_socket = flags.Get("kubelet-socket");
   options.feature_file = flags.Get("feature-file");
   options.shim_dir = flags.Get("shim-dir");
+  options.arbiter_socket = flags.Get("arbiter-socket");
+  if (!options.arbiter_socket.empty()) {
+    if (absl::Status s = plugin::ValidateArbiterSocket(options.arbiter_socket); !s.ok()) {
+      std::fprintf(stderr, "slicer device-plugin: --arbiter-socket: %s\n",
+                   std::string(s.message()).c_str());
+      return 2;
+    }
+    SLOG(kInfo, "arbiter_wiring")
+        .Kv("socket", options.arbiter_socket)
+        .Kv("container_dir", plugin::kArbiterContainerDir);
+  }
   std::string policy = flags.Get("allocation-policy");
   if (policy != "packed" && policy != "distributed") {
     std::fprintf(stderr,

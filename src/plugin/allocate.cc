@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "src/common/arbiter_protocol.h"
 #include "src/common/shim_contract.h"
 
 namespace slicer::plugin {
@@ -35,7 +37,66 @@ std::string Truncated(const std::vector<std::string>& ids) {
   return s;
 }
 
+// The longest unix socket path a client can connect to (sun_path holds 108 bytes with the NUL).
+constexpr size_t kMaxSocketPath = 107;
+
+// As many whole IDs as fit in the arbiter's HELLO field, comma-separated.
+std::string ReplicaIdsForArbiter(const std::vector<std::string>& ids) {
+  std::string out;
+  for (const std::string& id : ids) {
+    size_t grown = out.size() + (out.empty() ? 0 : 1) + id.size();
+    if (grown > SLICER_ARB_REPLICAS_LEN - 1) break;
+    if (!out.empty()) out += ',';
+    out += id;
+  }
+  return out;
+}
+
 }  // namespace
+
+absl::Status ValidateArbiterSocket(const std::string& host_socket) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("arbiter socket \"", host_socket, "\" ", why));
+  };
+  const size_t slash = host_socket.rfind('/');
+  if (host_socket.empty() || host_socket[0] != '/' || slash + 1 == host_socket.size()) {
+    return bad("must be an absolute path to the socket file, e.g. " SLICER_ARB_DEFAULT_SOCKET);
+  }
+  const std::string dir = host_socket.substr(0, slash), name = host_socket.substr(slash + 1);
+  if (!dir.empty()) {
+    for (absl::string_view part : absl::StrSplit(absl::string_view(dir).substr(1), '/')) {
+      if (part.empty() || part == "." || part == "..") {
+        return bad("must be written without empty, . or .. components");
+      }
+    }
+  }
+  // The directory is mounted into every shared container, and a read-only mount still lets them
+  // connect to every socket in it: it must not be a directory other daemons keep sockets in.
+  static const std::set<std::string> kShared = {"/var/run",
+                                                "/var/tmp",
+                                                "/dev/shm",
+                                                "/var/lib/kubelet",
+                                                "/var/lib/kubelet/device-plugins",
+                                                "/var/lib/kubelet/pod-resources",
+                                                "/run/containerd",
+                                                "/var/run/containerd",
+                                                "/run/docker",
+                                                "/var/run/docker"};
+  if (dir.empty() || dir.find('/', 1) == std::string::npos || kShared.count(dir)) {
+    return bad(absl::StrCat(
+        "is in ", dir.empty() ? "/" : dir,
+        ", a top-level or shared system directory: it would be mounted into every shared "
+        "container, other daemons' sockets included; give the arbiter a directory of its own, "
+        "e.g. " SLICER_ARB_DEFAULT_SOCKET));
+  }
+  const size_t inside = sizeof kArbiterContainerDir - 1 + 1 + name.size();
+  if (host_socket.size() > kMaxSocketPath || inside > kMaxSocketPath) {
+    return bad(absl::StrCat("is too long for a unix socket address (", kMaxSocketPath,
+                            " bytes at most, here and as ", kArbiterContainerDir, "/", name,
+                            " in containers)"));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
     const Resource& resource, const std::vector<std::string>& ids, const AllocateOptions& options,
@@ -160,6 +221,18 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
     m = resp.add_mounts();
     m->set_container_path("/etc/ld.so.preload");
     m->set_host_path(absl::StrCat(options.shim_host_dir, "/ld.so.preload"));
+    m->set_read_only(true);
+  }
+  // The arbiter shares a GPU's time among the shim's clients: only where the shim is injected,
+  // and only for replica IDs (<uuid>::<n>); a whole GPU has nobody to share with.
+  if (cap && resource.shared() && !options.arbiter_socket.empty()) {
+    const size_t slash = options.arbiter_socket.rfind('/');
+    envs[SLICER_ENV_ARBITER_SOCKET] =
+        absl::StrCat(kArbiterContainerDir, options.arbiter_socket.substr(slash));
+    envs[SLICER_ENV_REPLICA_IDS] = ReplicaIdsForArbiter(ids);
+    v1beta1::Mount* m = resp.add_mounts();
+    m->set_container_path(kArbiterContainerDir);
+    m->set_host_path(options.arbiter_socket.substr(0, slash));
     m->set_read_only(true);
   }
   return resp;

@@ -28,7 +28,23 @@ struct AllocateOptions {
   // Host directory holding libslicer.so and ld.so.preload; empty when the shim is not installed,
   // in which case a resource that enforces memory fails the allocation rather than run uncapped.
   std::string shim_host_dir;
+  // Host path of the node arbiter's socket (`slicer arbiter --socket`); empty: containers are not
+  // connected to an arbiter. Must pass ValidateArbiterSocket. Containers of a shared resource
+  // that carries the shim get the socket's directory mounted read-only at kArbiterContainerDir
+  // (connecting to a unix socket needs no write access to the mount; a directory rather than the
+  // socket file, so that the socket an arbiter re-creates when it restarts is reachable) plus
+  // SLICER_ARBITER_SOCKET and SLICER_REPLICA_IDS.
+  std::string arbiter_socket;
 };
+
+// Where containers see the arbiter's socket directory: the arbiter's default directory on the
+// host, so that the socket has the same path inside and outside by default.
+inline constexpr char kArbiterContainerDir[] = "/var/run/gpu-slicer";
+
+// OK when `host_socket` can be handed to containers: an absolute path with a file name, not in
+// "/" (the host's root would be mounted), and short enough for a unix socket address at
+// kArbiterContainerDir. Errors name the path and what is wrong.
+absl::Status ValidateArbiterSocket(const std::string& host_socket);
 
 // NVIDIA's names, so that runtimes and tools that know NVIDIA's plugin understand the answer.
 inline constexpr char kVisibleDevicesEnv[] = "NVIDIA_VISIBLE_DEVICES";
@@ -41,6 +57,11 @@ inline constexpr char kCdiAnnotationName[] = "nvidia-device-plugin";
 // what is allowed: an empty request, an ID the resource does not have, an ID asked twice, more
 // than one replica of a shared resource under failRequestsGreaterThanOne, a memory-capped
 // resource without the shim installed.
+//
+// SLICER_REPLICA_IDS lists the container's replica IDs in request order, as many whole IDs as fit
+// in the arbiter's HELLO (SLICER_ARB_REPLICAS_LEN - 1 bytes, about 14 IDs of real UUIDs): a
+// longer list would be cut inside an ID by the client and refused by the arbiter. A container
+// holding more replicas is then weighted by the IDs listed.
 absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
     const Resource& resource, const std::vector<std::string>& ids, const AllocateOptions& options,
     const std::string& request_id);

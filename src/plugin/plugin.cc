@@ -103,6 +103,7 @@ absl::Status Plugin::Start(const config::Config& config) {
   bool any_capped = false;
   for (const Resource& r : resources) any_capped |= r.enforce_memory;
   ao.shim_host_dir = any_capped ? PrepareShimDir(options_.shim_dir) : options_.shim_dir;
+  ao.arbiter_socket = options_.arbiter_socket;
 
   const std::string socket_dir = Dirname(options_.kubelet_socket);
   std::vector<std::unique_ptr<ResourceServer>> servers;

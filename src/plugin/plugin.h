@@ -22,8 +22,9 @@ namespace slicer::plugin {
 
 struct PluginOptions {
   std::string kubelet_socket = "/var/lib/kubelet/device-plugins/kubelet.sock";
-  std::string feature_file;  // empty: no labels written
-  std::string shim_dir;      // host directory with libslicer.so; empty: none
+  std::string feature_file;    // empty: no labels written
+  std::string shim_dir;        // host directory with libslicer.so; empty: none
+  std::string arbiter_socket;  // host path of the arbiter's socket; empty: none (allocate.h)
   AllocationPolicy allocation_policy = AllocationPolicy::kPacked;
   HealthOptions health;
   XidPolicy xid_policy;

@@ -3,11 +3,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "src/common/arbiter_protocol.h"
 #include "src/common/log.h"
 
 namespace slicer::plugin {
@@ -235,6 +237,16 @@ grpc::Status ResourceServer::Allocate(grpc::ServerContext*, const v1beta1::Alloc
           .Kv("resource", resource_.name)
           .Kv("error", std::string(c.status().message()));
       return ToGrpc(c.status());
+    }
+    if (auto it = c->envs().find(SLICER_ENV_REPLICA_IDS); it != c->envs().end()) {
+      const size_t listed = std::count(it->second.begin(), it->second.end(), ',') + 1;
+      if (listed < ids.size()) {
+        SLOG(kWarning, "replica_ids_truncated")
+            .Kv("resource", resource_.name)
+            .Kv("replicas", ids.size())
+            .Kv("listed", listed)
+            .Kv("effect", "the arbiter weights this container by the replicas listed");
+      }
     }
     *resp.add_container_responses() = std::move(*c);
   }

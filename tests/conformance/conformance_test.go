@@ -31,6 +31,11 @@ const (
 	memoryLimitsEnv = "SLICER_MEMORY_LIMITS"
 	shimInContainer = "/usr/local/lib/gpu-slicer/libslicer.so"
 	preloadFile     = "/etc/ld.so.preload"
+	// The node arbiter (docs/arbiter.md): its socket directory, mounted read-only, and who the
+	// container is (its replica IDs, which the arbiter checks against the kubelet's records).
+	arbiterSocketEnv   = "SLICER_ARBITER_SOCKET"
+	replicaIDsEnv      = "SLICER_REPLICA_IDS"
+	arbiterInContainer = "/var/run/gpu-slicer"
 )
 
 // replicaIDs returns the IDs NVIDIA's plugin gives the replicas of a GPU: <uuid>::0..n-1. The same
@@ -213,6 +218,66 @@ func checkShim(t *testing.T, p *slicerPlugin, gpus []gpu,
 		strings.TrimSpace(string(data)) != shimInContainer {
 		t.Errorf("%s holds %q (%v), want %q", wantMounts[preloadFile], data, err, shimInContainer)
 	}
+	if p.arbiterSocket == "" {
+		checkNoArbiter(t, opts)
+	}
+}
+
+// checkArbiter checks that the container reaches the node arbiter: its socket's host directory
+// mounted read-only at /var/run/gpu-slicer, SLICER_ARBITER_SOCKET naming the socket there, and
+// SLICER_REPLICA_IDS listing exactly the replicas the kubelet recorded for the container (the
+// arbiter checks them against the kubelet's PodResources answer, which comes from that record).
+func checkArbiter(t *testing.T, p *slicerPlugin, opts *devicemanager.DeviceRunContainerOptions,
+	kubeletIDs []string) {
+	t.Helper()
+	env := envMap(opts)
+	if got, want := env[arbiterSocketEnv], arbiterInContainer+"/"+filepath.Base(p.arbiterSocket); got != want {
+		t.Errorf("%s=%q, want %q", arbiterSocketEnv, got, want)
+	}
+	if got := strings.Split(env[replicaIDsEnv], ","); len(got) != len(kubeletIDs) ||
+		!equalSets(got, kubeletIDs) {
+		t.Errorf("%s=%q, want the kubelet's devices for the container %v", replicaIDsEnv,
+			env[replicaIDsEnv], kubeletIDs)
+	}
+	var found []string
+	for _, m := range opts.Mounts {
+		if m.ContainerPath == arbiterInContainer {
+			found = append(found, fmt.Sprintf("%s ro=%v", m.HostPath, m.ReadOnly))
+		}
+	}
+	if want := []string{filepath.Dir(p.arbiterSocket) + " ro=true"}; fmt.Sprint(found) != fmt.Sprint(want) {
+		t.Errorf("mounts at %s: %v, want %v (the socket's directory, read-only)", arbiterInContainer,
+			found, want)
+	}
+}
+
+// checkNoArbiter checks that a container gets nothing of the arbiter.
+func checkNoArbiter(t *testing.T, opts *devicemanager.DeviceRunContainerOptions) {
+	t.Helper()
+	env := envMap(opts)
+	for _, k := range []string{arbiterSocketEnv, replicaIDsEnv} {
+		if v, ok := env[k]; ok {
+			t.Errorf("%s=%q set without an arbiter for this container", k, v)
+		}
+	}
+	for _, m := range opts.Mounts {
+		if m.ContainerPath == arbiterInContainer {
+			t.Errorf("arbiter mount %+v without an arbiter for this container", m)
+		}
+	}
+}
+
+func TestAllocateArbiter(t *testing.T) {
+	gpus := fakeGPUs(2)
+	n := startNode(t, gpus, timeSlicing(4, false), map[string]int64{gpuRes: 8}, arbiterFlag(t)...)
+	// 5 of 8: the container holds replicas of both GPUs; the arbiter weights it per GPU.
+	pod := gpuPod("app", gpuRes, 5)
+	n.k.mustAdmit(pod)
+	ids := n.k.devicesOf(pod, "app", gpuRes)
+	opts := n.k.runOptions(pod, "app")
+	t.Logf("devices %v; run options:\n%s", ids, describeOptions(opts))
+	checkShim(t, n.p, gpus, opts, byGPU(t, ids), 4)
+	checkArbiter(t, n.p, opts, ids)
 }
 
 func TestAllocateEnvvar(t *testing.T) {
@@ -415,11 +480,12 @@ func TestXIDLowersAllocatable(t *testing.T) {
 
 func TestKubeletRestart(t *testing.T) {
 	gpus := fakeGPUs(2)
-	n := startNode(t, gpus, timeSlicing(4, false), map[string]int64{gpuRes: 8})
+	n := startNode(t, gpus, timeSlicing(4, false), map[string]int64{gpuRes: 8}, arbiterFlag(t)...)
 	pod := gpuPod("before", gpuRes, 2)
 	n.k.mustAdmit(pod)
 	before := n.k.devicesOf(pod, "app", gpuRes)
 	optsBefore := n.k.runOptions(pod, "app")
+	checkArbiter(t, n.p, optsBefore, before)
 	pid := n.p.pid()
 	node := n.k.node.DeepCopy()
 
@@ -452,6 +518,7 @@ func TestKubeletRestart(t *testing.T) {
 		t.Errorf("after re-admission devices %v, want %v", got, before)
 	}
 	optsAfter := k2.runOptions(pod, "app")
+	checkArbiter(t, n.p, optsAfter, before)
 	// Envs come from a map in the Allocate response: compare them as sets, in any order.
 	if a, b := sortedLines(describeOptions(optsBefore)), sortedLines(describeOptions(optsAfter)); a != b {
 		t.Errorf("run options changed across the kubelet restart:\nbefore\n%safter\n%s", a, b)
@@ -517,7 +584,7 @@ sharing:
         replicas: 4
         devices: [0, 1]
 `
-	n := startNode(t, gpus, config, map[string]int64{sharedRes: 8, gpuRes: 1})
+	n := startNode(t, gpus, config, map[string]int64{sharedRes: 8, gpuRes: 1}, arbiterFlag(t)...)
 	pod := newPod("mixed",
 		container{name: "shared", limits: map[string]int64{sharedRes: 2}},
 		container{name: "whole", limits: map[string]int64{gpuRes: 1}})
@@ -544,6 +611,8 @@ sharing:
 	if v, ok := envMap(wo)[memoryLimitsEnv]; ok {
 		t.Errorf("whole GPU container has %s=%q: replicas 1 is not shared", memoryLimitsEnv, v)
 	}
+	checkArbiter(t, n.p, so, shared)
+	checkNoArbiter(t, wo)
 	// Both resources keep working side by side: the rest of each can be taken.
 	n.k.mustAdmit(gpuPod("rest-shared", sharedRes, 6))
 	if r := n.k.admitPod(gpuPod("no-more-whole", gpuRes, 1)); r.Admit {

@@ -50,6 +50,9 @@ type slicerPlugin struct {
 	eventsFile string
 	shimDir    string   // host folder holding libslicer.so (a placeholder: nothing loads it here)
 	args       []string // extra flags
+	// arbiterSocket is the value of --arbiter-socket in args ("" without it): its directory is
+	// what Allocate mounts into shared containers.
+	arbiterSocket string
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -81,6 +84,13 @@ func newSlicerPlugin(t *testing.T, socketDir string, gpus []gpu, config string,
 	args ...string) *slicerPlugin {
 	t.Helper()
 	p := &slicerPlugin{t: t, socketDir: socketDir, work: t.TempDir(), gpus: gpus, args: args}
+	for i, a := range args {
+		if a == "--arbiter-socket" && i+1 < len(args) {
+			p.arbiterSocket = args[i+1]
+		} else if v, ok := strings.CutPrefix(a, "--arbiter-socket="); ok {
+			p.arbiterSocket = v
+		}
+	}
 	var m strings.Builder
 	m.WriteString("driverVersion: \"580.159.04\"\ndevices:\n")
 	for _, g := range gpus {
@@ -300,6 +310,19 @@ func socketDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// arbiterFlag returns the --arbiter-socket flag for a socket in a fresh short directory (as
+// `slicer arbiter --socket` would create it; nothing listens there: Allocate only hands out the
+// path, and the shim connects to it inside the container).
+func arbiterFlag(t *testing.T) []string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "slcarb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return []string{"--arbiter-socket", filepath.Join(dir, "arbiter.sock")}
 }
 
 // timeSlicing is a v1 config with one shared resource.

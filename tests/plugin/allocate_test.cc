@@ -4,6 +4,8 @@
 
 #include <set>
 
+#include "absl/strings/str_split.h"
+#include "src/common/arbiter_protocol.h"
 #include "src/common/shim_contract.h"
 
 namespace slicer::plugin {
@@ -191,6 +193,108 @@ std::vector<std::string> All(const Resource& r) {
   std::vector<std::string> ids;
   for (const auto& d : r.devices) ids.push_back(d.id);
   return ids;
+}
+
+constexpr char kArbiterSocket[] = "/var/run/gpu-slicer/arbiter.sock";
+
+TEST(Allocate, ArbiterEnvAndReadOnlyDirectoryMount) {
+  AllocateOptions o = Opts();
+  o.arbiter_socket = kArbiterSocket;
+  auto r = AllocateContainer(Shared(2, 4), {"GPU-1::0", "GPU-1::3", "GPU-0::2"}, o, "abc");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->envs().at(SLICER_ENV_ARBITER_SOCKET), "/var/run/gpu-slicer/arbiter.sock");
+  // Every replica held, in request order: the arbiter weights by replicas held per GPU.
+  EXPECT_EQ(r->envs().at(SLICER_ENV_REPLICA_IDS), "GPU-1::0,GPU-1::3,GPU-0::2");
+  EXPECT_EQ(r->envs().at(SLICER_ENV_CONTAINER_ID), "abc");
+  ASSERT_EQ(r->mounts_size(), 3);  // shim, ld.so.preload, arbiter directory
+  EXPECT_EQ(r->mounts(2).container_path(), "/var/run/gpu-slicer");
+  EXPECT_EQ(r->mounts(2).host_path(), "/var/run/gpu-slicer");
+  EXPECT_TRUE(r->mounts(2).read_only());
+
+  // Another host directory: containers still find the socket under kArbiterContainerDir.
+  o.arbiter_socket = "/run/slicer-arbiter/a.sock";
+  r = AllocateContainer(Shared(1, 2), {"GPU-0::1"}, o, "x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->envs().at(SLICER_ENV_ARBITER_SOCKET), "/var/run/gpu-slicer/a.sock");
+  EXPECT_EQ(r->mounts(2).host_path(), "/run/slicer-arbiter");
+  EXPECT_EQ(r->mounts(2).container_path(), kArbiterContainerDir);
+}
+
+TEST(Allocate, NoArbiterWithoutTheShimSharingOrTheFlag) {
+  AllocateOptions o = Opts();
+  o.arbiter_socket = kArbiterSocket;
+  auto no_arbiter = [](const v1beta1::ContainerAllocateResponse& c) {
+    for (const auto& m : c.mounts()) {
+      if (m.container_path() == kArbiterContainerDir) return false;
+    }
+    return c.envs().count(SLICER_ENV_ARBITER_SOCKET) == 0 &&
+           c.envs().count(SLICER_ENV_REPLICA_IDS) == 0;
+  };
+  // Shared, memory caps off: the shim is not injected, so nothing would talk to the arbiter.
+  auto uncapped = AllocateContainer(Shared(2, 4, false), {"GPU-0::0"}, o, "x");
+  ASSERT_TRUE(uncapped.ok());
+  EXPECT_TRUE(no_arbiter(*uncapped));
+  EXPECT_EQ(uncapped->mounts_size(), 0);
+  // A whole GPU with caps on: capped, but it has nobody to share time with (and its IDs are
+  // bare UUIDs, which the arbiter does not take as replica IDs).
+  auto whole = AllocateContainer(Shared(2, 1, true), {"GPU-1"}, o, "x");
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->envs().count(SLICER_ENV_MEMORY_LIMITS), 1u);
+  EXPECT_TRUE(no_arbiter(*whole));
+  // No --arbiter-socket: the shim alone.
+  auto off = AllocateContainer(Shared(2, 4), {"GPU-0::0"}, Opts(), "x");
+  ASSERT_TRUE(off.ok());
+  EXPECT_TRUE(no_arbiter(*off));
+  EXPECT_EQ(off->mounts_size(), 2);
+}
+
+TEST(Allocate, ReplicaIdsFitTheArbitersHello) {
+  // Real UUIDs (40 characters): 16 replica IDs of one GPU do not fit in the HELLO's 640 bytes.
+  std::vector<Gpu> gpus = {MakeGpu(0)};
+  gpus[0].uuid = "GPU-0a1b2c3d-0000-4000-8000-0123456789ab";
+  Resource res = MakeResource("nvidia.com/gpu", 16, gpus);
+  res.enforce_memory = true;
+  AllocateOptions o = Opts();
+  o.arbiter_socket = kArbiterSocket;
+  std::vector<std::string> ids = All(res);
+  auto r = AllocateContainer(res, ids, o, "x");
+  ASSERT_TRUE(r.ok());
+  const std::string listed = r->envs().at(SLICER_ENV_REPLICA_IDS);
+  EXPECT_LE(listed.size(), static_cast<size_t>(SLICER_ARB_REPLICAS_LEN - 1));
+  std::vector<std::string> got = absl::StrSplit(listed, ',');
+  ASSERT_EQ(got.size(), 14u) << listed;  // 619 bytes with the commas; a 15th would make 664
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], ids[i]);
+  // What fits is listed whole.
+  auto few =
+      AllocateContainer(res, std::vector<std::string>(ids.begin(), ids.begin() + 14), o, "x");
+  EXPECT_EQ(few->envs().at(SLICER_ENV_REPLICA_IDS), listed);
+}
+
+TEST(Allocate, ArbiterSocketPathsThatCannotBeHandedToContainers) {
+  for (const char* ok : {"/var/run/gpu-slicer/arbiter.sock", "/run/gpu-slicer/a.sock",
+                         "/var/lib/gpu-slicer/run/arbiter.sock"}) {
+    EXPECT_TRUE(ValidateArbiterSocket(ok).ok()) << ok;
+  }
+  struct Bad {
+    std::string path, says;
+  } bad[] = {
+      {"", "absolute path"},
+      {"run/gpu-slicer/a.sock", "absolute path"},
+      {"/var/run/gpu-slicer/", "absolute path"},
+      {"/arbiter.sock", "is in /,"},
+      {"/run/arbiter.sock", "is in /run,"},
+      {"/var/run/arbiter.sock", "is in /var/run,"},
+      {"/var/lib/kubelet/device-plugins/arbiter.sock", "device-plugins"},
+      {"/var/run/gpu-slicer/../arbiter.sock", "components"},
+      {"/var//gpu-slicer/arbiter.sock", "components"},
+      {"/var/run/gpu-slicer/" + std::string(100, 'a'), "too long"},
+  };
+  for (const Bad& b : bad) {
+    absl::Status s = ValidateArbiterSocket(b.path);
+    ASSERT_FALSE(s.ok()) << b.path;
+    EXPECT_NE(s.message().find(b.says), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find(b.path), std::string::npos) << s.message();
+  }
 }
 
 std::set<size_t> GpusOf(const Resource& r, const std::vector<std::string>& ids) {

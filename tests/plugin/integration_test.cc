@@ -162,6 +162,50 @@ TEST_F(PluginTest, RenameAndDevicesSplitOneNode) {
             std::string(kGpus[0]) + "=" + std::to_string((15360ull << 20) / 4));
 }
 
+TEST_F(PluginTest, ArbiterSocketReachesSharedContainersOnly) {
+  const std::string arbiter_dir = dir_ + "/arbiter";
+  StartPlugin(
+      "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
+      "      - name: nvidia.com/gpu\n        rename: nvidia.com/gpu.shared\n"
+      "        devices: [0, 1]\n        replicas: 4\n",
+      {"--arbiter-socket", arbiter_dir + "/arbiter.sock"});
+  auto shared = Registered("nvidia.com/gpu.shared");
+  auto whole = Registered("nvidia.com/gpu");
+  ASSERT_TRUE(shared && whole);
+  v1beta1::AllocateResponse r;
+  const std::vector<std::string> ids = {std::string(kGpus[1]) + "::2",
+                                        std::string(kGpus[1]) + "::0"};
+  ASSERT_TRUE(shared->Allocate({ids}, &r).ok());
+  const auto& c = r.container_responses(0);
+  EXPECT_EQ(c.envs().at(SLICER_ENV_ARBITER_SOCKET), "/var/run/gpu-slicer/arbiter.sock");
+  EXPECT_EQ(c.envs().at("SLICER_REPLICA_IDS"), ids[0] + "," + ids[1]);
+  int found = 0;
+  for (const auto& m : c.mounts()) {
+    if (m.container_path() != "/var/run/gpu-slicer") continue;
+    ++found;
+    EXPECT_EQ(m.host_path(), arbiter_dir);
+    EXPECT_TRUE(m.read_only());
+  }
+  EXPECT_EQ(found, 1);
+  // The whole GPU has no shim and nobody to share its time with.
+  ASSERT_TRUE(whole->Allocate({{kGpus[3]}}, &r).ok());
+  EXPECT_EQ(r.container_responses(0).envs().count(SLICER_ENV_ARBITER_SOCKET), 0u);
+  EXPECT_EQ(r.container_responses(0).mounts_size(), 0);
+  EXPECT_NE(Read(dir_ + "/plugin.log").find("event=arbiter_wiring"), std::string::npos);
+}
+
+TEST_F(PluginTest, ArbiterSocketInASharedDirectoryIsRefusedAtStart) {
+  StartPlugin(TimeSlicing(4), {"--arbiter-socket", "/var/run/arbiter.sock"});
+  auto status = plugin_->Wait(milliseconds(5000));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << *status;
+  std::string log = Read(dir_ + "/plugin.log");
+  EXPECT_NE(log.find("--arbiter-socket: arbiter socket \"/var/run/arbiter.sock\" is in /var/run"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(kubelet_->Registrations("nvidia.com/gpu"), 0);
+}
+
 TEST_F(PluginTest, AllocateStrategies) {
   struct Case {
     const char* strategy;
