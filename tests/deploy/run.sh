@@ -4,7 +4,11 @@
 # Kubernetes and Karpenter schemas, and Karpenter's own scheduler packing pods onto nodes with
 # our NodeOverlays (tests/deploy/karpenter).
 #
-# Needs only Go (and network access to the Go module proxy on a cold cache). Tools and schemas
+# Also checks the chart against the binary it deploys (tests/deploy/chartwiring): every flag and
+# environment variable the rendered containers get is one `slicer` knows, and the paths they name
+# are wired to the right volumes. That needs the built binary: $SLICER_BIN, else build/slicer.
+#
+# Needs Go (and network access to the Go module proxy on a cold cache). Tools and schemas
 # are cached under $SLICER_CACHE_DIR (default ~/.cache/gpu-slicer).
 #   tests/deploy/run.sh            everything
 #   PACKING_RESULTS_CSV=f.csv ...  also keep the Karpenter plans for N = 1..32
@@ -109,6 +113,23 @@ for entry in "${values_sets[@]}"; do
     sed 's/^/    /' "$out.err"
   fi
 done
+
+# The chart against the binary: flags and variables known, paths wired (see the test's comment).
+# ctest passes SLICER_BIN; a build without the daemons (SLICER_DAEMONS=OFF) has no binary to
+# check against, and says so.
+slicer_bin=${SLICER_BIN:-$repo/build/slicer}
+[[ $slicer_bin == /* ]] || slicer_bin=$PWD/$slicer_bin
+wiring() {
+  cd "$here" && DEPLOY_RENDERED_DIR="$work/rendered" SLICER_BIN="$slicer_bin" \
+    "$go" test ./chartwiring -count=1 -v
+}
+if [[ -x $slicer_bin ]]; then
+  step "chart passes only flags and variables slicer knows, wired to its volumes (${#values_sets[@]} values sets, $slicer_bin)" wiring
+elif [[ -n ${SLICER_BIN:-} ]]; then
+  fail "chart flags against the binary: SLICER_BIN=$SLICER_BIN is not an executable"
+else
+  echo "SKIP: chart flags against the binary: no $slicer_bin (build slicer, or set SLICER_BIN)"
+fi
 
 # A bad values file must fail `helm template` with the message its first line names.
 bad_values() { # FILE

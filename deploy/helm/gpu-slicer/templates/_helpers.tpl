@@ -71,6 +71,18 @@ default: |-
 {{- end -}}
 {{- end -}}
 
+{{/*
+The arbiter's socket: its file name, and its path on the host (in hostPaths.arbiterDir), which
+the device plugin hands to shared containers as a read-only mount of that directory.
+*/}}
+{{- define "gpu-slicer.arbiterSocketName" -}}
+arbiter.sock
+{{- end -}}
+
+{{- define "gpu-slicer.arbiterHostSocket" -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.hostPaths.arbiterDir) (include "gpu-slicer.arbiterSocketName" .) -}}
+{{- end -}}
+
 {{- define "gpu-slicer.configMapName" -}}
 {{- default (printf "%s-config" (include "gpu-slicer.fullname" .)) .Values.config.name -}}
 {{- end -}}
