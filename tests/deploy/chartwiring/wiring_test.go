@@ -42,9 +42,25 @@ var readDirectly = map[string]string{
 }
 
 type rendered struct {
-	name       string
-	daemonSets []*appsv1.DaemonSet
-	services   []*corev1.Service
+	name            string
+	daemonSets      []*appsv1.DaemonSet
+	services        []*corev1.Service
+	serviceMonitors []serviceMonitor
+}
+
+// serviceMonitor is the part of a Prometheus Operator ServiceMonitor this check reads.
+type serviceMonitor struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		Selector struct {
+			MatchLabels map[string]string `json:"matchLabels"`
+		} `json:"selector"`
+		Endpoints []struct {
+			Port string `json:"port"`
+		} `json:"endpoints"`
+	} `json:"spec"`
 }
 
 func load(t *testing.T) []rendered {
@@ -94,6 +110,12 @@ func load(t *testing.T) []rendered {
 					t.Fatalf("%s: %v", f, err)
 				}
 				r.services = append(r.services, s)
+			case "monitoring.coreos.com/v1/ServiceMonitor":
+				var m serviceMonitor
+				if err := yaml.Unmarshal(doc, &m); err != nil {
+					t.Fatalf("%s: %v", f, err)
+				}
+				r.serviceMonitors = append(r.serviceMonitors, m)
 			}
 		}
 		fh.Close()
@@ -333,16 +355,57 @@ func TestPathsAreWired(t *testing.T) {
 			if named != port {
 				errorf("arbiter --metrics-port=%s but its port named metrics is %q", port, named)
 			}
-			for _, s := range r.services {
-				for _, p := range s.Spec.Ports {
-					if p.TargetPort.StrVal != "" && p.TargetPort.StrVal != "metrics" {
-						errorf("Service %s targets port %q; the arbiter's is named metrics", s.Name,
-							p.TargetPort.StrVal)
+			// Prometheus finds the arbiters: ServiceMonitor -> Service -> the DaemonSet's pods ->
+			// the port named metrics.
+			for _, svc := range r.services {
+				if !subset(svc.Spec.Selector, ds.Spec.Template.Labels) {
+					errorf("Service %s selects %v, not the DaemonSet's pods %v", svc.Name,
+						svc.Spec.Selector, ds.Spec.Template.Labels)
+				}
+				for _, p := range svc.Spec.Ports {
+					if p.TargetPort.StrVal != "metrics" {
+						errorf("Service %s targets port %q; the arbiter's is named metrics", svc.Name,
+							p.TargetPort.String())
+					}
+				}
+			}
+			for _, m := range r.serviceMonitors {
+				var found *corev1.Service
+				for _, svc := range r.services {
+					if subset(m.Spec.Selector.MatchLabels, svc.Labels) {
+						found = svc
+					}
+				}
+				if found == nil {
+					errorf("ServiceMonitor %s selects %v: no Service has those labels",
+						m.Metadata.Name, m.Spec.Selector.MatchLabels)
+					continue
+				}
+				for _, e := range m.Spec.Endpoints {
+					ok := false
+					for _, p := range found.Spec.Ports {
+						ok = ok || p.Name == e.Port
+					}
+					if !ok {
+						errorf("ServiceMonitor %s scrapes port %q, which Service %s does not have",
+							m.Metadata.Name, e.Port, found.Name)
 					}
 				}
 			}
 		}
 	}
+}
+
+func subset(want, have map[string]string) bool {
+	if len(want) == 0 {
+		return false
+	}
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 func sortedKeys(m map[string]bool) []string {
