@@ -138,8 +138,9 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
   if (cap && options.shim_host_dir.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat(resource.name,
-                     " enforces memory caps but the shim is not installed on this node "
-                     "(--shim-dir is empty): refusing to run the container uncapped"));
+                     " enforces memory caps but the shim is not installed on this node (no "
+                     "libslicer.so in --shim-dir when the plugin started or last reloaded): "
+                     "refusing to run the container uncapped"));
   }
 
   std::vector<std::string> device_ids;  // as the runtime should see them

@@ -206,6 +206,26 @@ TEST_F(PluginTest, ArbiterSocketInASharedDirectoryIsRefusedAtStart) {
   EXPECT_EQ(kubelet_->Registrations("nvidia.com/gpu"), 0);
 }
 
+TEST_F(PluginTest, MissingShimFailsCappedAllocationsClosedUntilReload) {
+  fs::remove(dir_ + "/shim/" + SLICER_SHIM_NAME);
+  StartPlugin(TimeSlicing(4));
+  auto c = Registered("nvidia.com/gpu");
+  ASSERT_TRUE(c);
+  v1beta1::AllocateResponse r;
+  grpc::Status s = c->Allocate({{std::string(kGpus[0]) + "::0"}}, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("no libslicer.so in --shim-dir"), std::string::npos)
+      << s.error_message();
+  EXPECT_NE(Read(dir_ + "/plugin.log").find("event=shim_missing"), std::string::npos);
+  // Installed later (the chart's init container normally runs first): a reload picks it up.
+  std::ofstream(dir_ + "/shim/" + SLICER_SHIM_NAME) << "not a real library";
+  plugin_->Signal(SIGHUP);
+  c = Registered("nvidia.com/gpu", 2);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->Allocate({{std::string(kGpus[0]) + "::0"}}, &r).ok());
+  EXPECT_EQ(r.container_responses(0).envs().at(SLICER_ENV_ENFORCE), "1");
+}
+
 TEST_F(PluginTest, AllocateStrategies) {
   struct Case {
     const char* strategy;
