@@ -254,7 +254,7 @@ TEST_F(ArbiterShimTest, ClientKilledMidLeaseReleasesWithin100ms) {
 TEST_F(ArbiterShimTest, HighPriorityRunsWhileTheLowHolderDrains) {
   StartArbiter("arbiter:\n  revokeGrace: 30s\n", "priority");
   // low holds the lease with 3 s of work queued; high asks: it is granted at once and does not
-  // wait for low's queue to drain (under plain time-slicing they would share the GPU meanwhile).
+  // wait for low's queue to drain (they share the GPU meanwhile, as under plain time-slicing).
   auto low = Client("low", {"init", "launch:1:1000", "sleepms:300", "launch:1:3000000000"},
                     {{"SLICER_PRIORITY", "low"}});
   auto high = Client("high", {"init", "launch:1:1000", "sleepms:800", "work:0.3:1000:4"},
@@ -263,6 +263,9 @@ TEST_F(ArbiterShimTest, HighPriorityRunsWhileTheLowHolderDrains) {
   std::string out = ReadFile(Out("high"));
   EXPECT_LT(Num(out, "longest_wait_ms"), 300) << out;
   EXPECT_GE(Num(out, "grants"), 1) << out;
+  // High under the priority policy never waits for its grant (it launches while the REQUEST is
+  // in flight).
+  EXPECT_LT(Num(out, "waited_ms"), 50) << out;
   ASSERT_EQ(low->Wait(), 0) << ReadFile(Out("low"));
 }
 

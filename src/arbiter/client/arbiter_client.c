@@ -62,6 +62,9 @@ struct slicer_arb_client {
   slicer_arb_hello_msg hello;
   int fail_closed_local;
   int fail_closed;  /* atomic: local setting or the arbiter's (from WELCOME) */
+  /* atomic: a high-priority client under the priority policy launches while its REQUEST is in
+   * flight (the arbiter grants it at once, preempting lower classes): it never waits in WAIT. */
+  int eager;
   int (*drain)(void*, int);
   void* user;
 
@@ -266,6 +269,10 @@ static int handshake(slicer_arb_client* c, int fd) {
   __atomic_store_n(&c->fail_closed, c->fail_closed_local || buf.w.fail_closed != 0,
                    __ATOMIC_RELAXED);
   __atomic_store_n(&c->max_queued_ns, (int64_t)buf.w.max_queued_ns, __ATOMIC_RELAXED);
+  __atomic_store_n(&c->eager,
+                   buf.w.policy == SLICER_ARB_POLICY_PRIORITY &&
+                       c->hello.priority == SLICER_ARB_PRIO_HIGH,
+                   __ATOMIC_RELAXED);
   uint32_t r = buf.w.report_ms;
   __atomic_store_n(&c->report_ms, r < 50 ? 50 : (r > 60000 ? 60000 : r), __ATOMIC_RELAXED);
   return 0;
@@ -609,6 +616,7 @@ static int launch_slow(slicer_arb_client* c, int dev) {
         continue;
       }
     }
+    if (st == ST_WAIT && __atomic_load_n(&c->eager, __ATOMIC_RELAXED)) break;
     /* WAIT, HANDOVER, BLOCKED, or IDLE on a broken connection: wait for the other thread. */
     if (t0 == 0) t0 = mono_ns();
     struct timespec ts;
@@ -646,6 +654,10 @@ int slicer_arb_launch(slicer_arb_client* c, int dev) {
       busy_start(g, now);
       return checkpoint_due(c, g, now);
     }
+  }
+  if (st == ST_WAIT && __atomic_load_n(&c->eager, __ATOMIC_RELAXED)) {
+    busy_start(g, mono_ns());
+    return SLICER_ARB_GO;
   }
   __atomic_sub_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
   return launch_slow(c, dev);

@@ -22,7 +22,9 @@
  *   `off`) or cannot be reached (fail-open, the default), slicer_arb_launch returns at once after
  *   one atomic load and a clock read only when a busy interval starts.
  * - Under contention it blocks until the arbiter grants a lease; when the lease's quantum ends,
- *   or the arbiter revokes it, the process drains (opts.drain) and hands over.
+ *   or the arbiter revokes it, the process drains (opts.drain) and hands over. Exception: a
+ *   high-priority client under the `priority` policy never waits for its GRANT (the arbiter
+ *   preempts lower classes for it at once): it launches while its REQUEST is in flight.
  * - A background thread owns the connection: it reconnects with back-off (10 ms .. 1 s) when the
  *   arbiter goes away, sends REPORTs, and hands the lease back on REVOKE when the process is not
  *   launching, or by itself when a timed lease's holder has been idle (synced, nothing launched)
