@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -46,6 +48,9 @@ void DefineFlags(FlagSet& f) {
   f.Add("kube-api-server", "SLICER_KUBE_API_SERVER", "",
         "API server URL (default: in-cluster from KUBERNETES_SERVICE_HOST/PORT)");
   f.Add("log-level", "SLICER_LOG_LEVEL", "info", "debug, info, warning, error");
+  f.Add("exit-when-idle", "SLICER_ARBITER_EXIT_WHEN_IDLE", "",
+        "exit after this long without clients, e.g. 60s (what `slicer run` starts; default: "
+        "never)");
 }
 
 absl::StatusOr<arbiter::ArbiterConfig> BuildConfig(const FlagSet& flags) {
@@ -107,6 +112,16 @@ int ArbiterMain(int argc, char** argv) {
   if (!config.ok()) {
     std::fprintf(stderr, "slicer arbiter: %s\n", std::string(config.status().message()).c_str());
     return 2;
+  }
+  std::optional<std::chrono::nanoseconds> idle_exit;
+  if (std::string v = flags.Get("exit-when-idle"); !v.empty()) {
+    auto d = ParseDuration(v);
+    if (!d.ok() || d->count() <= 0) {
+      std::fprintf(stderr, "slicer arbiter: --exit-when-idle \"%s\": want a positive duration, "
+                   "e.g. 60s or 5m\n", v.c_str());
+      return 2;
+    }
+    idle_exit = *d;
   }
 
   // Attribution: the kubelet's records when on a node, none on a workstation.
@@ -175,7 +190,28 @@ int ArbiterMain(int argc, char** argv) {
     SLOG(kInfo, "stopping").Kv("signal", sig);
     server.Stop();
   });
+  // --exit-when-idle: a watcher that stops the loop once nobody has been connected that long.
+  std::atomic<bool> running{true};
+  std::thread idle_watch;
+  if (idle_exit) {
+    idle_watch = std::thread([&] {
+      auto idle_since = std::chrono::steady_clock::now();
+      while (running.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        auto now = std::chrono::steady_clock::now();
+        if (server.ConnectedClients() > 0) {
+          idle_since = now;
+        } else if (now - idle_since >= *idle_exit) {
+          SLOG(kInfo, "stopping").Kv("reason", "no clients for --exit-when-idle");
+          server.Stop();
+          return;
+        }
+      }
+    });
+  }
   server.Run();
+  running = false;
+  if (idle_watch.joinable()) idle_watch.join();
   metrics.Stop();
   // The signal thread may still wait when Run ended by itself: wake it.
   pthread_kill(signals.native_handle(), SIGTERM);

@@ -18,7 +18,8 @@ constexpr Command kCommands[] = {
     {"config", slicer::cli::ConfigMain, "check config files: slicer config validate FILE..."},
     {"demo", slicer::cli::DemoMain, "the device plugin on a simulated node, narrated"},
     {"run", slicer::cli::RunMain,
-     "run a command under the shim: slicer run [--memory SIZE] -- CMD..."},
+     "run a command under the shim: slicer run [--memory SIZE] [--weight W] [--priority P] -- "
+     "CMD..."},
     {"arbiter", slicer::cli::ArbiterMain, "the node daemon: time shares, priorities, /metrics"},
     {"status", slicer::cli::StatusMain, "live table of shares and memory from the arbiter"},
 };

@@ -1,26 +1,46 @@
-// `slicer run [--memory SIZE] -- CMD [ARGS...]`: runs a process tree under libslicer.so without
-// Kubernetes. Every process of the tree shares one memory cap per GPU (a fresh container ID and
-// ledger), exactly as the processes of one container do under the device plugin.
+// `slicer run [--memory SIZE] [--weight W] [--priority P] -- CMD [ARGS...]`: runs a process tree
+// under libslicer.so without Kubernetes. Every process of the tree shares one memory cap per GPU
+// (a fresh container ID and ledger), exactly as the processes of one container do under the
+// device plugin.
+//
+// Time shares (--weight, --priority, or SLICER_ARBITER_SOCKET already set): the tree is a client
+// of a `slicer arbiter` on this machine. The socket is $SLICER_ARBITER_SOCKET when set, else the
+// node's (/var/run/gpu-slicer/arbiter.sock) when an arbiter answers there, else a per-user one
+// ($XDG_RUNTIME_DIR/gpu-slicer/arbiter.sock, or /tmp/gpu-slicer-<uid>/arbiter.sock). When nobody
+// answers on the chosen socket, an arbiter is started there, detached: policy `priority`, no
+// kubelet (so the claimed weight and priority count), /metrics on 127.0.0.1:--metrics-port,
+// its log in arbiter.log beside the socket; it exits after 60 s without clients
+// (SLICER_RUN_ARBITER_IDLE overrides), so the next `slicer run` starts a fresh one.
 //
 // The shim is found at $SLICER_SHIM when set, else next to the slicer binary, else in
 // ../lib/gpu-slicer/ beside it. The command's exit status is returned (128 + signal when it was
 // killed); SIGINT, SIGTERM and SIGHUP are passed on to it. The ledger files are removed when it
 // ends.
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "src/cli/commands.h"
+#include "src/common/arbiter_protocol.h"
 #include "src/common/shim_contract.h"
 #include "src/common/units.h"
 
@@ -28,16 +48,30 @@ namespace slicer::cli {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: slicer run [--memory SIZE] -- CMD [ARGS...]\n"
+    "usage: slicer run [--memory SIZE] [--weight W] [--priority P] [--metrics-port N] -- CMD "
+    "[ARGS...]\n"
     "\n"
     "Runs CMD and every process it starts under the gpu-slicer shim (" SLICER_SHIM_NAME ").\n"
     "\n"
-    "  --memory SIZE   cap on GPU memory per GPU, shared by the whole process tree\n"
-    "                  (e.g. 512MiB, 8GiB, 1.5G); past it allocations fail with\n"
-    "                  CUDA_ERROR_OUT_OF_MEMORY. Without it nothing is capped.\n"
+    "  --memory SIZE     cap on GPU memory per GPU, shared by the whole process tree\n"
+    "                    (e.g. 512MiB, 8GiB, 1.5G); past it allocations fail with\n"
+    "                    CUDA_ERROR_OUT_OF_MEMORY. Without it nothing is capped.\n"
+    "  --weight W        share of GPU time under contention, relative to the other\n"
+    "                    clients of the arbiter (a positive number, e.g. 1, 3, 0.5)\n"
+    "  --priority P      high, normal or low: high runs whenever it has work, low fills\n"
+    "                    what is left (with a floor, so it never starves)\n"
+    "  --metrics-port N  when this starts an arbiter: its /metrics port on 127.0.0.1\n"
+    "                    (default 9400; 0: none)\n"
+    "\n"
+    "With --weight or --priority (or SLICER_ARBITER_SOCKET set) the tree's GPU work is\n"
+    "time-shared through a `slicer arbiter` on this machine: $SLICER_ARBITER_SOCKET, else\n"
+    "the node's " SLICER_ARB_DEFAULT_SOCKET " if an arbiter answers there, else a\n"
+    "per-user socket ($XDG_RUNTIME_DIR/gpu-slicer/ or /tmp/gpu-slicer-<uid>/). If none\n"
+    "answers, one is started there (log: arbiter.log beside the socket; it exits after 60 s\n"
+    "without clients). `slicer status --endpoint http://127.0.0.1:9400` shows the shares.\n"
     "\n"
     "Environment: SLICER_SHIM (path of " SLICER_SHIM_NAME "), " SLICER_ENV_LEDGER_DIR
-    " (default /dev/shm).\n";
+    " (default /dev/shm), SLICER_ARBITER_SOCKET, SLICER_RUN_ARBITER_IDLE (60s).\n";
 
 std::string SelfDir() {
   char buf[PATH_MAX];
@@ -88,6 +122,130 @@ void RemoveLedgers(const std::string& dir, const std::string& id) {
   closedir(d);
 }
 
+// True when something accepts connections on the unix socket `path` (an arbiter answers).
+bool Answers(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) return false;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+// The per-user socket of arbiters that `slicer run` starts; its directory is created (0700).
+std::string UserSocket() {
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  std::string dir = xdg && *xdg ? std::string(xdg) + "/gpu-slicer"
+                                : "/tmp/gpu-slicer-" + std::to_string(getuid());
+  mkdir(dir.c_str(), 0700);
+  return dir + "/arbiter.sock";
+}
+
+bool PortFree(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+// Starts `slicer arbiter` on `socket`, detached (its own session, reparented to init), and waits
+// up to 5 s for it to answer. Another `slicer run` racing to start one is fine: whichever binds
+// first serves both. Returns "" or what went wrong.
+std::string StartArbiter(const std::string& socket, int metrics_port, std::string* note) {
+  std::string dir = socket.substr(0, socket.rfind('/'));
+  std::string log = dir + "/arbiter.log";
+  const char* idle_env = std::getenv("SLICER_RUN_ARBITER_IDLE");
+  std::string idle = idle_env && *idle_env ? idle_env : "60s";
+  if (metrics_port > 0 && !PortFree(metrics_port)) {
+    *note = "port " + std::to_string(metrics_port) + " is taken: no /metrics";
+    metrics_port = 0;
+  } else if (metrics_port > 0) {
+    *note = "metrics http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics";
+  } else {
+    *note = "no /metrics";
+  }
+  std::string exe = SelfDir() + "/slicer";
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    exe = self;
+  }
+  std::vector<std::string> args = {exe,
+                                   "arbiter",
+                                   "--socket=" + socket,
+                                   "--attribution=none",
+                                   "--policy=priority",
+                                   "--metrics-address=127.0.0.1",
+                                   "--metrics-port=" + std::to_string(metrics_port),
+                                   "--exit-when-idle=" + idle};
+  pid_t pid = fork();
+  if (pid < 0) return std::string("fork: ") + std::strerror(errno);
+  if (pid == 0) {
+    // Grandchild: the daemon, in its own session; this child exits at once.
+    if (fork() != 0) _exit(0);
+    setsid();
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (in >= 0) dup2(in, 0);
+    if (out >= 0) {
+      dup2(out, 1);
+      dup2(out, 2);
+    }
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    // The node's environment for the shim is not the daemon's.
+    unsetenv("LD_PRELOAD");
+    unsetenv(SLICER_ENV_ARBITER_SOCKET);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Answers(socket)) return "";
+    usleep(20000);
+  }
+  return "it did not answer within 5 s (see " + log + ")";
+}
+
+// Picks (and if need be starts) the arbiter for this tree. Returns its socket, or "" with a
+// message printed.
+std::string ArbiterSocket(int metrics_port) {
+  const char* env = std::getenv(SLICER_ENV_ARBITER_SOCKET);
+  std::string socket;
+  if (env && *env) {
+    socket = env;
+  } else if (Answers(SLICER_ARB_DEFAULT_SOCKET)) {
+    return SLICER_ARB_DEFAULT_SOCKET;
+  } else {
+    socket = UserSocket();
+  }
+  if (Answers(socket)) return socket;
+  std::string note;
+  std::string err = StartArbiter(socket, metrics_port, &note);
+  if (!err.empty()) {
+    std::fprintf(stderr, "slicer run: cannot start an arbiter on %s: %s\n", socket.c_str(),
+                 err.c_str());
+    return "";
+  }
+  std::fprintf(stderr,
+               "slicer run: started an arbiter on %s (%s; log %s/arbiter.log; it exits when no "
+               "client is left for a while)\n",
+               socket.c_str(), note.c_str(), socket.substr(0, socket.rfind('/')).c_str());
+  return socket;
+}
+
 volatile sig_atomic_t g_child = 0;
 void Forward(int sig) {
   if (g_child > 0) kill(g_child, sig);
@@ -96,8 +254,21 @@ void Forward(int sig) {
 }  // namespace
 
 int RunMain(int argc, char** argv) {
-  std::string memory;
+  std::string memory, weight, priority, metrics_port = "9400";
   int i = 1;
+  // --flag VALUE or --flag=VALUE; true when argv[i] is `flag` (value in *out, i advanced).
+  auto value = [&](std::string_view flag, std::string* out) {
+    std::string_view a = argv[i];
+    if (a == flag && i + 1 < argc) {
+      *out = argv[++i];
+      return true;
+    }
+    if (a.size() > flag.size() && a.starts_with(flag) && a[flag.size()] == '=') {
+      *out = std::string(a.substr(flag.size() + 1));
+      return true;
+    }
+    return false;
+  };
   for (; i < argc; ++i) {
     std::string_view a = argv[i];
     if (a == "--") {
@@ -108,10 +279,9 @@ int RunMain(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-    if (a == "--memory" && i + 1 < argc) {
-      memory = argv[++i];
-    } else if (a.starts_with("--memory=")) {
-      memory = std::string(a.substr(9));
+    if (value("--memory", &memory) || value("--weight", &weight) ||
+        value("--priority", &priority) || value("--metrics-port", &metrics_port)) {
+      continue;
     } else if (a.starts_with("-")) {
       std::fprintf(stderr, "slicer run: unknown flag \"%s\"\n\n%s", argv[i], kUsage);
       return 2;
@@ -137,8 +307,42 @@ int RunMain(int argc, char** argv) {
     bytes = *parsed;
   }
 
+  if (!weight.empty()) {
+    char* end = nullptr;
+    double w = std::strtod(weight.c_str(), &end);
+    if (end == weight.c_str() || *end != '\0' || !std::isfinite(w) || w <= 0 || w > 1e6) {
+      std::fprintf(stderr,
+                   "slicer run: --weight \"%s\" is not a weight: write a positive number, e.g. 1, "
+                   "3 or 0.5 (the arbiter may clamp it to its weightOverride limits)\n",
+                   weight.c_str());
+      return 2;
+    }
+  }
+  if (!priority.empty() && priority != "high" && priority != "normal" && priority != "low") {
+    std::fprintf(stderr, "slicer run: --priority \"%s\": want high, normal or low\n",
+                 priority.c_str());
+    return 2;
+  }
+  char* port_end = nullptr;
+  long port = std::strtol(metrics_port.c_str(), &port_end, 10);
+  if (port_end == metrics_port.c_str() || *port_end != '\0' || port < 0 || port > 65535) {
+    std::fprintf(stderr, "slicer run: --metrics-port \"%s\": want a port number (0: none)\n",
+                 metrics_port.c_str());
+    return 2;
+  }
+
   std::string shim = FindShim();
   if (shim.empty()) return 2;
+  const char* env_socket = std::getenv(SLICER_ENV_ARBITER_SOCKET);
+  if (!weight.empty() || !priority.empty() || (env_socket && *env_socket)) {
+    std::string socket = ArbiterSocket(static_cast<int>(port));
+    if (socket.empty()) return 2;
+    setenv(SLICER_ENV_ARBITER_SOCKET, socket.c_str(), 1);
+    if (!weight.empty()) setenv(SLICER_ENV_WEIGHT, weight.c_str(), 1);
+    else unsetenv(SLICER_ENV_WEIGHT);
+    if (!priority.empty()) setenv(SLICER_ENV_PRIORITY, priority.c_str(), 1);
+    else unsetenv(SLICER_ENV_PRIORITY);
+  }
   const char* ledger_env = std::getenv(SLICER_ENV_LEDGER_DIR);
   std::string ledger_dir = ledger_env && *ledger_env ? ledger_env : "/dev/shm";
   std::string id = NewContainerId();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `slicer run` end to end on the fake driver: the cap holds for the whole process tree, a bad size
-# is refused with a message, and the exit status is the command's.
+# is refused with a message, the exit status is the command's, and --weight/--priority share the
+# GPU's time through an arbiter that slicer run starts (and that exits when idle).
 # Usage: slicer_run_test.sh SLICER SHIM CLIENT FAKES_DIR
 set -u
 slicer=$1 shim=$2 client=$3 fakes=$4
@@ -28,4 +29,32 @@ check $? 2 "a bad size is refused"
 check $? 7 "the command's exit status comes back"
 ls "$tmp"/slicer-run-*.ledger >/dev/null 2>&1
 check $? 2 "ledger files are removed at the end"
+
+# Time shares: flags are checked; an arbiter is started on the per-user socket when none answers,
+# the tree gets its socket, weight and priority, and the arbiter exits once idle.
+out=$("$slicer" run --weight 0 -- true 2>&1)
+check $? 2 "a zero weight is refused"
+[[ "$out" == *'--weight "0" is not a weight'* ]]; check $? 0 "the message names the bad weight"
+out=$("$slicer" run --priority urgent -- true 2>&1)
+check $? 2 "an unknown priority is refused"
+[[ "$out" == *'want high, normal or low'* ]]; check $? 0 "the message says what is right"
+mkdir -p "$tmp/xdg"
+export XDG_RUNTIME_DIR=$tmp/xdg SLICER_RUN_ARBITER_IDLE=1s
+unset SLICER_ARBITER_SOCKET
+sock=$tmp/xdg/gpu-slicer/arbiter.sock
+out=$("$slicer" run --weight 2 --priority low --metrics-port 0 -- sh -c 'echo "W=$SLICER_WEIGHT P=$SLICER_PRIORITY S=$SLICER_ARBITER_SOCKET"' 2>&1)
+check $? 0 "slicer run --weight --priority runs the command"
+[[ "$out" == *"W=2 P=low S=$sock"* ]]; check $? 0 "the tree gets weight, priority and the arbiter socket"
+[[ "$out" == *"started an arbiter on $sock"* ]]; check $? 0 "an arbiter was started on the per-user socket"
+# Two trees, weights 3:1, share the (fake) GPU through it: GPU time done ~3:1.
+"$slicer" run --weight 3 --metrics-port 0 -- "$client" init work:3:1000:4 >"$tmp/a.out" 2>&1 &
+a=$!
+"$slicer" run --weight 1 --metrics-port 0 -- "$client" init work:3:1000:4 >"$tmp/b.out" 2>&1
+wait $a
+wa=$(grep -o 'work_ns=[0-9]*' "$tmp/a.out" | cut -d= -f2)
+wb=$(grep -o 'work_ns=[0-9]*' "$tmp/b.out" | cut -d= -f2)
+ratio=$(awk -v a="${wa:-0}" -v b="${wb:-1}" 'BEGIN { printf "%.2f", a / b }')
+awk -v r="$ratio" 'BEGIN { exit !(r > 2.2 && r < 4.0) }'; check $? 0 "weights 3:1 under slicer run give ~3:1 (got $ratio)"
+sleep 3
+[[ ! -S $sock ]]; check $? 0 "the arbiter exits when no client is left"
 exit $((fails > 0))
