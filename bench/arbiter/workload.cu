@@ -25,14 +25,13 @@
 #include <string>
 #include <vector>
 
-#define CHECK(x)                                                                   \
-  do {                                                                             \
-    cudaError_t e = (x);                                                           \
-    if (e != cudaSuccess) {                                                        \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x,              \
-                   cudaGetErrorString(e));                                         \
-      std::exit(1);                                                                \
-    }                                                                              \
+#define CHECK(x)                                                                             \
+  do {                                                                                       \
+    cudaError_t e = (x);                                                                     \
+    if (e != cudaSuccess) {                                                                  \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); \
+      std::exit(1);                                                                          \
+    }                                                                                        \
   } while (0)
 
 __global__ void Spin(float* out, int iters) {
@@ -70,7 +69,7 @@ struct Gpu {
     CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   }
   void Launch(int iters, int nblocks = 0) {
-    Spin<<<nblocks > 0 ? nblocks : blocks, 256, 0, stream>>>(out, iters);
+    Spin < < <nblocks> 0 ? nblocks : blocks, 256, 0, stream >>> (out, iters);
     CHECK(cudaGetLastError());
   }
   void Sync() { CHECK(cudaStreamSynchronize(stream)); }
@@ -117,8 +116,10 @@ int main(int argc, char** argv) {
   // Warm up (module load; under the shim this also starts the arbiter client) before the start.
   g.Launch(iters, 1);
   g.Sync();
-  if (start > 0) SleepUntil(start);
-  else start = NowNs();
+  if (start > 0)
+    SleepUntil(start);
+  else
+    start = NowNs();
   int64_t end = start + static_cast<int64_t>(seconds * 1e9);
 
   if (mode == "saturate") {
@@ -149,10 +150,10 @@ int main(int argc, char** argv) {
     }
     double sum = 0;
     for (double d : dur) sum += d;
-    std::printf("mode=bursty bursts=%ld seconds=%.3f rate=%.3f burst_ms_p50=%.3f burst_ms_p99=%.3f "
-                "burst_ms_sum=%.1f\n",
-                bursts, seconds, bursts / seconds, Percentile(dur, 0.5), Percentile(dur, 0.99),
-                sum);
+    std::printf(
+        "mode=bursty bursts=%ld seconds=%.3f rate=%.3f burst_ms_p50=%.3f burst_ms_p99=%.3f "
+        "burst_ms_sum=%.1f\n",
+        bursts, seconds, bursts / seconds, Percentile(dur, 0.5), Percentile(dur, 0.99), sum);
   } else if (mode == "latency") {
     int k = static_cast<int>(arg(5, 4));
     double period_ms = arg(6, 10);

@@ -117,8 +117,10 @@ int ArbiterMain(int argc, char** argv) {
   if (std::string v = flags.Get("exit-when-idle"); !v.empty()) {
     auto d = ParseDuration(v);
     if (!d.ok() || d->count() <= 0) {
-      std::fprintf(stderr, "slicer arbiter: --exit-when-idle \"%s\": want a positive duration, "
-                   "e.g. 60s or 5m\n", v.c_str());
+      std::fprintf(stderr,
+                   "slicer arbiter: --exit-when-idle \"%s\": want a positive duration, "
+                   "e.g. 60s or 5m\n",
+                   v.c_str());
       return 2;
     }
     idle_exit = *d;

@@ -338,10 +338,14 @@ int RunMain(int argc, char** argv) {
     std::string socket = ArbiterSocket(static_cast<int>(port));
     if (socket.empty()) return 2;
     setenv(SLICER_ENV_ARBITER_SOCKET, socket.c_str(), 1);
-    if (!weight.empty()) setenv(SLICER_ENV_WEIGHT, weight.c_str(), 1);
-    else unsetenv(SLICER_ENV_WEIGHT);
-    if (!priority.empty()) setenv(SLICER_ENV_PRIORITY, priority.c_str(), 1);
-    else unsetenv(SLICER_ENV_PRIORITY);
+    if (!weight.empty())
+      setenv(SLICER_ENV_WEIGHT, weight.c_str(), 1);
+    else
+      unsetenv(SLICER_ENV_WEIGHT);
+    if (!priority.empty())
+      setenv(SLICER_ENV_PRIORITY, priority.c_str(), 1);
+    else
+      unsetenv(SLICER_ENV_PRIORITY);
   }
   const char* ledger_env = std::getenv(SLICER_ENV_LEDGER_DIR);
   std::string ledger_dir = ledger_env && *ledger_env ? ledger_env : "/dev/shm";

@@ -912,9 +912,9 @@ static nvmlReturn_t hook_nvml_memory_info_v2(pfn_nvmlDeviceGetMemoryInfo_v2 real
  * would only stall the capture). */
 
 enum { ARB_UNKNOWN = 0, ARB_OFF, ARB_ON };
-static int g_arb_mode;           /* atomic */
-static slicer_arb_client* g_arb; /* set before g_arb_mode becomes ARB_ON */
-static int g_arb_attached[SLICER_ARB_MAX_GPUS]; /* atomic */
+static int g_arb_mode;                           /* atomic */
+static slicer_arb_client* g_arb;                 /* set before g_arb_mode becomes ARB_ON */
+static int g_arb_attached[SLICER_ARB_MAX_GPUS];  /* atomic */
 static CUcontext g_arb_ctx[SLICER_ARB_MAX_GPUS]; /* atomic: the context to drain per device */
 
 /* Streams with work queued since the device last went idle, per device: a stream or event
@@ -924,7 +924,7 @@ static struct {
   CUstream s[ARB_TRACKED_STREAMS]; /* atomic; NULL: free. The legacy stream 0 is kArbNullStream */
   int overflow;                    /* atomic: more streams than tracked; only a ctx sync ends it */
 } g_arb_streams[SLICER_ARB_MAX_GPUS];
-#define kArbNullStream ((CUstream)(uintptr_t)~(uintptr_t)0)
+#define kArbNullStream ((CUstream)(uintptr_t) ~(uintptr_t)0)
 
 static CUstream arb_key(CUstream s) { return s == NULL ? kArbNullStream : s; }
 static CUstream arb_unkey(CUstream k) { return k == kArbNullStream ? NULL : k; }
@@ -1247,12 +1247,14 @@ __attribute__((destructor)) static void arb_at_exit(void) {
   if (c == NULL || !g_cfg.debug) return;
   slicer_arb_stats st;
   slicer_arb_get_stats(c, &st);
-  slog("debug", "event=arbiter_stats connected=%d client_id=%llu grants=%llu waited_ms=%.1f "
+  slog("debug",
+       "event=arbiter_stats connected=%d client_id=%llu grants=%llu waited_ms=%.1f "
        "connects=%llu busy_ms_gpu0=%.1f syncs_ending_busy=%llu syncs_leaving_work=%llu "
-       "streams_overflow_gpu0=%d", st.connected, (unsigned long long)st.client_id,
-       (unsigned long long)st.grants, st.waited_ns / 1e6, (unsigned long long)st.connects,
-       st.busy_total_ns[0] / 1e6, (unsigned long long)g_arb_synced_calls,
-       (unsigned long long)g_arb_busy_syncs, g_arb_streams[0].overflow);
+       "streams_overflow_gpu0=%d",
+       st.connected, (unsigned long long)st.client_id, (unsigned long long)st.grants,
+       st.waited_ns / 1e6, (unsigned long long)st.connects, st.busy_total_ns[0] / 1e6,
+       (unsigned long long)g_arb_synced_calls, (unsigned long long)g_arb_busy_syncs,
+       g_arb_streams[0].overflow);
 }
 
 /* ---- Launch and synchronize hooks ---- */
@@ -1260,13 +1262,13 @@ __attribute__((destructor)) static void arb_at_exit(void) {
 /* The per-thread default stream made explicit, for the calls the shim makes itself. */
 static CUstream per_thread(CUstream s) { return s == NULL ? CU_STREAM_PER_THREAD : s; }
 
-#define LAUNCH_BODY(name, stream, call)                                \
-  if (real == NULL) return missing(name);                              \
-  slicer_arb_client* c = arb_for_launch();                             \
-  if (__builtin_expect(c == NULL, 1)) return call;                     \
-  int dev = arb_gate(c, stream);                                       \
-  CUresult r = call;                                                   \
-  if (dev >= 0) slicer_arb_launched(c, dev);                           \
+#define LAUNCH_BODY(name, stream, call)            \
+  if (real == NULL) return missing(name);          \
+  slicer_arb_client* c = arb_for_launch();         \
+  if (__builtin_expect(c == NULL, 1)) return call; \
+  int dev = arb_gate(c, stream);                   \
+  CUresult r = call;                               \
+  if (dev >= 0) slicer_arb_launched(c, dev);       \
   return r;
 
 static CUresult hook_launch_kernel(pfn_cuLaunchKernel real, CUfunction f, unsigned int gx,
@@ -1277,11 +1279,10 @@ static CUresult hook_launch_kernel(pfn_cuLaunchKernel real, CUfunction f, unsign
               real(f, gx, gy, gz, bx, by, bz, shmem, hStream, params, extra))
 }
 
-static CUresult hook_launch_kernel_ptsz(pfn_cuLaunchKernel_ptsz real, CUfunction f,
-                                        unsigned int gx, unsigned int gy, unsigned int gz,
-                                        unsigned int bx, unsigned int by, unsigned int bz,
-                                        unsigned int shmem, CUstream hStream, void** params,
-                                        void** extra) {
+static CUresult hook_launch_kernel_ptsz(pfn_cuLaunchKernel_ptsz real, CUfunction f, unsigned int gx,
+                                        unsigned int gy, unsigned int gz, unsigned int bx,
+                                        unsigned int by, unsigned int bz, unsigned int shmem,
+                                        CUstream hStream, void** params, void** extra) {
   LAUNCH_BODY("cuLaunchKernel_ptsz", per_thread(hStream),
               real(f, gx, gy, gz, bx, by, bz, shmem, hStream, params, extra))
 }
@@ -1351,8 +1352,7 @@ static CUresult hook_stream_synchronize(pfn_cuStreamSynchronize real, CUstream h
   return r;
 }
 
-static CUresult hook_stream_synchronize_ptsz(pfn_cuStreamSynchronize_ptsz real,
-                                             CUstream hStream) {
+static CUresult hook_stream_synchronize_ptsz(pfn_cuStreamSynchronize_ptsz real, CUstream hStream) {
   if (real == NULL) return missing("cuStreamSynchronize_ptsz");
   CUresult r = real(hStream);
   if (r == CUDA_SUCCESS) arb_after_sync(1, per_thread(hStream));
@@ -1456,9 +1456,9 @@ static CUresult hook_get_proc_address_v1(pfn_cuGetProcAddress real, const char* 
 
 /* ---- The exported wrappers, generated from the table ------------------------------------------- */
 
-#define X(lib, ret, base, variant, since, flav, hook, params, args)        \
-  SLICER_EXPORT ret variant params {                                        \
-    return hook((pfn_##variant)real_of(IDX_##variant) SLICER_TAIL args);     \
+#define X(lib, ret, base, variant, since, flav, hook, params, args)      \
+  SLICER_EXPORT ret variant params {                                     \
+    return hook((pfn_##variant)real_of(IDX_##variant) SLICER_TAIL args); \
   }
 SLICER_HOOKS(X)
 #undef X

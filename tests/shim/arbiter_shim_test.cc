@@ -121,10 +121,9 @@ class ArbiterShimTest : public ::testing::Test {
 
   // Starts `slicer arbiter` on socket_ (no HTTP, no kubelet) and waits until it answers.
   void StartArbiter(const std::string& config_yaml = "", const std::string& policy = "fair") {
-    std::vector<std::string> argv = {SLICER_PATH,      "arbiter",       "--socket",
-                                     socket_,          "--metrics-port", "0",
-                                     "--attribution", "none",          "--policy",
-                                     policy};
+    std::vector<std::string> argv = {SLICER_PATH,      "arbiter", "--socket",      socket_,
+                                     "--metrics-port", "0",       "--attribution", "none",
+                                     "--policy",       policy};
     if (!config_yaml.empty()) {
       std::ofstream(dir_ + "/arbiter.yaml") << config_yaml;
       argv.push_back("--config-file");
@@ -278,7 +277,7 @@ TEST_F(ArbiterShimTest, ArbiterAbsentWorkloadsRunWithCaps) {
   EXPECT_NE(out.find("op=work:0.5:1000:4 result=0"), std::string::npos) << out;
   EXPECT_GT(Num(out, "launches"), 50) << out;
   EXPECT_LT(Num(out, "longest_wait_ms"), 250) << "launches never wait for an absent arbiter\n"
-                                             << out;
+                                              << out;
   EXPECT_NE(out.find("event=arbiter_unreachable"), std::string::npos) << out;
   EXPECT_NE(out.find("op=alloc:600M result=2"), std::string::npos) << out;
 }

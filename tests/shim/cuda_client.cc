@@ -33,7 +33,8 @@
 //   work:<s>:<us>:<every>    a saturating loop for s seconds: sleep kernels of us microseconds on
 //                            a stream of its own, cuStreamSynchronize every `every` launches;
 //                            prints work_ns (kernel time done), launches, and the launches that
-//                            blocked > 2 ms: longest_wait_ms, waits=<end, CLOCK_MONOTONIC ns>/<ms>,...
+//                            blocked > 2 ms: longest_wait_ms, waits=<end, CLOCK_MONOTONIC
+//                            ns>/<ms>,...
 //   capture:<n>:<ns>         on a new stream: begin capture, n sleep launches (prints capture_ms,
 //                            how long the launches took), end capture, instantiate, launch, sync
 //   sleepms:<ms>             sleep
@@ -41,9 +42,8 @@
 //   hold                     print "holding" and sleep until killed
 #include <cuda.h>
 #include <dlfcn.h>
-#include <unistd.h>
-
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -334,8 +334,9 @@ int main(int argc, char** argv) {
         if (r == CUDA_SUCCESS && launches % every == 0) r = cuStreamSynchronize(stream);
       }
       if (r == CUDA_SUCCESS) r = cuStreamSynchronize(stream);
-      extra = " launches=" + std::to_string(launches) + " work_ns=" + std::to_string(launches * ns) +
-              " longest_wait_ms=" + std::to_string(longest) + " waits=" + (waits.empty() ? "-" : waits);
+      extra =
+          " launches=" + std::to_string(launches) + " work_ns=" + std::to_string(launches * ns) +
+          " longest_wait_ms=" + std::to_string(longest) + " waits=" + (waits.empty() ? "-" : waits);
     } else if (op == "capture") {
       CUstream stream = nullptr;
       CUgraphExec exec = nullptr;

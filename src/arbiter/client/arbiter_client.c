@@ -269,10 +269,10 @@ static int handshake(slicer_arb_client* c, int fd) {
   __atomic_store_n(&c->fail_closed, c->fail_closed_local || buf.w.fail_closed != 0,
                    __ATOMIC_RELAXED);
   __atomic_store_n(&c->max_queued_ns, (int64_t)buf.w.max_queued_ns, __ATOMIC_RELAXED);
-  __atomic_store_n(&c->eager,
-                   buf.w.policy == SLICER_ARB_POLICY_PRIORITY &&
-                       c->hello.priority == SLICER_ARB_PRIO_HIGH,
-                   __ATOMIC_RELAXED);
+  __atomic_store_n(
+      &c->eager,
+      buf.w.policy == SLICER_ARB_POLICY_PRIORITY && c->hello.priority == SLICER_ARB_PRIO_HIGH,
+      __ATOMIC_RELAXED);
   uint32_t r = buf.w.report_ms;
   __atomic_store_n(&c->report_ms, r < 50 ? 50 : (r > 60000 ? 60000 : r), __ATOMIC_RELAXED);
   return 0;

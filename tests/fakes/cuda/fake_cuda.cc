@@ -680,8 +680,8 @@ FAKE_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream h, CUgraph* graph) {
 FAKE_EXPORT CUresult cuStreamIsCapturing(CUstream h, CUstreamCaptureStatus* status) {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
   if (status == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *status = Capturing(StreamOf(h)) ? CU_STREAM_CAPTURE_STATUS_ACTIVE
-                                   : CU_STREAM_CAPTURE_STATUS_NONE;
+  *status =
+      Capturing(StreamOf(h)) ? CU_STREAM_CAPTURE_STATUS_ACTIVE : CU_STREAM_CAPTURE_STATUS_NONE;
   return CUDA_SUCCESS;
 }
 FAKE_EXPORT CUresult cuStreamIsCapturing_ptsz(CUstream h, CUstreamCaptureStatus* status) {
@@ -820,8 +820,8 @@ FAKE_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig* config, CUfunct
   if (config == nullptr) return CUDA_ERROR_INVALID_VALUE;
   return Launch(f, config->hStream == nullptr ? CU_STREAM_PER_THREAD : config->hStream, params);
 }
-FAKE_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned, unsigned, unsigned,
-                                               unsigned, unsigned, unsigned, unsigned, CUstream h,
+FAKE_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned, unsigned, unsigned, unsigned,
+                                               unsigned, unsigned, unsigned, CUstream h,
                                                void** params) {
   return Launch(f, h, params);
 }
