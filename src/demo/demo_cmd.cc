@@ -1,7 +1,10 @@
 // `slicer demo`: the device plugin on a simulated node, driven the way the kubelet drives it,
 // narrated on stdout. With no GPU it simulates a g4dn.12xlarge (4x Tesla T4) through the fake
 // driver libraries built beside the binary (fakes/); with a GPU it uses the real one.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,10 +17,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cuda.h"
 #include "src/cli/commands.h"
+#include "src/common/arbiter_protocol.h"
 #include "src/common/shim_contract.h"
 #include "src/common/subprocess.h"
 #include "src/common/units.h"
@@ -25,6 +31,9 @@
 #include "src/nvml/nvml.h"
 
 namespace slicer::cli {
+
+int DemoWorkload(double seconds, int kernel_us, const std::string& report);  // workload.cc
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -78,9 +87,17 @@ std::string DescribeCaps(const std::string& limits) {
   return absl::StrJoin(out, ", ");
 }
 
+struct Pod {
+  std::string name;
+  std::vector<std::string> ids;              // replica IDs the kubelet gave it
+  v1beta1::ContainerAllocateResponse alloc;  // what the plugin said the container gets
+};
+
 struct Node {
   std::shared_ptr<demo::PluginClient> client;
   std::set<std::string> allocated;  // replica IDs held by running pods, as the kubelet tracks
+  std::vector<Pod> pods;
+  demo::PodResourcesSim* pod_resources = nullptr;
 };
 
 // Plays the kubelet for one pod with one container asking for `shares` replicas.
@@ -104,13 +121,115 @@ void SchedulePod(Node& node, const std::string& pod, int shares) {
   }
   for (const auto& id : chosen) node.allocated.insert(id);
   const auto& c = resp.container_responses(0);
+  node.pods.push_back({pod, chosen, c});
+  if (node.pod_resources) node.pod_resources->Assign("default", pod, "main", kResource, chosen);
   Say(absl::StrCat("  ", pod, " asks for ", shares, " share", shares > 1 ? "s" : "",
                    " -> plugin prefers ", absl::StrJoin(chosen, " ")));
   Say(absl::StrCat("      NVIDIA_VISIBLE_DEVICES=", Env(c, "NVIDIA_VISIBLE_DEVICES")));
   Say(absl::StrCat("      memory cap: ", DescribeCaps(Env(c, SLICER_ENV_MEMORY_LIMITS))));
+  if (std::string a = Env(c, SLICER_ENV_ARBITER_SOCKET); !a.empty()) {
+    Say(absl::StrCat("      arbiter: ", a, ", replicas ",
+                     Env(c, SLICER_ENV_REPLICA_IDS).size() > 60
+                         ? Env(c, SLICER_ENV_REPLICA_IDS).substr(0, 57) + "..."
+                         : Env(c, SLICER_ENV_REPLICA_IDS)));
+  }
   std::vector<std::string> mounts;
   for (const auto& m : c.mounts()) mounts.push_back(m.container_path());
   if (!mounts.empty()) Say(absl::StrCat("      mounts: ", absl::StrJoin(mounts, ", ")));
+}
+
+// Plays the container runtime: the container's environment with paths inside it mapped back to
+// the host paths its mounts come from, and the shim preloaded (ld.so.preload is a mount the demo
+// cannot make on the host).
+std::map<std::string, std::string> ContainerEnv(const Pod& pod, const std::string& shim,
+                                                const std::map<std::string, std::string>& base) {
+  std::map<std::string, std::string> env = base;
+  for (const auto& [k, v] : pod.alloc.envs()) {
+    std::string value = v;
+    for (const auto& m : pod.alloc.mounts()) {
+      const std::string& in = m.container_path();
+      if (value.rfind(in, 0) == 0 && (value.size() == in.size() || value[in.size()] == '/')) {
+        value = m.host_path() + value.substr(in.size());
+      }
+    }
+    env[k] = value;
+  }
+  env["LD_PRELOAD"] = shim;
+  return env;
+}
+
+std::string ReportField(const std::string& report, const std::string& key) {
+  for (absl::string_view kv : absl::StrSplit(report, absl::ByAnyChar(" \n"))) {
+    if (absl::StartsWith(kv, key + "=")) return std::string(kv.substr(key.size() + 1));
+  }
+  return "";
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+// The pods run: each one's container, as Allocate described it, under the shim and the arbiter.
+bool RunPods(Node& node, const std::string& self, const std::string& dir, int metrics_port,
+             const std::map<std::string, std::string>& base_env) {
+  const std::string shim = dir + "/shim/" SLICER_SHIM_NAME;
+  std::vector<std::pair<const Pod*, Subprocess>> running;
+  for (const Pod& pod : node.pods) {
+    // The pod's own /dev/shm, where the processes of a container share its memory ledger.
+    std::map<std::string, std::string> env = ContainerEnv(pod, shim, base_env);
+    env[SLICER_ENV_LEDGER_DIR] = dir + "/shm-" + pod.name;
+    fs::create_directories(env[SLICER_ENV_LEDGER_DIR]);
+    auto p = Subprocess::Spawn(
+        {{self, "demo", "--workload", "3", "2000", dir + "/" + pod.name + ".report"},
+         env,
+         dir + "/" + pod.name + ".log"});
+    if (!p.ok()) {
+      Say(absl::StrCat("    ", pod.name, ": ", p.status().message()));
+      return false;
+    }
+    running.emplace_back(&pod, std::move(*p));
+  }
+  usleep(2000 * 1000);
+  Say(absl::StrCat("    `slicer status` while they run (the arbiter's /metrics, port ",
+                   metrics_port, "):"));
+  std::string endpoint = absl::StrCat("http://127.0.0.1:", metrics_port, "/metrics");
+  std::string status_argv0 = "status", status_flag = "--endpoint";
+  char* sargv[] = {status_argv0.data(), status_flag.data(), endpoint.data(), nullptr};
+  std::fflush(stdout);
+  StatusMain(3, sargv);
+  std::fflush(stdout);
+  bool ok = true;
+  Say("    what each pod saw (its own report):");
+  for (auto& [pod, proc] : running) {
+    auto st = proc.Wait(std::chrono::seconds(20));
+    std::ifstream in(dir + "/" + pod->name + ".report");
+    std::string report((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!st || !WIFEXITED(*st) || WEXITSTATUS(*st) != 0 || report.empty()) {
+      Say(absl::StrCat("      ", pod->name, ": failed, see ", dir, "/", pod->name, ".log"));
+      ok = false;
+      continue;
+    }
+    auto total = ParseSize(ReportField(report, "mem_total"));
+    std::string over = ReportField(report, "over_cap");
+    Say(absl::StrCat(
+        "      ", pod->name, " (", pod->ids.size(), " of ", kReplicas, "): sees ",
+        total.ok() ? FormatSize(*total) : "?", " of GPU memory; ", "asking for more -> ",
+        over == std::to_string(CUDA_ERROR_OUT_OF_MEMORY) ? "out of memory" : "error " + over,
+        "; GPU time ", ReportField(report, "gpu_s"), " s in ", ReportField(report, "wall_s"),
+        " s"));
+  }
+  return ok;
 }
 
 std::string Allocatable(const Node& node) {
@@ -120,11 +239,24 @@ std::string Allocatable(const Node& node) {
 }  // namespace
 
 int DemoMain(int argc, char** argv) {
+  if (argc == 5 && std::string(argv[1]) == "--workload") {  // a demo pod's program
+    return DemoWorkload(std::atof(argv[2]), std::atoi(argv[3]), argv[4]);
+  }
+  bool simulate = false;
   for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      Say("usage: slicer demo\n\nRuns the device plugin on a simulated node (4x Tesla T4, no GPU "
-          "needed; a real GPU is used when one is present) and plays the kubelet.");
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      Say("usage: slicer demo [--simulate]\n\nRuns the device plugin on a simulated node (4x "
+          "Tesla T4, no GPU needed; a real GPU is used when one is present) and plays the "
+          "kubelet.\n\n  --simulate  the simulated node even where a GPU is present");
       return 0;
+    }
+    if (arg == "--simulate") {
+      simulate = true;
+    } else {
+      std::fprintf(stderr, "slicer demo: unknown argument \"%s\" (see slicer demo --help)\n",
+                   arg.c_str());
+      return 2;
     }
   }
   const std::string self_dir = SelfDir();
@@ -142,7 +274,7 @@ int DemoMain(int argc, char** argv) {
 
   // Real GPU or simulated node?
   bool real = false;
-  if (std::getenv("SLICER_FAKE_NVML") == nullptr) {
+  if (!simulate && std::getenv("SLICER_FAKE_NVML") == nullptr) {
     auto nvml = nvml::Load({});
     if (nvml.ok()) {
       auto sys = (*nvml)->Discover();
@@ -157,7 +289,7 @@ int DemoMain(int argc, char** argv) {
     std::string yaml = "driverVersion: \"580.159.04\"\ndevices:\n";
     for (int i = 0; i < 4; ++i) {
       char uuid[64];
-      std::snprintf(uuid, sizeof uuid, "GPU-%d%d%d%d%d%d%d%d-demo-4c0d-8a1e-00000000000%d", i, i, i,
+      std::snprintf(uuid, sizeof uuid, "GPU-%d%d%d%d%d%d%d%d-de70-4c0d-8a1e-00000000000%d", i, i, i,
                     i, i, i, i, i, i);
       uuids.push_back(uuid);
       absl::StrAppend(&yaml, "  - {uuid: ", uuid,
@@ -187,22 +319,41 @@ int DemoMain(int argc, char** argv) {
   Say(Config(kReplicas, false));
 
   demo::KubeletSim kubelet(kubelet_sock);
-  if (!kubelet.Start().ok()) {
+  fs::create_directories(dir + "/pod-resources");
+  demo::PodResourcesSim pod_resources(dir + "/pod-resources/kubelet.sock");
+  if (!kubelet.Start().ok() || !pod_resources.Start().ok()) {
     Say("cannot start the simulated kubelet");
     return 1;
   }
+  // The node arbiter, as the DaemonSet runs it beside the plugin: pods are named through the
+  // (simulated) kubelet's PodResources API.
+  const std::string arbiter_dir = dir + "/arbiter";
+  fs::create_directories(arbiter_dir);
+  const std::string arbiter_sock = arbiter_dir + "/arbiter.sock";
+  const int metrics_port = FreePort();
+  auto arbiter = Subprocess::Spawn(
+      {{self, "arbiter", "--socket", arbiter_sock, "--attribution", "kubelet",
+        "--pod-resources-socket", dir + "/pod-resources/kubelet.sock", "--metrics-address",
+        "127.0.0.1", "--metrics-port", std::to_string(metrics_port)},
+       env,
+       dir + "/arbiter.log"});
+  if (!arbiter.ok()) {
+    Say(std::string(arbiter.status().message()));
+    return 1;
+  }
   auto start = std::chrono::steady_clock::now();
-  auto plugin =
-      Subprocess::Spawn({{self, "device-plugin", "--config-file", config, "--kubelet-socket",
-                          kubelet_sock, "--feature-file", dir + "/features", "--shim-dir", shim_dir,
-                          "--health-probe-interval", "100ms", "--health-recovery-delay", "0s"},
-                         env,
-                         log});
+  auto plugin = Subprocess::Spawn(
+      {{self, "device-plugin", "--config-file", config, "--kubelet-socket", kubelet_sock,
+        "--feature-file", dir + "/features", "--shim-dir", shim_dir, "--arbiter-socket",
+        arbiter_sock, "--health-probe-interval", "100ms", "--health-recovery-delay", "0s"},
+       env,
+       log});
   if (!plugin.ok()) {
     Say(std::string(plugin.status().message()));
     return 1;
   }
   Node node;
+  node.pod_resources = &pod_resources;
   node.client = kubelet.WaitForRegistration(kResource, 1, milliseconds(10000));
   if (!node.client || !node.client->WaitFor([](const auto& l) { return l.devices_size() > 0; },
                                             milliseconds(5000))) {
@@ -234,11 +385,21 @@ int DemoMain(int argc, char** argv) {
   SchedulePod(node, "inference-b", 1);
   SchedulePod(node, "trainer", 2);
   SchedulePod(node, "notebook", 1);
-  Say(absl::StrCat("    allocatable now: ", 16 - static_cast<int>(node.allocated.size()),
-                   " replicas free of ", devices.devices_size(), "\n"));
+  Say(absl::StrCat(
+      "    allocatable now: ", devices.devices_size() - static_cast<int>(node.allocated.size()),
+      " replicas free of ", devices.devices_size(), "\n"));
+
+  bool pods_ok = true;
+  if (have_shim) {
+    Say("[3] the pods run for 3 s, each a GPU program under the shim (libslicer.so) and the "
+        "arbiter:\n    memory is capped per pod; GPU 0's time is split 2:1:1 by replicas held; "
+        "the notebook has GPU 1 to itself");
+    pods_ok = RunPods(node, self, dir, metrics_port, env);
+    Say("");
+  }
 
   if (!real) {
-    Say(absl::StrCat("[3] the driver reports XID 79 (GPU fell off the bus) on ", uuids[2]));
+    Say(absl::StrCat("[4] the driver reports XID 79 (GPU fell off the bus) on ", uuids[2]));
     WriteFile(events, absl::StrCat("xid ", uuids[2], " 79\n"));
     node.client->WaitFor(
         [](const auto& l) {
@@ -260,7 +421,7 @@ int DemoMain(int argc, char** argv) {
     Say(absl::StrCat("    the GPU answers again: healthy devices ", Allocatable(node), "\n"));
   }
 
-  Say("[4] config change: replicas 8, failRequestsGreaterThanOne; SIGHUP reloads");
+  Say("[5] config change: replicas 8, failRequestsGreaterThanOne; SIGHUP reloads");
   WriteFile(config, Config(8, true));
   plugin->Signal(SIGHUP);
   node.client = kubelet.WaitForRegistration(kResource, 2, milliseconds(5000));
@@ -279,7 +440,7 @@ int DemoMain(int argc, char** argv) {
   Say(absl::StrCat("    registrations: ", kubelet.Registrations(kResource), ", capacity still ",
                    node.client ? node.client->Devices().devices_size() : 0, "\n"));
 
-  Say("[5] SIGTERM: the plugin stops and removes its socket");
+  Say("[6] SIGTERM: the plugin stops and removes its socket");
   plugin->Signal(SIGTERM);
   auto status = plugin->Wait(milliseconds(5000));
   bool clean = status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
@@ -290,8 +451,11 @@ int DemoMain(int argc, char** argv) {
   Say(absl::StrCat("    exit ", clean ? "0" : "non-zero", ", plugin sockets ",
                    socket_gone ? "removed" : "LEFT BEHIND"));
   kubelet.Stop();
-  Say(absl::StrCat("\nplugin log: ", log));
-  return clean && socket_gone ? 0 : 1;
+  arbiter->Signal(SIGTERM);
+  arbiter->Wait(milliseconds(5000));
+  pod_resources.Stop();
+  Say(absl::StrCat("\nlogs: ", log, ", ", dir, "/arbiter.log"));
+  return clean && socket_gone && pods_ok ? 0 : 1;
 }
 
 }  // namespace slicer::cli

@@ -163,3 +163,63 @@ std::vector<std::string> KubeletSim::Resources() const {
 }
 
 }  // namespace slicer::demo
+
+namespace slicer::demo {
+
+PodResourcesSim::PodResourcesSim(std::string socket_path) : socket_path_(std::move(socket_path)) {}
+
+PodResourcesSim::~PodResourcesSim() { Stop(); }
+
+absl::Status PodResourcesSim::Start() {
+  ::unlink(socket_path_.c_str());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix://" + socket_path_, grpc::InsecureServerCredentials());
+  builder.RegisterService(this);
+  server_ = builder.BuildAndStart();
+  if (!server_) return absl::UnavailableError("cannot serve " + socket_path_);
+  return absl::OkStatus();
+}
+
+void PodResourcesSim::Stop() {
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    server_->Wait();
+    server_.reset();
+  }
+  ::unlink(socket_path_.c_str());
+}
+
+void PodResourcesSim::Assign(const std::string& ns, const std::string& pod,
+                             const std::string& container, const std::string& resource,
+                             const std::vector<std::string>& device_ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::PodResources* p = nullptr;
+  for (auto& candidate : *pods_.mutable_pod_resources()) {
+    if (candidate.namespace_() == ns && candidate.name() == pod) p = &candidate;
+  }
+  if (p == nullptr) {
+    p = pods_.add_pod_resources();
+    p->set_name(pod);
+    p->set_namespace_(ns);
+  }
+  v1::ContainerResources* c = nullptr;
+  for (auto& candidate : *p->mutable_containers()) {
+    if (candidate.name() == container) c = &candidate;
+  }
+  if (c == nullptr) {
+    c = p->add_containers();
+    c->set_name(container);
+  }
+  v1::ContainerDevices* d = c->add_devices();
+  d->set_resource_name(resource);
+  for (const std::string& id : device_ids) d->add_device_ids(id);
+}
+
+grpc::Status PodResourcesSim::List(grpc::ServerContext*, const v1::ListPodResourcesRequest*,
+                                   v1::ListPodResourcesResponse* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  *out = pods_;
+  return grpc::Status::OK;
+}
+
+}  // namespace slicer::demo

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "deviceplugin_v1beta1.grpc.pb.h"
+#include "podresources_v1.grpc.pb.h"
 
 namespace slicer::demo {
 
@@ -85,6 +86,29 @@ class KubeletSim final : public v1beta1::Registration::Service {
   std::condition_variable cv_;
   std::map<std::string, int> count_;
   std::map<std::string, std::shared_ptr<PluginClient>> clients_;
+};
+
+// The kubelet's PodResources API (v1 List): which devices each pod's containers hold, as the
+// arbiter reads it to attribute GPU time to pods. Serves what Assign recorded.
+class PodResourcesSim final : public v1::PodResourcesLister::Service {
+ public:
+  explicit PodResourcesSim(std::string socket_path);
+  ~PodResourcesSim() override;
+
+  absl::Status Start();
+  void Stop();
+  // Records that `container` of pod `ns/pod` holds `device_ids` of `resource`.
+  void Assign(const std::string& ns, const std::string& pod, const std::string& container,
+              const std::string& resource, const std::vector<std::string>& device_ids);
+
+  grpc::Status List(grpc::ServerContext*, const v1::ListPodResourcesRequest*,
+                    v1::ListPodResourcesResponse* out) override;
+
+ private:
+  const std::string socket_path_;
+  std::unique_ptr<grpc::Server> server_;
+  std::mutex mu_;
+  v1::ListPodResourcesResponse pods_;
 };
 
 }  // namespace slicer::demo

@@ -1031,6 +1031,9 @@ static void arb_attach(slicer_arb_client* c, int dev) {
     __atomic_store_n(&g_arb_ctx[dev], ctx, __ATOMIC_RELEASE);
   }
   slicer_arb_attach(c, dev, key);
+  /* Memory taken before the first launch started the client was never reported: report it now. */
+  gpu_state* g = dev < MAX_GPUS ? __atomic_load_n(&g_by_ordinal[dev], __ATOMIC_ACQUIRE) : NULL;
+  if (g != NULL) slicer_arb_memory(c, dev, __atomic_load_n(&g->mine, __ATOMIC_RELAXED), g->cap);
   __atomic_store_n(&g_arb_attached[dev], 1, __ATOMIC_RELEASE);
   SLOG_DEBUG("event=arbiter_attach dev=%d gpu=%s", dev, key);
 }

@@ -3,9 +3,12 @@
 // sleeps. What is measured is each process's own count of kernel time done (work_ns), not wall
 // time. Tolerances are set for a loaded 2-core machine: the test asserts shares and "did it
 // block", never speed.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +50,51 @@ std::string Field(const std::string& text, const std::string& key) {
 double Num(const std::string& text, const std::string& key) {
   std::string v = Field(text, key);
   return v.empty() ? -1 : std::atof(v.c_str());
+}
+
+// A TCP port on 127.0.0.1 that nothing listens on now.
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t n = sizeof a;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n) != 0) {
+    close(fd);
+    return -1;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// The body of GET /metrics on 127.0.0.1:port ("" when it does not answer).
+std::string GetMetrics(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      ssize_t r;
+      while ((r = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(r));
+    }
+  }
+  close(fd);
+  size_t body = out.find("\r\n\r\n");
+  return body == std::string::npos ? "" : out.substr(body + 4);
+}
+
+// The value of the first sample of `family` in Prometheus text, or -1.
+double Sample(const std::string& text, const std::string& family) {
+  size_t at = text.find("\n" + family + "{");
+  if (at == std::string::npos) return -1;
+  size_t sp = text.find("} ", at);
+  return sp == std::string::npos ? -1 : std::atof(text.c_str() + sp + 2);
 }
 
 // A child process; killed and reaped when it goes out of scope.
@@ -120,10 +168,12 @@ class ArbiterShimTest : public ::testing::Test {
   }
 
   // Starts `slicer arbiter` on socket_ (no HTTP, no kubelet) and waits until it answers.
-  void StartArbiter(const std::string& config_yaml = "", const std::string& policy = "fair") {
-    std::vector<std::string> argv = {SLICER_PATH,      "arbiter", "--socket",      socket_,
-                                     "--metrics-port", "0",       "--attribution", "none",
-                                     "--policy",       policy};
+  void StartArbiter(const std::string& config_yaml = "", const std::string& policy = "fair",
+                    int metrics_port = 0) {
+    std::vector<std::string> argv = {
+        SLICER_PATH,         "arbiter",   "--socket",       socket_,
+        "--metrics-address", "127.0.0.1", "--metrics-port", std::to_string(metrics_port),
+        "--attribution",     "none",      "--policy",       policy};
     if (!config_yaml.empty()) {
       std::ofstream(dir_ + "/arbiter.yaml") << config_yaml;
       argv.push_back("--config-file");
@@ -186,6 +236,26 @@ TEST_F(ArbiterShimTest, LoneClientRunsUngatedAfterOneGrant) {
   EXPECT_EQ(Field(out, "grants"), "1") << out;
   EXPECT_EQ(Field(out, "connected"), "1") << out;
   EXPECT_GT(Num(out, "launches"), 100) << out;
+}
+
+TEST_F(ArbiterShimTest, MemoryTakenBeforeTheFirstLaunchIsReported) {
+  // A program usually allocates before it launches anything, and the client starts at the first
+  // launch: the memory it already holds must reach the arbiter's metrics all the same.
+  int port = FreePort();
+  ASSERT_GT(port, 0);
+  StartArbiter("", "fair", port);
+  auto a = Client("a", {"init", "alloc:600M", "work:4:1000:4"},
+                  {{"SLICER_MEMORY_LIMITS", "*=1073741824"}, {"SLICER_ENFORCE", "1"}});
+  double used = -1, cap = -1;
+  for (int i = 0; i < 300 && used <= 0; ++i) {
+    usleep(10000);
+    std::string m = GetMetrics(port);
+    used = Sample(m, "slicer_arbiter_memory_used_bytes");
+    cap = Sample(m, "slicer_arbiter_memory_cap_bytes");
+  }
+  EXPECT_EQ(used, 600.0 * 1024 * 1024) << GetMetrics(port);
+  EXPECT_EQ(cap, 1073741824.0);
+  a->Kill();
 }
 
 TEST_F(ArbiterShimTest, QueuedWorkStaysBoundedSoThatAHandOverIsQuick) {
