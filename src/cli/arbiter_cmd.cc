@@ -1,16 +1,22 @@
 // `slicer arbiter`: the node daemon that enforces time shares and serves per-pod metrics
 // (docs/arbiter.md). A thin main over src/arbiter: flags, config file, attribution choice,
 // signals.
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "src/arbiter/config.h"
 #include "src/arbiter/metrics_http.h"
@@ -90,6 +96,18 @@ absl::StatusOr<arbiter::ArbiterConfig> BuildConfig(const FlagSet& flags) {
   return c;
 }
 
+// Marks every descriptor above stderr close-on-exec.
+void CloseOnExecAll() {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return;
+  int own = ::dirfd(d);
+  while (dirent* e = ::readdir(d)) {
+    int fd = std::atoi(e->d_name);
+    if (fd > 2 && fd != own) ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  }
+  ::closedir(d);
+}
+
 }  // namespace
 
 int ArbiterMain(int argc, char** argv) {
@@ -108,6 +126,14 @@ int ArbiterMain(int argc, char** argv) {
               : level == "warning" ? LogLevel::kWarning
               : level == "error"   ? LogLevel::kError
                                    : LogLevel::kInfo);
+  // Blocked before any thread starts (metrics, attribution), so that only the signal thread
+  // below takes them: a SIGHUP landing on another thread would end the process.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   auto config = BuildConfig(flags);
   if (!config.ok()) {
     std::fprintf(stderr, "slicer arbiter: %s\n", std::string(config.status().message()).c_str());
@@ -129,7 +155,7 @@ int ArbiterMain(int argc, char** argv) {
   // Attribution: the kubelet's records when on a node, none on a workstation.
   std::string mode = flags.Get("attribution");
   std::string pr_socket = flags.Get("pod-resources-socket");
-  struct stat st {};
+  struct stat st{};
   bool kubelet = mode == "kubelet" || (mode == "auto" && ::stat(pr_socket.c_str(), &st) == 0);
   if (mode != "kubelet" && mode != "none" && mode != "auto") {
     std::fprintf(stderr, "slicer arbiter: --attribution: want kubelet, none or auto, not \"%s\"\n",
@@ -180,17 +206,32 @@ int ArbiterMain(int argc, char** argv) {
     SLOG(kInfo, "metrics_listening").Kv("port", metrics.port());
   }
 
-  // SIGTERM / SIGINT stop the loop; taken synchronously on a thread of their own.
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  // SIGTERM / SIGINT stop the loop; SIGHUP reloads: the flags and the config file are read
+  // again, and when they are valid the arbiter stops and executes itself afresh with the same
+  // arguments (same PID, same socket; clients reconnect as after any arbiter restart, memory
+  // caps never depend on it). A bad new config is reported and the running one stays in force.
+  // Taken synchronously on a thread of their own.
+  std::atomic<bool> reexec{false};
   std::thread signals([&] {
-    int sig = 0;
-    sigwait(&mask, &sig);
-    SLOG(kInfo, "stopping").Kv("signal", sig);
-    server.Stop();
+    for (;;) {
+      int sig = 0;
+      sigwait(&mask, &sig);
+      if (sig == SIGHUP) {
+        auto fresh = BuildConfig(flags);
+        if (!fresh.ok()) {
+          SLOG(kError, "reload_refused")
+              .Kv("error", std::string(fresh.status().message()))
+              .Kv("effect", "the running config stays in force");
+          continue;
+        }
+        SLOG(kInfo, "reloading").Kv("how", "restart in place with the same arguments");
+        reexec = true;
+      } else {
+        SLOG(kInfo, "stopping").Kv("signal", sig);
+      }
+      server.Stop();
+      return;
+    }
   });
   // --exit-when-idle: a watcher that stops the loop once nobody has been connected that long.
   std::atomic<bool> running{true};
@@ -216,8 +257,21 @@ int ArbiterMain(int argc, char** argv) {
   if (idle_watch.joinable()) idle_watch.join();
   metrics.Stop();
   // The signal thread may still wait when Run ended by itself: wake it.
-  pthread_kill(signals.native_handle(), SIGTERM);
+  if (!reexec) pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();
+  if (reexec) {
+    std::vector<char*> args;
+    std::string self = "/proc/self/exe", command = "arbiter";
+    args.push_back(self.data());
+    args.push_back(command.data());
+    for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
+    args.push_back(nullptr);
+    pthread_sigmask(SIG_UNBLOCK, &mask, nullptr);
+    CloseOnExecAll();  // the old sockets must not outlive it in the new process
+    ::execv(self.c_str(), args.data());
+    SLOG(kError, "reload_failed").Kv("error", std::strerror(errno));
+    return 1;
+  }
   return 0;
 }
 
