@@ -76,6 +76,13 @@ absl::StatusOr<ArbiterConfig> ParseNode(const YAML::Node& root, const std::strin
             absl::StrCat(Where(name, v), ": policy: ", std::string(p.status().message())));
       }
       c.scheduler.policy = *p;
+    } else if (key == "handover") {
+      auto h = ParseHandover(v.IsScalar() ? v.Scalar() : "");
+      if (!h.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(name, v), ": handover: ", std::string(h.status().message())));
+      }
+      c.scheduler.handover = *h;
     } else if (key == "quantum") {
       auto d = Dur(name, key, v);
       if (!d.ok()) return d.status();
@@ -130,7 +137,7 @@ absl::StatusOr<ArbiterConfig> ParseNode(const YAML::Node& root, const std::strin
       return absl::InvalidArgumentError(absl::StrCat(
           Where(name, kv.first), ": unknown key \"", key,
           "\" (policy, quantum, maxQuantum, priorityFloor, weightOverride, failClosed, "
-          "revokeGrace, maxQueued, trustClaims)"));
+          "revokeGrace, maxQueued, handover, trustClaims)"));
     }
   }
   absl::Status s = ValidateArbiterConfig(c);
@@ -157,10 +164,16 @@ absl::Status ValidateArbiterConfig(const ArbiterConfig& c) {
   if (c.scheduler.revoke_grace < milliseconds(1)) {
     return absl::InvalidArgumentError("revokeGrace must be at least 1ms");
   }
-  if (c.max_queued < Clock::Duration(0)) {
+  if (c.max_queued && *c.max_queued < Clock::Duration(0)) {
     return absl::InvalidArgumentError("maxQueued must not be negative");
   }
   return absl::OkStatus();
+}
+
+Clock::Duration MaxQueued(const ArbiterConfig& c) {
+  if (c.max_queued) return *c.max_queued;
+  return c.scheduler.policy == Policy::kPriority ? std::chrono::milliseconds(2)
+                                                 : std::chrono::milliseconds(10);
 }
 
 absl::StatusOr<ArbiterConfig> ParseArbiterConfig(const std::string& text, const std::string& name,

@@ -10,7 +10,10 @@
 //     weightOverride: {min: 0.25, max: 8}  # limits on pod-annotation / claimed weights
 //     failClosed: false       # clients wait for the arbiter instead of running ungated
 //     revokeGrace: 500ms      # a holder that ignores REVOKE this long is forced off
-//     maxQueued: 10ms         # work a contended client may keep queued (hand-over latency)
+//     maxQueued: 10ms         # work a contended client may keep queued (hand-over latency);
+//                             # default 2ms under the priority policy, else 10ms
+//     handover: drain         # drain | overlap: grant the next holder at the release or at
+//                             # the revoke (docs/arbiter.md)
 //     trustClaims: auto       # honour SLICER_WEIGHT/SLICER_PRIORITY claims: auto = only
 //                             # without the kubelet (standalone), true, false
 //
@@ -32,7 +35,8 @@ struct ArbiterConfig {
   double min_weight = 0.25;
   double max_weight = 8;
   bool fail_closed = false;
-  Clock::Duration max_queued = std::chrono::milliseconds(10);
+  // Work a contended client may keep queued; nullopt: MaxQueued's per-policy default.
+  std::optional<Clock::Duration> max_queued;
   std::optional<bool> trust_claims;  // nullopt: auto
 };
 
@@ -40,6 +44,11 @@ struct ArbiterConfig {
 absl::StatusOr<ArbiterConfig> ParseArbiterConfig(const std::string& text, const std::string& name,
                                                  ArbiterConfig base = {});
 absl::StatusOr<ArbiterConfig> LoadArbiterConfig(const std::string& path, ArbiterConfig base = {});
+
+// maxQueued in force: the configured value, else 2 ms under the priority policy (a preempted
+// lower holder's queue is what a higher class waits behind) and 10 ms otherwise (a smaller queue
+// costs a saturating client 1-2% of its throughput in checkpoint waits: docs/arbiter.md).
+Clock::Duration MaxQueued(const ArbiterConfig& c);
 
 // Checks ranges; the error names the setting.
 absl::Status ValidateArbiterConfig(const ArbiterConfig& c);

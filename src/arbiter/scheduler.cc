@@ -24,6 +24,15 @@ absl::StatusOr<Priority> ParsePriority(std::string_view text) {
       absl::StrCat("unknown priority \"", std::string(text), "\": use high, normal or low"));
 }
 
+absl::StatusOr<Handover> ParseHandover(std::string_view text) {
+  if (text == "drain") return Handover::kDrain;
+  if (text == "overlap") return Handover::kOverlap;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown handover \"", std::string(text), "\": use drain or overlap"));
+}
+
+const char* HandoverName(Handover h) { return h == Handover::kOverlap ? "overlap" : "drain"; }
+
 const char* PolicyName(Policy p) {
   switch (p) {
     case Policy::kOff:
@@ -138,18 +147,40 @@ void GpuScheduler::Charge(ClientKey key, Clock::Duration busy) {
   // The clamp budget is consumed by what was charged: a client cannot report the same wall time
   // twice, but an under-report does not lose the rest of the budget.
   c.last_charge += busy;
+  Clock::Duration credit = std::min(busy, c.overlap_credit);
+  c.overlap_credit -= credit;
+  busy -= credit;
   c.used += busy;
   c.vtime += static_cast<double>(busy.count()) / c.weight;
   Decay(c, now);
   c.recent += static_cast<double>(busy.count());
 }
 
+void GpuScheduler::SplitOverlap(ClientKey key, Clock::TimePoint now) {
+  Client& c = clients_.at(key);
+  if (!c.holding || !c.revoked) return;
+  // Both the drain and the lease granted beside it count the shared wall time as their own busy
+  // time; the GPU time-sliced it between them, so each is charged half of it.
+  for (ClientKey hk : holders_) {
+    if (hk == key) continue;
+    Client& h = clients_.at(hk);
+    Clock::Duration both = now - std::max(h.grant_time, c.revoke_time);
+    if (both <= Clock::Duration(0)) continue;
+    c.overlap_credit += both / 2;
+    h.overlap_credit += both / 2;
+  }
+}
+
 void GpuScheduler::Release(ClientKey key, Clock::Duration busy, bool more_work) {
   auto it = clients_.find(key);
   if (it == clients_.end()) return;
-  Charge(key, busy);
   Client& c = it->second;
+  SplitOverlap(key, clock_.Now());
+  Charge(key, busy);
   if (c.holding) {
+    // Credit its reports did not use up (it was not busy for all of an overlap) is dropped: it
+    // must not discount a later lease's work.
+    c.overlap_credit = Clock::Duration(0);
     EndLease(c);
     holders_.erase(std::remove(holders_.begin(), holders_.end(), key), holders_.end());
     // Time between hand-overs is nobody's: the next charge window starts now.
@@ -234,10 +265,11 @@ std::vector<Action> GpuScheduler::Poll() {
       ++it;
     }
   }
-  // At most one holder is active (not revoked); the others drain. A fair hand-over waits for the
-  // drain; under kPriority a waiting higher class is granted at once and runs while the lower
-  // holder drains (its queued work shares the GPU with the higher class for that long, as under
-  // plain time-slicing, instead of delaying it).
+  // At most one holder is active (not revoked); the others drain. Under kDrain a hand-over waits
+  // for the drain; under kOverlap the next holder is granted at the revoke. Under kPriority a
+  // waiting higher class is granted at once either way and runs while the lower holder drains
+  // (its queued work shares the GPU with the higher class for that long, as under plain
+  // time-slicing, instead of delaying it).
   for (ClientKey hk : holders_) {
     Client& h = clients_.at(hk);
     if (h.revoked) continue;
@@ -253,15 +285,21 @@ std::vector<Action> GpuScheduler::Poll() {
     h.revoked = true;
     h.revoke_time = now;
     actions.push_back({Action::kRevoke, hk, Clock::Duration(0)});
-    if (!preempt) return actions;
+    if (!preempt && config_.handover == Handover::kDrain) return actions;
     break;
   }
   bool floor = false;
   std::optional<ClientKey> next = PickNext(now, &floor);
   if (!next) return actions;
   Client& c = clients_.at(*next);
+  // Every holder left is revoked (an active one returned above). The next one starts beside a
+  // draining holder of a lower class (kPriority), or beside one draining holder (kOverlap).
+  int draining = 0;
   for (ClientKey hk : holders_) {
-    if (config_.policy != Policy::kPriority || Class(c) >= Class(clients_.at(hk))) return actions;
+    const Client& h = clients_.at(hk);
+    if (config_.policy == Policy::kPriority && Class(c) < Class(h)) continue;
+    if (config_.handover == Handover::kOverlap && h.revoked && ++draining == 1) continue;
+    return actions;
   }
   c.waiting = false;
   c.waited += now - c.wait_start;

@@ -8,6 +8,13 @@
 // ungated until someone else asks. A client waking from idle starts at the smallest virtual time
 // of the active clients, so idling banks no credit.
 //
+// Hand-over (Handover): under kDrain the next holder is granted when the revoked holder has
+// drained its queued work and released (the GPU idles from that release until the next holder's
+// first kernel); under kOverlap it is granted at the revoke, so its first work is queued while
+// the revoked holder's bounded queue drains (the two contexts time-slice that tail). At most one
+// revoked holder drains beside a granted one. The wall time in which both held a lease was
+// charged to both by their reports; half of it is taken off each (GPU time-slicing splits it).
+//
 // Policies: kFair (one class; weights split the time), kPriority (classes high > normal > low:
 // a waiting higher class preempts a lower holder at once -- it is granted while the lower holder
 // drains, so its latency is not the lower one's queued work; every lower class with work still
@@ -35,10 +42,13 @@ namespace slicer::arbiter {
 
 enum class Policy { kOff, kFair, kPriority };
 enum class Priority { kHigh = 0, kNormal = 1, kLow = 2 };
+enum class Handover { kDrain, kOverlap };
 
 absl::StatusOr<Policy> ParsePolicy(std::string_view text);
 absl::StatusOr<Priority> ParsePriority(std::string_view text);
+absl::StatusOr<Handover> ParseHandover(std::string_view text);
 const char* PolicyName(Policy p);
+const char* HandoverName(Handover h);
 const char* PriorityName(Priority p);
 
 struct SchedulerConfig {
@@ -51,6 +61,9 @@ struct SchedulerConfig {
   // A holder that has not released this long after a Revoke loses the lease anyway (and is
   // charged the wall time it held): a stuck or hostile client cannot keep the others out.
   Clock::Duration revoke_grace = std::chrono::milliseconds(500);
+  // When the next holder of an expired lease is granted: at the holder's release (kDrain) or at
+  // its revoke (kOverlap). A higher class preempting under kPriority is always granted at once.
+  Handover handover = Handover::kDrain;
   // Time constant of the recent-usage averages (priority floor, achieved share).
   Clock::Duration share_window = std::chrono::seconds(2);
 };
@@ -118,6 +131,9 @@ class GpuScheduler {
     Clock::TimePoint revoke_time{};
     Clock::TimePoint last_charge{};
     Clock::Duration quantum{0};  // of the current lease; 0 = open-ended
+    // GPU time its reports will count twice (a lease that overlapped another's drain): taken off
+    // its next charges.
+    Clock::Duration overlap_credit{0};
     Clock::Duration used{0};
     Clock::Duration waited{0};
     uint64_t grants = 0;
@@ -132,11 +148,14 @@ class GpuScheduler {
   std::optional<ClientKey> PickNext(Clock::TimePoint now, bool* floor) const;
   bool AnyWaiting(std::optional<ClientKey> except) const;
   void EndLease(Client& c);
+  // A revoked holder's lease ends at `now`: the wall time other holders ran beside its drain.
+  void SplitOverlap(ClientKey key, Clock::TimePoint now);
 
   SchedulerConfig config_;
   const Clock& clock_;
   std::map<ClientKey, Client> clients_;
-  // kOff: many; otherwise at most one active holder, plus (kPriority) revoked ones still draining.
+  // kOff: many; otherwise at most one active holder, plus revoked ones still draining (kPriority
+  // preemption, kOverlap).
   std::vector<ClientKey> holders_;
 };
 

@@ -152,6 +152,8 @@ absl::Status Server::Start() {
   SLOG(kInfo, "arbiter_listening")
       .Kv("socket", options_.socket_path)
       .Kv("policy", PolicyName(options_.config.scheduler.policy))
+      .Kv("handover", HandoverName(options_.config.scheduler.handover))
+      .Kv("max_queued_us", static_cast<int64_t>(MaxQueued(options_.config).count() / 1000))
       .Kv("fail_closed", options_.config.fail_closed)
       .Kv("trust_claims", options_.trust_claims)
       .Kv("attribution", attributor_ != nullptr);
@@ -495,7 +497,7 @@ void Server::HandleHello(Session& s, const slicer_arb_hello_msg& m) {
                                                                  : SLICER_ARB_POLICY_PRIORITY;
   w.fail_closed = options_.config.fail_closed ? 1 : 0;
   w.quantum_ns = static_cast<uint64_t>(options_.config.scheduler.quantum.count());
-  w.max_queued_ns = static_cast<uint64_t>(options_.config.max_queued.count());
+  w.max_queued_ns = static_cast<uint64_t>(MaxQueued(options_.config).count());
   w.report_ms = static_cast<uint32_t>(options_.report_interval.count());
   Send(s, &w, SLICER_ARB_WELCOME);
   SLOG(kInfo, "client_hello")

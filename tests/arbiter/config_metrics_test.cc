@@ -23,6 +23,7 @@ TEST(ArbiterConfigTest, ParsesEveryKey) {
   failClosed: true
   revokeGrace: 300ms
   maxQueued: 5ms
+  handover: overlap
   trustClaims: false
 )",
                               "a.yaml");
@@ -35,8 +36,23 @@ TEST(ArbiterConfigTest, ParsesEveryKey) {
   EXPECT_DOUBLE_EQ(c->max_weight, 4);
   EXPECT_TRUE(c->fail_closed);
   EXPECT_EQ(c->scheduler.revoke_grace, 300ms);
-  EXPECT_EQ(c->max_queued, 5ms);
+  EXPECT_EQ(c->max_queued, std::optional<Clock::Duration>(5ms));
+  EXPECT_EQ(MaxQueued(*c), 5ms);
+  EXPECT_EQ(c->scheduler.handover, Handover::kOverlap);
   EXPECT_EQ(c->trust_claims, std::optional<bool>(false));
+}
+
+TEST(ArbiterConfigTest, MaxQueuedDefaultsByPolicy) {
+  auto c = ParseArbiterConfig("policy: priority\n", "p.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(MaxQueued(*c), 2ms);
+  c = ParseArbiterConfig("policy: fair\n", "f.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(MaxQueued(*c), 10ms);
+  EXPECT_EQ(c->scheduler.handover, Handover::kDrain);
+  c = ParseArbiterConfig("policy: priority\nmaxQueued: 10ms\n", "q.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(MaxQueued(*c), 10ms);
 }
 
 TEST(ArbiterConfigTest, SectionMayBeTheWholeFile) {
@@ -53,6 +69,10 @@ TEST(ArbiterConfigTest, ErrorsNameTheKeyAndLine) {
   EXPECT_NE(c.status().message().find("quantom"), std::string::npos);
   c = ParseArbiterConfig("arbiter:\n  policy: fifo\n", "d.yaml");
   EXPECT_NE(c.status().message().find("d.yaml:2: policy: unknown policy \"fifo\""),
+            std::string::npos)
+      << c.status();
+  c = ParseArbiterConfig("arbiter:\n  handover: early\n", "i.yaml");
+  EXPECT_NE(c.status().message().find("i.yaml:2: handover: unknown handover \"early\""),
             std::string::npos)
       << c.status();
   c = ParseArbiterConfig("arbiter:\n  priorityFloor: 0.9\n", "e.yaml");
