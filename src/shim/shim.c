@@ -1063,6 +1063,9 @@ typedef struct {
   int next;
   uint32_t since; /* launches since the newest event */
   uint32_t budget;
+  /* One launch takes more GPU time than a checkpoint's target (half of maxQueued): waiting for
+   * the previous checkpoint would leave two launches queued, so each waits for the one before. */
+  int one_at_a_time;
 } ck_entry;
 
 static pthread_mutex_t g_ck_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -1085,7 +1088,8 @@ static ck_entry* ck_find(CUcontext ctx, CUstream key) {
   return free_e;
 }
 
-/* Records this checkpoint's event and waits for the previous one; then re-estimates the GPU time
+/* Records this checkpoint's event and waits for the previous one (for this one when launches are
+ * longer than `target_ns`: queued work then stays at one launch); then re-estimates the GPU time
  * per launch from the two events before. No lock held while the driver runs. */
 static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns) {
   pfn_cuEventSynchronize wait = (pfn_cuEventSynchronize)real_of(IDX_cuEventSynchronize);
@@ -1103,7 +1107,8 @@ static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns) {
   e->recorded[k] = 1;
   e->launches_before[k] = e->since;
   e->next = (k + 1) % ARB_CK_EVENTS;
-  if (!e->recorded[prev] || wait == NULL || wait(e->ev[prev]) != CUDA_SUCCESS) return;
+  int on = e->one_at_a_time ? k : prev;
+  if (!e->recorded[on] || wait == NULL || wait(e->ev[on]) != CUDA_SUCCESS) return;
   float ms = 0;
   uint32_t n = e->launches_before[prev];
   if (e->recorded[prev2] && n > 0 && g_drv.event_elapsed != NULL &&
@@ -1111,13 +1116,16 @@ static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns) {
     double per_launch = (double)ms * 1e6 / n;
     double b = per_launch > 0 ? (double)target_ns / per_launch : ARB_CK_MAX_BUDGET;
     e->budget = b < 1 ? 1 : (b > ARB_CK_MAX_BUDGET ? ARB_CK_MAX_BUDGET : (uint32_t)b);
+    e->one_at_a_time = b < 1;
   }
 }
 
 /* Counts `launches` on `stream` and runs a checkpoint when its budget is spent or `force`.
- * Returns the stream's budget (launches between checkpoints). */
-static uint32_t arb_checkpoint(slicer_arb_client* c, int force, CUstream stream,
-                               uint32_t launches) {
+ * Returns the stream's budget (launches between checkpoints); `*waited` says whether this thread
+ * waited for earlier work (the lease may have been revoked meanwhile). */
+static uint32_t arb_checkpoint(slicer_arb_client* c, int force, CUstream stream, uint32_t launches,
+                               int* waited) {
+  *waited = 0;
   if (g_drv.ctx_get_current == NULL || g_drv.event_create == NULL || g_drv.event_record == NULL) {
     return ARB_CK_MAX_BUDGET;
   }
@@ -1135,12 +1143,13 @@ static uint32_t arb_checkpoint(slicer_arb_client* c, int force, CUstream stream,
   if (e == NULL) {
     /* More streams than the table holds: wait for this one's work when asked. */
     pfn_cuStreamSynchronize ssync = (pfn_cuStreamSynchronize)real_of(IDX_cuStreamSynchronize);
-    if (force && ssync != NULL) ssync(stream);
+    if (force && ssync != NULL) *waited = ssync(stream) == CUDA_SUCCESS;
     return ARB_CK_FIRST_BUDGET;
   }
   if (!due) return e->budget;
   uint64_t max_queued = slicer_arb_max_queued_ns(c);
   ck_run(e, stream, max_queued / 2);
+  *waited = 1;
   pthread_mutex_lock(&g_ck_mu);
   e->since = 0;
   e->busy = 0;
@@ -1155,6 +1164,16 @@ static uint32_t arb_checkpoint(slicer_arb_client* c, int force, CUstream stream,
  * class would otherwise share the GPU with). The count is per thread: no atomic on this path. */
 static __thread uint32_t t_arb_pass_launches __attribute__((tls_model("initial-exec")));
 static uint32_t g_arb_pass_budget[SLICER_ARB_MAX_GPUS]; /* atomic; 0: not known yet */
+
+/* After a checkpoint wait, before submitting: the lease may have been revoked while this thread
+ * waited (a saturating holder spends most of its time in checkpoint waits, so that is where a
+ * REVOKE usually finds it). Asking again lets the hand-over drain without this launch, which
+ * would otherwise add one more kernel to the work the next holder (or a preempting higher class)
+ * shares the GPU with. */
+static void arb_regate(slicer_arb_client* c, int dev) {
+  slicer_arb_launched(c, dev);
+  slicer_arb_launch(c, dev); /* a due checkpoint just ran */
+}
 
 /* Before a submission on `stream` (the per-thread default stream already made explicit).
  * Returns the device whose slicer_arb_launched must follow the submission, or -1. */
@@ -1173,8 +1192,10 @@ static int arb_gate(slicer_arb_client* c, CUstream stream) {
       if (g_drv.stream_is_capturing == NULL ||
           g_drv.stream_is_capturing(stream, &cs) != CUDA_SUCCESS ||
           cs == CU_STREAM_CAPTURE_STATUS_NONE) {
-        __atomic_store_n(&g_arb_pass_budget[dev], arb_checkpoint(c, 1, stream, n),
+        int waited;
+        __atomic_store_n(&g_arb_pass_budget[dev], arb_checkpoint(c, 1, stream, n, &waited),
                          __ATOMIC_RELAXED);
+        if (waited) arb_regate(c, dev);
       }
     }
     return dev;
@@ -1190,7 +1211,9 @@ static int arb_gate(slicer_arb_client* c, CUstream stream) {
   }
   arb_note_stream(dev, stream);
   int r = slicer_arb_launch(c, dev);
-  arb_checkpoint(c, r == SLICER_ARB_CHECKPOINT, stream, 1);
+  int waited;
+  arb_checkpoint(c, r == SLICER_ARB_CHECKPOINT, stream, 1, &waited);
+  if (waited) arb_regate(c, dev);
   return dev;
 }
 
