@@ -506,7 +506,7 @@ INSTANTIATE_TEST_SUITE_P(TwoToEight, OverlapEqualShares, ::testing::Range(2, 9))
 class OverlapWeightedShares : public ::testing::TestWithParam<WeightCase> {};
 
 // A drain of 3 ms (shared with the next holder for about 6 ms, reported by both) at every
-// hand-over: without halving the shared time, 3:1 came out 3.4:1.
+// hand-over: the charges must not count the shared time twice.
 TEST_P(OverlapWeightedShares, ProportionalWithinThreePercent) {
   const auto& w = GetParam().weights;
   std::vector<SimClient> cs;
