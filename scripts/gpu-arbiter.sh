@@ -15,6 +15,12 @@
 #        scripts/gpu-arbiter.sh [PARTS]                    (GPU machine)
 #   PARTS: comma list of shimtests,a,b,c,d,e,overhead (default: all, in that order)
 #   SLICER_BENCH_SECONDS (8): length of each CUDA case; SLICER_TORCH_SECONDS (8).
+#   SLICER_A_HANDOVERS ("drain overlap"): the arbiter's `handover` settings for (a).
+#   SLICER_B_RUNS ("drain:20 overlap:20 drain:50"): HANDOVER:QUANTUM_MS[:MAXQUEUED_MS] arbiter
+#     runs for (b).
+#   SLICER_ALONE_MQ (""): maxQueued values (ms) for one saturating client alone under the arbiter
+#     (priority policy): what a lone client pays for the checkpoints that bound its queue.
+#   SLICER_C_MQ ("10 2"): maxQueued values (ms) for (c) and (d).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -109,6 +115,14 @@ start_at() { python3 -c "import time; print(time.monotonic_ns() + int($1 * 1e9))
 # Under the arbiter (CFG arb*) it runs under the shim with SLICER_LOG=debug: the shim's exit line
 # (event=arbiter_stats: grants, waits, busy time) lands in $W/CASE-CFG-NAME.err.
 pids=()
+# arbiter_config NAME YAML_LINES...: a config file under $W; prints its path.
+arbiter_config() {
+  local f=$W/$1.yaml
+  printf 'arbiter:\n' >"$f"
+  shift
+  printf '  %s\n' "$@" >>"$f"
+  echo "$f"
+}
 client() {
   local c=$1 cfg=$2 name=$3 w=$4 p=$5
   shift 5
@@ -130,6 +144,14 @@ if has a || has b || has c; then
   s=$(start_at 2)
   client alone plain sat 1 normal "$WL" saturate "$s" "$D" "$BIG"
   join
+  for mq in ${SLICER_ALONE_MQ:-}; do
+    arbiter_start priority --config-file "$(arbiter_config "alone-mq$mq" "maxQueued: ${mq}ms")" && {
+      s=$(start_at 3)
+      client alone "arbmq$mq" sat 1 low "$WL" saturate "$s" "$D" "$BIG"
+      join
+      arbiter_stop "alone-mq$mq"
+    }
+  done
 fi
 
 if has a; then
@@ -138,13 +160,18 @@ if has a; then
   client a plain A 3 normal "$WL" saturate "$s" "$D" "$BIG"
   client a plain B 1 normal "$WL" saturate "$s" "$D" "$BIG"
   join
-  arbiter_start fair && {
-    s=$(start_at 3)
-    client a arb A 3 normal "$WL" saturate "$s" "$D" "$BIG"
-    client a arb B 1 normal "$WL" saturate "$s" "$D" "$BIG"
-    join
-    arbiter_stop a
-  }
+  # cfg arb: handover drain (as in earlier runs); arbov: handover overlap.
+  for ho in ${SLICER_A_HANDOVERS:-drain overlap}; do
+    cfg=arb
+    [[ $ho == overlap ]] && cfg=arbov
+    arbiter_start fair --config-file "$(arbiter_config "a-$ho" "handover: $ho")" && {
+      s=$(start_at 3)
+      client a "$cfg" A 3 normal "$WL" saturate "$s" "$D" "$BIG"
+      client a "$cfg" B 1 normal "$WL" saturate "$s" "$D" "$BIG"
+      join
+      arbiter_stop "a-$ho"
+    }
+  done
 fi
 
 if has b; then
@@ -153,18 +180,22 @@ if has b; then
     s=$(start_at 3)
     for i in $(seq "$n"); do client "b$n" plain "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
     join
-    # The default quantum (20 ms) and a longer one (fewer hand-overs).
-    for q in 20 50; do
-      arbiter_start fair --quantum "${q}ms" && {
+    # HANDOVER:QUANTUM runs; cfg arbq<ms> (drain) or arbovq<ms> (overlap).
+    for run in ${SLICER_B_RUNS:-drain:20 overlap:20 drain:50}; do
+      IFS=: read -r ho q mq <<<"$run"
+      cfg=arbq$q
+      [[ $ho == overlap ]] && cfg=arbovq$q
+      lines=("handover: $ho")
+      [[ -n $mq ]] && cfg=${cfg}mq$mq lines+=("maxQueued: ${mq}ms")
+      arbiter_start fair --quantum "${q}ms" --config-file "$(arbiter_config "b-$ho" "${lines[@]}")" && {
         s=$(start_at 4)
-        for i in $(seq "$n"); do client "b$n" "arbq$q" "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
+        for i in $(seq "$n"); do client "b$n" "$cfg" "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
         join
-        arbiter_stop "b$n-q$q"
+        arbiter_stop "b$n-$cfg"
       }
     done
   done
 fi
-printf 'arbiter:\n  maxQueued: 2ms\n' >"$W/maxqueued-2ms.yaml"
 
 if has c; then
   say "(c) bursty high beside a saturating low"
@@ -175,11 +206,9 @@ if has c; then
   client c plain high 1 high "$WL" bursty "$s" "$D" "$BIG" 5 40
   client c plain low 1 low "$WL" saturate "$s" "$D" "$BIG"
   join
-  # The default maxQueued (10 ms) and 2 ms (a preempted low holder has less queued work).
-  for mq in 10 2; do
-    flags=()
-    [[ $mq == 2 ]] && flags=(--config-file "$W/maxqueued-2ms.yaml")
-    arbiter_start priority "${flags[@]}" && {
+  # maxQueued values: a preempted low holder has less queued work with a smaller one.
+  for mq in ${SLICER_C_MQ:-10 2}; do
+    arbiter_start priority --config-file "$(arbiter_config "mq$mq" "maxQueued: ${mq}ms")" && {
       s=$(start_at 3)
       client c "arbmq$mq" high 1 high "$WL" bursty "$s" "$D" "$BIG" 5 40
       client c "arbmq$mq" low 1 low "$WL" saturate "$s" "$D" "$BIG"
@@ -198,10 +227,8 @@ if has d; then
   client d plain lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
   client d plain nb 1 low "$WL" saturate "$s" "$D" "$BIG"
   join
-  for mq in 10 2; do
-    flags=()
-    [[ $mq == 2 ]] && flags=(--config-file "$W/maxqueued-2ms.yaml")
-    arbiter_start priority "${flags[@]}" && {
+  for mq in ${SLICER_C_MQ:-10 2}; do
+    arbiter_start priority --config-file "$(arbiter_config "mq$mq" "maxQueued: ${mq}ms")" && {
       s=$(start_at 3)
       client d "arbmq$mq" lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
       client d "arbmq$mq" nb 1 low "$WL" saturate "$s" "$D" "$BIG"

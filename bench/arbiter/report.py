@@ -7,6 +7,7 @@ Each workload line of RESULTS is `case=.. cfg=.. client=.. weight=.. priority=..
 driver time-slicing without the shim; `arb*` runs under libslicer.so and `slicer arbiter`.
 """
 import collections
+import re
 import statistics
 import sys
 
@@ -41,6 +42,9 @@ def main():
         return [r for r in rows if r.get("case") == case and r.get("cfg") == cfg
                 and (client is None or r.get("client") == client)]
 
+    def pick_case(case):
+        return [r for r in rows if r.get("case") == case]
+
     def one(case, cfg, client):
         r = pick(case, cfg, client)
         return r[0] if r else {}
@@ -50,18 +54,31 @@ def main():
     out.append("| case | target | plain time-slicing | gpu-slicer arbiter | met |")
     out.append("|---|---|---|---|---|")
 
-    # (a) 3:1
-    if pick("a", "plain") or pick("a", "arb"):
+    # one client alone under the arbiter (its checkpoints) vs alone without the shim
+    lone = sorted({r["cfg"] for r in pick_case("alone") if r.get("cfg", "").startswith("arbmq")},
+                  key=lambda c: -float(c[5:]))
+    if lone and r1:
+        cells = "; ".join(f"maxQueued {c[5:]} ms: {num(one('alone', c, 'sat'), 'kernels') / r1:.1%}"
+                          for c in lone)
+        out.append(f"| one saturating client alone under the arbiter (priority policy): "
+                   f"throughput vs without the shim | - | 100% | {cells} | - |")
+
+    # (a) 3:1; cfg arb: handover drain, arbov: overlap
+    if pick("a", "plain") or pick("a", "arb") or pick("a", "arbov"):
         res = {}
-        for cfg in ("plain", "arb"):
+        for cfg in ("plain", "arb", "arbov"):
             a, b = num(one("a", cfg, "A"), "kernels"), num(one("a", cfg, "B"), "kernels")
-            res[cfg] = (a / b if b else float("nan"), (a + b) / r1 if r1 else float("nan"))
-        ok = abs(res["arb"][0] / 3 - 1) <= 0.03
+            if a == a and b == b:
+                res[cfg] = (a / b if b else float("nan"), (a + b) / r1 if r1 else float("nan"))
+        arbs = [k for k in ("arb", "arbov") if k in res]
+        label = {"arb": "drain: ", "arbov": "overlap: "}
+        cells = "; ".join(f"{label[k] if len(arbs) > 1 else ''}{res[k][0]:.3f}:1 "
+                          f"({res[k][1]:.1%}; {res[k][0] / 3 - 1:+.1%})" for k in arbs)
+        ok = ", ".join(f"{label[k]}{'yes' if abs(res[k][0] / 3 - 1) <= 0.03 else 'NO'}"
+                       for k in arbs)
         out.append(f"| (a) 2 saturating, weights 3:1: GPU-time ratio (aggregate vs alone) | "
-                   f"3:1 ±3% | {res['plain'][0]:.3f}:1 ({res['plain'][1]:.1%}) | "
-                   f"{res['arb'][0]:.3f}:1 ({res['arb'][1]:.1%}; {res['arb'][0] / 3 - 1:+.1%}) | "
-                   f"{'yes' if ok else 'NO'} |")
-        plot["a"] = res
+                   f"3:1 ±3% | {res['plain'][0]:.3f}:1 ({res['plain'][1]:.1%}) | {cells} | {ok} |")
+        plot["a"] = {"plain": res["plain"], "arb": res[arbs[0]]}  # the default (drain)
 
     # (b) aggregate; arbiter runs: "arb" (run 1) or "arbq<quantum ms>"
     def agg(case, cfg, n):
@@ -74,27 +91,42 @@ def main():
     for n in (4, 8):
         case = f"b{n}"
         plain = agg(case, "plain", n)
-        arbs = [(cfg, agg(case, cfg, n)) for cfg in ("arb", "arbq20", "arbq50")]
+        # arbq<ms>: handover drain; arbovq<ms>: overlap
+        def bkey(c):
+            m = re.match(r"arb(ov)?q(\d+)(?:mq(\d+))?$", c)
+            return (int(m.group(2)), int(m.group(3) or 0), bool(m.group(1))) if m else (0, 0, False)
+
+        cfgs = sorted({r.get("cfg") for r in pick_case(case) if r.get("cfg", "").startswith("arb")},
+                      key=bkey)
+        arbs = [(cfg, agg(case, cfg, n)) for cfg in cfgs]
         arbs = [(cfg, v) for cfg, v in arbs if v]
         if not plain or not arbs:
             continue
-        cells = "; ".join(
-            f"{'quantum ' + cfg[4:] + ' ms: ' if cfg.startswith('arbq') else ''}{v[0]:.1%} "
-            f"({v[1]:.2f}..{v[2]:.2f})" for cfg, v in arbs)
-        ok = ", ".join(f"{cfg[4:] or '20'} ms {'yes' if v[0] >= 0.99 else 'NO'}" for cfg, v in arbs)
+
+        def blabel(cfg):
+            m = re.match(r"arb(ov)?q(\d+)(?:mq(\d+))?$", cfg)
+            if not m:
+                return ""
+            mq = f", maxQueued {m.group(3)} ms" if m.group(3) else ""
+            return f"{'overlap' if m.group(1) else 'drain'} {m.group(2)} ms{mq}: "
+
+        cells = "; ".join(f"{blabel(cfg)}{v[0]:.1%} ({v[1]:.2f}..{v[2]:.2f})" for cfg, v in arbs)
+        ok = ", ".join(f"{blabel(cfg)[:-2] or 'arbiter'} {'yes' if v[0] >= 0.99 else 'NO'}"
+                       for cfg, v in arbs)
         out.append(f"| (b) {n} equal saturating: aggregate vs one alone (min..max share x{n}) | "
                    f"≥ 99% (plain 94.5%) | {plain[0]:.1%} ({plain[1]:.2f}..{plain[2]:.2f}) | "
                    f"{cells} | {ok} |")
-        plot[case] = {"plain": plain, "arb": arbs[0][1]}
-        if len(arbs) > 1:
-            plot[case]["arb2"] = arbs[1][1]
+        best = max(arbs, key=lambda cv: cv[1][0])
+        plot[case] = {"plain": plain, "arb": best[1]}
 
     # (c) bursty high + saturating low
     ha = one("c", "alone", "high")
     if ha:
         h_rate, burst_ms = num(ha, "rate"), num(ha, "burst_ms_p50")
         res = {}
-        for cfg in ("plain", "arb", "arbmq10", "arbmq2"):
+        mqs = sorted({r["cfg"] for r in pick_case("c") if r.get("cfg", "").startswith("arbmq")},
+                     key=lambda c: -float(c[5:]))
+        for cfg in ["plain", "arb"] + mqs:
             h, lo = one("c", cfg, "high"), one("c", cfg, "low")
             if not h or not lo:
                 continue
@@ -103,8 +135,9 @@ def main():
             idle = secs - high_busy
             low_share = num(lo, "kernels") / (r1 / num(alone, "seconds") * idle) if idle > 0 else 0
             res[cfg] = (num(h, "rate") / h_rate, low_share, num(h, "burst_ms_p99"))
-        arbs = [k for k in ("arb", "arbmq10", "arbmq2") if k in res]
-        label = {"arb": "", "arbmq10": "maxQueued 10 ms: ", "arbmq2": "maxQueued 2 ms: "}
+        arbs = [k for k in ["arb"] + mqs if k in res]
+        label = {k: f"maxQueued {k[5:]} ms: " for k in mqs}
+        label["arb"] = ""
         cells = "; ".join(f"{label[k]}{res[k][0]:.1%}, {res[k][1]:.1%} ({res[k][2]:.2f} ms)"
                           for k in arbs)
         ok = ", ".join(f"{label[k] or 'arbiter: '}{'yes' if res[k][0] >= 0.95 and res[k][1] >= 0.90 else 'NO'}"
@@ -118,10 +151,13 @@ def main():
     # (d) latency
     la = one("d", "alone", "lat")
     if la:
+        mqs = sorted({r["cfg"] for r in pick_case("d") if r.get("cfg", "").startswith("arbmq")},
+                     key=lambda c: -float(c[5:]))
         res = {cfg: (num(one("d", cfg, "lat"), "p50_ms"), num(one("d", cfg, "lat"), "p99_ms"))
-               for cfg in ("alone", "plain", "arb", "arbmq10", "arbmq2") if one("d", cfg, "lat")}
-        arbs = [k for k in ("arb", "arbmq10", "arbmq2") if k in res]
-        label = {"arb": "", "arbmq10": "maxQueued 10 ms: ", "arbmq2": "maxQueued 2 ms: "}
+               for cfg in ["alone", "plain", "arb"] + mqs if one("d", cfg, "lat")}
+        arbs = [k for k in ["arb"] + mqs if k in res]
+        label = {k: f"maxQueued {k[5:]} ms: " for k in mqs}
+        label["arb"] = ""
         cells = "; ".join(f"{label[k]}{res[k][0]:.2f} / {res[k][1]:.2f} ms" for k in arbs)
         ok = ", ".join(f"{label[k] or 'arbiter: '}{'yes' if res[k][1] <= res['plain'][1] else 'NO'}"
                        for k in arbs)

@@ -69,7 +69,7 @@ struct Gpu {
     CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   }
   void Launch(int iters, int nblocks = 0) {
-    Spin < < <nblocks> 0 ? nblocks : blocks, 256, 0, stream >>> (out, iters);
+    Spin<<<nblocks > 0 ? nblocks : blocks, 256, 0, stream>>>(out, iters);
     CHECK(cudaGetLastError());
   }
   void Sync() { CHECK(cudaStreamSynchronize(stream)); }
