@@ -392,8 +392,20 @@ int DemoMain(int argc, char** argv) {
   bool pods_ok = true;
   if (have_shim) {
     Say("[3] the pods run for 3 s, each a GPU program under the shim (libslicer.so) and the "
-        "arbiter:\n    memory is capped per pod; GPU 0's time is split 2:1:1 by replicas held; "
-        "the notebook has GPU 1 to itself");
+        "arbiter:\n    memory is capped per pod; a GPU's time is split by replicas held");
+    std::map<std::string, std::vector<const Pod*>> by_gpu;  // what the pods were given
+    for (const Pod& p : node.pods) by_gpu[Env(p.alloc, "NVIDIA_VISIBLE_DEVICES")].push_back(&p);
+    for (const auto& [gpu, pods] : by_gpu) {
+      std::vector<std::string> names, parts;
+      for (const Pod* p : pods) {
+        names.push_back(p->name);
+        parts.push_back(std::to_string(p->ids.size()));
+      }
+      Say(pods.size() == 1
+              ? absl::StrCat("      ", names[0], " has ", gpu.substr(0, 12), "... to itself")
+              : absl::StrCat("      ", gpu.substr(0, 12), "...: ", absl::StrJoin(names, ", "),
+                             " at ", absl::StrJoin(parts, ":")));
+    }
     pods_ok = RunPods(node, self, dir, metrics_port, env);
     Say("");
   }
