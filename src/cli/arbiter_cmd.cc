@@ -36,7 +36,7 @@ void DefineFlags(FlagSet& f) {
         "unix socket the clients (the shim) connect to");
   f.Add("config-file", "SLICER_ARBITER_CONFIG", "",
         "YAML file with an `arbiter:` section (policy, quantum, maxQuantum, priorityFloor, "
-        "weightOverride, failClosed, revokeGrace, maxQueued, trustClaims)");
+        "weightOverride, failClosed, revokeGrace, maxQueued, handover, trustClaims)");
   f.Add("policy", "SLICER_ARBITER_POLICY", "", "fair, priority or off (beats the file)");
   f.Add("quantum", "SLICER_ARBITER_QUANTUM", "", "lease per unit of weight, e.g. 20ms");
   f.Add("priority-floor", "SLICER_ARBITER_PRIORITY_FLOOR", "",
