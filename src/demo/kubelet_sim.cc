@@ -2,10 +2,35 @@
 
 #include <unistd.h>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 
 namespace slicer::demo {
+namespace {
+
+// Serves `service` on the unix socket `path` (a stale socket there is replaced).
+absl::StatusOr<std::unique_ptr<grpc::Server>> ServeUnix(const std::string& path,
+                                                        grpc::Service* service) {
+  ::unlink(path.c_str());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix://" + path, grpc::InsecureServerCredentials());
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) return absl::UnavailableError("cannot serve " + path);
+  return server;
+}
+
+void StopServing(std::unique_ptr<grpc::Server>& server, const std::string& path) {
+  if (server) {
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    server->Wait();
+    server.reset();
+  }
+  ::unlink(path.c_str());
+}
+
+}  // namespace
 
 PluginClient::PluginClient(std::string resource, std::string socket_path)
     : resource_(std::move(resource)) {
@@ -106,22 +131,14 @@ KubeletSim::KubeletSim(std::string socket_path) : socket_path_(std::move(socket_
 KubeletSim::~KubeletSim() { Stop(); }
 
 absl::Status KubeletSim::Start() {
-  ::unlink(socket_path_.c_str());
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix://" + socket_path_, grpc::InsecureServerCredentials());
-  builder.RegisterService(this);
-  server_ = builder.BuildAndStart();
-  if (!server_) return absl::UnavailableError("cannot serve " + socket_path_);
+  auto server = ServeUnix(socket_path_, this);
+  if (!server.ok()) return server.status();
+  server_ = std::move(*server);
   return absl::OkStatus();
 }
 
 void KubeletSim::Stop() {
-  if (server_) {
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    server_->Wait();
-    server_.reset();
-  }
-  ::unlink(socket_path_.c_str());
+  StopServing(server_, socket_path_);
   std::lock_guard<std::mutex> lock(mu_);
   clients_.clear();
 }
@@ -162,32 +179,18 @@ std::vector<std::string> KubeletSim::Resources() const {
   return out;
 }
 
-}  // namespace slicer::demo
-
-namespace slicer::demo {
-
 PodResourcesSim::PodResourcesSim(std::string socket_path) : socket_path_(std::move(socket_path)) {}
 
 PodResourcesSim::~PodResourcesSim() { Stop(); }
 
 absl::Status PodResourcesSim::Start() {
-  ::unlink(socket_path_.c_str());
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix://" + socket_path_, grpc::InsecureServerCredentials());
-  builder.RegisterService(this);
-  server_ = builder.BuildAndStart();
-  if (!server_) return absl::UnavailableError("cannot serve " + socket_path_);
+  auto server = ServeUnix(socket_path_, this);
+  if (!server.ok()) return server.status();
+  server_ = std::move(*server);
   return absl::OkStatus();
 }
 
-void PodResourcesSim::Stop() {
-  if (server_) {
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    server_->Wait();
-    server_.reset();
-  }
-  ::unlink(socket_path_.c_str());
-}
+void PodResourcesSim::Stop() { StopServing(server_, socket_path_); }
 
 void PodResourcesSim::Assign(const std::string& ns, const std::string& pod,
                              const std::string& container, const std::string& resource,
