@@ -3,7 +3,8 @@
 // (the built binary parses the rendered arguments; its --help lists the variables), and the
 // paths the flags name are wired to the volumes that make them true (the plugin's shim folder
 // seen at its host path, the arbiter's socket directory shared by its host path with the plugin,
-// the metrics port, the host PID namespace the arbiter's client identity needs).
+// the metrics port, the host PID namespace the arbiter's client identity needs), and the arbiter
+// starts on the config file the chart renders for it.
 //
 // Inputs (tests/deploy/run.sh sets them): DEPLOY_RENDERED_DIR, a folder of `helm template`
 // outputs (*.yaml, one per values set), and SLICER_BIN, the built slicer binary.
@@ -46,6 +47,7 @@ type rendered struct {
 	daemonSets      []*appsv1.DaemonSet
 	services        []*corev1.Service
 	serviceMonitors []serviceMonitor
+	configMaps      []*corev1.ConfigMap
 }
 
 // serviceMonitor is the part of a Prometheus Operator ServiceMonitor this check reads.
@@ -110,6 +112,12 @@ func load(t *testing.T) []rendered {
 					t.Fatalf("%s: %v", f, err)
 				}
 				r.services = append(r.services, s)
+			case "v1/ConfigMap":
+				cm := &corev1.ConfigMap{}
+				if err := yaml.UnmarshalStrict(doc, cm); err != nil {
+					t.Fatalf("%s: %v", f, err)
+				}
+				r.configMaps = append(r.configMaps, cm)
 			case "monitoring.coreos.com/v1/ServiceMonitor":
 				var m serviceMonitor
 				if err := yaml.Unmarshal(doc, &m); err != nil {
@@ -415,4 +423,61 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestArbiterConfigFileIsValid: an arbiter given --config-file finds the file in a ConfigMap
+// mounted at its folder, and the built binary starts on it (the arbiter's parser is stricter than
+// the chart's schema: ranges, combinations). Values sets that render no config file are skipped.
+func TestArbiterConfigFileIsValid(t *testing.T) {
+	bin := slicerBin(t)
+	checked := 0
+	for _, r := range load(t) {
+		for _, ds := range r.daemonSets {
+			arb := slicerContainers(ds)["arbiter"]
+			if arb == nil {
+				continue
+			}
+			file, ok := flag(argv(arb), "config-file")
+			if !ok {
+				continue
+			}
+			spec := &ds.Spec.Template.Spec
+			vol, _ := mountedFrom(spec, arb, path.Dir(file))
+			if vol == nil || vol.ConfigMap == nil {
+				t.Errorf("%s: arbiter --config-file=%s: %s is not a ConfigMap mount", r.name, file,
+					path.Dir(file))
+				continue
+			}
+			var text string
+			found := false
+			for _, cm := range r.configMaps {
+				if cm.Name == vol.ConfigMap.Name {
+					text, found = cm.Data[path.Base(file)]
+				}
+			}
+			if !found {
+				t.Errorf("%s: arbiter --config-file=%s: ConfigMap %s (rendered by the chart) has no "+
+					"key %s", r.name, file, vol.ConfigMap.Name, path.Base(file))
+				continue
+			}
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "arbiter.yaml")
+			if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Starts, serves, and exits by itself once idle: exit 0 only if the file was accepted.
+			cmd := exec.Command(bin, "arbiter", "--config-file="+cfg,
+				"--socket="+filepath.Join(dir, "a.sock"), "--metrics-port=0",
+				"--attribution=none", "--exit-when-idle=1ms")
+			cmd.Env = []string{"PATH=/usr/bin:/bin"}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s: the arbiter refuses the chart's config file: %v\n%s\n--- file:\n%s",
+					r.name, err, out, text)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Error("no values set renders an arbiter config file (ci/full.yaml should)")
+	}
 }
