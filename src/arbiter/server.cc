@@ -14,6 +14,7 @@
 #include <cstring>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "src/common/log.h"
@@ -21,7 +22,7 @@
 namespace slicer::arbiter {
 namespace {
 
-constexpr int kMaxReplicasClaimed = 64;
+constexpr int kMaxReplicasClaimed = SLICER_ARB_MAX_REPLICAS;
 constexpr size_t kMaxGpus = 256;
 constexpr int kMaxMessagesPerWakeup = 64;
 
@@ -395,14 +396,18 @@ void Server::HandleHello(Session& s, const slicer_arb_hello_msg& m) {
     return;
   }
   std::vector<std::string> replicas;
+  std::string gpu;  // of the entry before: "::<n>" continues it
   for (absl::string_view r : absl::StrSplit(m.replicas, ',', absl::SkipWhitespace())) {
     std::string id(r);
+    if (absl::StartsWith(id, "::") && !gpu.empty()) id = gpu + id;
     size_t sep = id.find("::");
     if (sep == std::string::npos || !ValidUuid(id.substr(0, sep).c_str())) {
       Fail(s, SLICER_ARB_E_MALFORMED,
-           absl::StrCat("replica ID \"", id.substr(0, 80), "\" is not <GPU-UUID>::<n>"));
+           absl::StrCat("replica ID \"", id.substr(0, 80),
+                        "\" is not <GPU-UUID>::<n> (nor ::<n> after one)"));
       return;
     }
+    gpu = id.substr(0, sep);
     replicas.push_back(id);
   }
   std::sort(replicas.begin(), replicas.end());

@@ -46,6 +46,8 @@
 #define SLICER_ARB_UUID_LEN 48
 #define SLICER_ARB_TOKEN_LEN 72
 #define SLICER_ARB_REPLICAS_LEN 640
+/* Most replica IDs one HELLO may claim (more is refused with SLICER_ARB_E_LIMIT). */
+#define SLICER_ARB_MAX_REPLICAS 64
 
 /* Default socket path on the node (`slicer arbiter --socket`). */
 #define SLICER_ARB_DEFAULT_SOCKET "/var/run/gpu-slicer/arbiter.sock"
@@ -53,7 +55,9 @@
 /* Environment read by the client library (besides SLICER_ARBITER_SOCKET and
  * SLICER_CONTAINER_ID from shim_contract.h):
  * SLICER_REPLICA_IDS     comma-separated replica IDs (<GPU-UUID>::<n>) of the container, set by
- *                        Allocate; the arbiter checks them against the kubelet's records.
+ *                        Allocate; an entry "::<n>" is replica n of the GPU named before it
+ *                        ("GPU-a::0,::3,GPU-b::2"). The arbiter checks them against the
+ *                        kubelet's records.
  * SLICER_WEIGHT          requested weight (standalone `slicer run --weight`); honoured within
  *                        the arbiter's configured limits.
  * SLICER_PRIORITY        requested class: high, normal, low.

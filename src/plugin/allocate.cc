@@ -40,14 +40,34 @@ std::string Truncated(const std::vector<std::string>& ids) {
 // The longest unix socket path a client can connect to (sun_path holds 108 bytes with the NUL).
 constexpr size_t kMaxSocketPath = 107;
 
-// As many whole IDs as fit in the arbiter's HELLO field, comma-separated.
+// The replica IDs for the arbiter's HELLO field, comma-separated and grouped by GPU (in order of
+// first appearance), each ID after a GPU's first written without its UUID ("GPU-a::0,::3,GPU-b::2":
+// 4-5 bytes per further replica instead of 44), as many whole IDs as fit, and no more than the
+// arbiter takes from one client.
 std::string ReplicaIdsForArbiter(const std::vector<std::string>& ids) {
-  std::string out;
+  std::vector<std::string> gpus;
+  std::map<std::string, std::vector<std::string>> by_gpu;  // UUID -> "::<n>" suffixes
   for (const std::string& id : ids) {
-    size_t grown = out.size() + (out.empty() ? 0 : 1) + id.size();
-    if (grown > SLICER_ARB_REPLICAS_LEN - 1) break;
-    if (!out.empty()) out += ',';
-    out += id;
+    const size_t sep = id.find("::");
+    if (sep == std::string::npos) continue;  // not a replica ID: nothing to weight
+    auto [it, added] = by_gpu.try_emplace(id.substr(0, sep));
+    if (added) gpus.push_back(it->first);
+    it->second.push_back(id.substr(sep));
+  }
+  std::string out;
+  int listed = 0;
+  for (const std::string& gpu : gpus) {
+    bool first = true;
+    for (const std::string& suffix : by_gpu[gpu]) {
+      std::string entry = first ? gpu + suffix : suffix;
+      if (out.size() + (out.empty() ? 0 : 1) + entry.size() > SLICER_ARB_REPLICAS_LEN - 1 ||
+          ++listed > SLICER_ARB_MAX_REPLICAS) {
+        return out;
+      }
+      if (!out.empty()) out += ',';
+      out += entry;
+      first = false;
+    }
   }
   return out;
 }

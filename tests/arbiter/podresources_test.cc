@@ -249,8 +249,12 @@ TEST_F(AttributedServerTest, ClaimsAreCheckedAgainstTheKubelet) {
   std::string err;
   const std::string r0 = std::string(kGpu) + "::0", r1 = std::string(kGpu) + "::1",
                     r2 = std::string(kGpu) + "::2";
-  EXPECT_EQ(Hello(r0 + ",::7", &err), SLICER_ARB_ERROR);
+  // "::<n>" continues the GPU named before it; with none before it, it is malformed.
+  EXPECT_EQ(Hello("::7," + r0, &err), SLICER_ARB_ERROR);
   EXPECT_NE(err.find("is not <GPU-UUID>::<n>"), std::string::npos) << err;
+  EXPECT_EQ(Hello(r0 + ",::7", &err), SLICER_ARB_ERROR);
+  EXPECT_NE(err.find("replica " + std::string(kGpu) + "::7 is not allocated"), std::string::npos)
+      << err;
   EXPECT_EQ(Hello(std::string(kGpu) + "::42", &err), SLICER_ARB_ERROR);
   EXPECT_NE(err.find("not allocated to any container"), std::string::npos) << err;
   EXPECT_EQ(Hello(r0 + "," + r2, &err), SLICER_ARB_ERROR);
@@ -288,7 +292,8 @@ TEST_F(AttributedServerTest, WeightIsTheReplicaCountWithoutAnnotation) {
   StartServer(&attr, "0::/kubepods/pod0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0/ctr");
   std::string err;
   int fd = -1;
-  ASSERT_EQ(Hello(std::string(kGpu) + "::0," + kGpu + "::1", &err, &fd), SLICER_ARB_WELCOME) << err;
+  // The plugin's compact form: the second replica without its UUID.
+  ASSERT_EQ(Hello(std::string(kGpu) + "::0,::1", &err, &fd), SLICER_ARB_WELCOME) << err;
   slicer_arb_attach_msg at{};
   slicer_arb_init(&at.h, SLICER_ARB_ATTACH, 2);
   std::strcpy(at.uuid, kGpu);

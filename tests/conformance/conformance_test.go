@@ -234,7 +234,7 @@ func checkArbiter(t *testing.T, p *slicerPlugin, opts *devicemanager.DeviceRunCo
 	if got, want := env[arbiterSocketEnv], arbiterInContainer+"/"+filepath.Base(p.arbiterSocket); got != want {
 		t.Errorf("%s=%q, want %q", arbiterSocketEnv, got, want)
 	}
-	if got := strings.Split(env[replicaIDsEnv], ","); len(got) != len(kubeletIDs) ||
+	if got := expandReplicaIDs(env[replicaIDsEnv]); len(got) != len(kubeletIDs) ||
 		!equalSets(got, kubeletIDs) {
 		t.Errorf("%s=%q, want the kubelet's devices for the container %v", replicaIDsEnv,
 			env[replicaIDsEnv], kubeletIDs)
@@ -249,6 +249,21 @@ func checkArbiter(t *testing.T, p *slicerPlugin, opts *devicemanager.DeviceRunCo
 		t.Errorf("mounts at %s: %v, want %v (the socket's directory, read-only)", arbiterInContainer,
 			found, want)
 	}
+}
+
+// expandReplicaIDs reads SLICER_REPLICA_IDS as the arbiter does: comma-separated, an entry
+// "::<n>" being replica n of the GPU named before it.
+func expandReplicaIDs(listed string) []string {
+	var out []string
+	gpu := ""
+	for _, e := range strings.Split(listed, ",") {
+		if strings.HasPrefix(e, "::") {
+			e = gpu + e
+		}
+		gpu, _, _ = strings.Cut(e, "::")
+		out = append(out, e)
+	}
+	return out
 }
 
 // checkNoArbiter checks that a container gets nothing of the arbiter.

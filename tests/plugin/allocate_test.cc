@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "src/common/arbiter_protocol.h"
 #include "src/common/shim_contract.h"
@@ -203,8 +204,12 @@ TEST(Allocate, ArbiterEnvAndReadOnlyDirectoryMount) {
   auto r = AllocateContainer(Shared(2, 4), {"GPU-1::0", "GPU-1::3", "GPU-0::2"}, o, "abc");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->envs().at(SLICER_ENV_ARBITER_SOCKET), "/var/run/gpu-slicer/arbiter.sock");
-  // Every replica held, in request order: the arbiter weights by replicas held per GPU.
-  EXPECT_EQ(r->envs().at(SLICER_ENV_REPLICA_IDS), "GPU-1::0,GPU-1::3,GPU-0::2");
+  // Every replica held, grouped by GPU in order of first appearance, a GPU's further replicas
+  // without the UUID: the arbiter weights by replicas held per GPU.
+  EXPECT_EQ(r->envs().at(SLICER_ENV_REPLICA_IDS), "GPU-1::0,::3,GPU-0::2");
+  r = AllocateContainer(Shared(2, 4), {"GPU-0::1", "GPU-1::2", "GPU-0::3"}, o, "abc");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->envs().at(SLICER_ENV_REPLICA_IDS), "GPU-0::1,::3,GPU-1::2");
   EXPECT_EQ(r->envs().at(SLICER_ENV_CONTAINER_ID), "abc");
   ASSERT_EQ(r->mounts_size(), 3);  // shim, ld.so.preload, arbiter directory
   EXPECT_EQ(r->mounts(2).container_path(), "/var/run/gpu-slicer");
@@ -248,26 +253,59 @@ TEST(Allocate, NoArbiterWithoutTheShimSharingOrTheFlag) {
   EXPECT_EQ(off->mounts_size(), 2);
 }
 
+// SLICER_REPLICA_IDS expanded as the arbiter reads it ("::<n>" continues the GPU before it).
+std::vector<std::string> Expand(const std::string& listed) {
+  std::vector<std::string> out;
+  std::string gpu;
+  for (absl::string_view part : absl::StrSplit(listed, ',')) {
+    std::string e(part);
+    std::string id = e.rfind("::", 0) == 0 ? gpu + e : e;
+    gpu = id.substr(0, id.find("::"));
+    out.push_back(id);
+  }
+  return out;
+}
+
 TEST(Allocate, ReplicaIdsFitTheArbitersHello) {
-  // Real UUIDs (40 characters): 16 replica IDs of one GPU do not fit in the HELLO's 640 bytes.
-  std::vector<Gpu> gpus = {MakeGpu(0)};
+  // Real UUIDs (40 characters): 64 replica IDs of one GPU written whole would take 2.8 KB; the
+  // HELLO field holds 639 bytes. Written compactly all 64 fit.
+  std::vector<Gpu> gpus = {MakeGpu(0), MakeGpu(1)};
   gpus[0].uuid = "GPU-0a1b2c3d-0000-4000-8000-0123456789ab";
-  Resource res = MakeResource("nvidia.com/gpu", 16, gpus);
+  gpus[1].uuid = "GPU-0a1b2c3d-0000-4000-8000-0123456789ac";
+  Resource res = MakeResource("nvidia.com/gpu", 64, gpus);
   res.enforce_memory = true;
   AllocateOptions o = Opts();
   o.arbiter_socket = kArbiterSocket;
-  std::vector<std::string> ids = All(res);
-  auto r = AllocateContainer(res, ids, o, "x");
+  std::vector<std::string> ids = All(res);  // 128: both GPUs
+  std::vector<std::string> one_gpu(ids.begin(), ids.begin() + 64);
+  auto r = AllocateContainer(res, one_gpu, o, "x");
   ASSERT_TRUE(r.ok());
-  const std::string listed = r->envs().at(SLICER_ENV_REPLICA_IDS);
+  std::string listed = r->envs().at(SLICER_ENV_REPLICA_IDS);
   EXPECT_LE(listed.size(), static_cast<size_t>(SLICER_ARB_REPLICAS_LEN - 1));
-  std::vector<std::string> got = absl::StrSplit(listed, ',');
-  ASSERT_EQ(got.size(), 14u) << listed;  // 619 bytes with the commas; a 15th would make 664
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], ids[i]);
-  // What fits is listed whole.
-  auto few =
-      AllocateContainer(res, std::vector<std::string>(ids.begin(), ids.begin() + 14), o, "x");
-  EXPECT_EQ(few->envs().at(SLICER_ENV_REPLICA_IDS), listed);
+  EXPECT_EQ(Expand(listed), one_gpu) << listed;
+  // More than the arbiter takes from one client (128 replicas; 64 is its limit): the first 64.
+  r = AllocateContainer(res, ids, o, "x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Expand(r->envs().at(SLICER_ENV_REPLICA_IDS)),
+            std::vector<std::string>(ids.begin(), ids.begin() + SLICER_ARB_MAX_REPLICAS));
+  // More than the field holds (4 replicas on each of 16 GPUs: 16 UUIDs, ~880 bytes): whole IDs
+  // only, a prefix of the request grouped by GPU, nothing cut in the middle.
+  std::vector<Gpu> many;
+  for (int i = 0; i < 16; ++i) {
+    many.push_back(MakeGpu(i));
+    many.back().uuid = absl::StrCat("GPU-0a1b2c3d-0000-4000-8000-0123456789", i < 10 ? "0" : "", i);
+  }
+  Resource wide = MakeResource("nvidia.com/gpu", 4, many);
+  wide.enforce_memory = true;
+  std::vector<std::string> wide_ids = All(wide);
+  r = AllocateContainer(wide, wide_ids, o, "x");
+  ASSERT_TRUE(r.ok());
+  listed = r->envs().at(SLICER_ENV_REPLICA_IDS);
+  EXPECT_LE(listed.size(), static_cast<size_t>(SLICER_ARB_REPLICAS_LEN - 1));
+  std::vector<std::string> got = Expand(listed);
+  ASSERT_GE(got.size(), 40u) << listed;  // 11 GPUs' worth: 11 x (43 + 3 x 4) = 605 bytes
+  ASSERT_LT(got.size(), wide_ids.size()) << listed;
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], wide_ids[i]);
 }
 
 TEST(Allocate, ArbiterSocketPathsThatCannotBeHandedToContainers) {

@@ -178,7 +178,7 @@ TEST_F(PluginTest, ArbiterSocketReachesSharedContainersOnly) {
   ASSERT_TRUE(shared->Allocate({ids}, &r).ok());
   const auto& c = r.container_responses(0);
   EXPECT_EQ(c.envs().at(SLICER_ENV_ARBITER_SOCKET), "/var/run/gpu-slicer/arbiter.sock");
-  EXPECT_EQ(c.envs().at("SLICER_REPLICA_IDS"), ids[0] + "," + ids[1]);
+  EXPECT_EQ(c.envs().at("SLICER_REPLICA_IDS"), ids[0] + ",::0");  // same GPU: no UUID again
   int found = 0;
   for (const auto& m : c.mounts()) {
     if (m.container_path() != "/var/run/gpu-slicer") continue;
