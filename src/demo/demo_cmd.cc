@@ -128,10 +128,9 @@ void SchedulePod(Node& node, const std::string& pod, int shares) {
   Say(absl::StrCat("      NVIDIA_VISIBLE_DEVICES=", Env(c, "NVIDIA_VISIBLE_DEVICES")));
   Say(absl::StrCat("      memory cap: ", DescribeCaps(Env(c, SLICER_ENV_MEMORY_LIMITS))));
   if (std::string a = Env(c, SLICER_ENV_ARBITER_SOCKET); !a.empty()) {
+    std::string ids = Env(c, SLICER_ENV_REPLICA_IDS);
     Say(absl::StrCat("      arbiter: ", a, ", replicas ",
-                     Env(c, SLICER_ENV_REPLICA_IDS).size() > 60
-                         ? Env(c, SLICER_ENV_REPLICA_IDS).substr(0, 57) + "..."
-                         : Env(c, SLICER_ENV_REPLICA_IDS)));
+                     ids.size() > 60 ? ids.substr(0, 57) + "..." : ids));
   }
   std::vector<std::string> mounts;
   for (const auto& m : c.mounts()) mounts.push_back(m.container_path());

@@ -48,11 +48,11 @@ std::string ReplicaIdsForArbiter(const std::vector<std::string>& ids) {
   std::vector<std::string> gpus;
   std::map<std::string, std::vector<std::string>> by_gpu;  // UUID -> "::<n>" suffixes
   for (const std::string& id : ids) {
-    const size_t sep = id.find("::");
-    if (sep == std::string::npos) continue;  // not a replica ID: nothing to weight
-    auto [it, added] = by_gpu.try_emplace(id.substr(0, sep));
+    const std::string_view gpu = StripReplicaSuffix(id);
+    if (gpu.size() == id.size()) continue;  // not a replica ID: nothing to weight
+    auto [it, added] = by_gpu.try_emplace(std::string(gpu));
     if (added) gpus.push_back(it->first);
-    it->second.push_back(id.substr(sep));
+    it->second.push_back(id.substr(gpu.size()));
   }
   std::string out;
   int listed = 0;
