@@ -16,8 +16,11 @@
 #   PARTS: comma list of shimtests,a,b,c,d,e,overhead (default: all, in that order)
 #   SLICER_BENCH_SECONDS (8): length of each CUDA case; SLICER_TORCH_SECONDS (8).
 #   SLICER_A_HANDOVERS ("drain overlap"): the arbiter's `handover` settings for (a).
-#   SLICER_B_RUNS ("drain:20 overlap:20 drain:50"): HANDOVER:QUANTUM_MS[:MAXQUEUED_MS] arbiter
-#     runs for (b).
+#   SLICER_B_RUNS ("drain:20 overlap:20 drain:50"): HANDOVER:QUANTUM_MS[:MAXQUEUED_MS[:spin]]
+#     arbiter runs for (b); `spin`: the clients and the arbiter never sleep (a diagnostic of what
+#     waking up costs a hand-over: SLICER_ARB_SPIN, SLICER_ARBITER_SPIN).
+#   (b)'s runs are traced: each kernel's GPU time and each client's lease steps; handover.py's
+#   line per run (`handover: ...`) goes to results.txt.
 #   SLICER_ALONE_MQ (""): maxQueued values (ms) for one saturating client alone under the arbiter
 #     (priority policy): what a lone client pays for the checkpoints that bound its queue.
 #   SLICER_C_MQ ("10 2"): maxQueued values (ms) for (c) and (d).
@@ -94,7 +97,7 @@ ARB_PID=
 ARB_SOCK=
 arbiter_start() {  # POLICY [extra flags]
   ARB_SOCK=$W/arb-$RANDOM.sock
-  LD_LIBRARY_PATH=$CARRY/lib "$CARRY/slicer" arbiter --socket "$ARB_SOCK" --attribution none \
+  SLICER_ARBITER_SPIN=${SPIN:-0} LD_LIBRARY_PATH=$CARRY/lib "$CARRY/slicer" arbiter --socket "$ARB_SOCK" --attribution none \
     --policy "$1" --metrics-address 127.0.0.1 --metrics-port 19400 "${@:2}" >>"$W/arbiter.log" 2>&1 &
   ARB_PID=$!
   for _ in $(seq 200); do [[ -S $ARB_SOCK ]] && return 0; sleep 0.05; done
@@ -129,8 +132,11 @@ client() {
   (
     if [[ $cfg == arb* ]]; then
       export LD_PRELOAD=$SHIM SLICER_ARBITER_SOCKET=$ARB_SOCK SLICER_CONTAINER_ID=$c-$cfg-$name \
-        SLICER_WEIGHT=$w SLICER_PRIORITY=$p SLICER_LEDGER_DIR=$W SLICER_LOG=debug
+        SLICER_WEIGHT=$w SLICER_PRIORITY=$p SLICER_LEDGER_DIR=$W SLICER_LOG=debug \
+        SLICER_ARB_SPIN=${SPIN:-0}
+      [[ -n ${TRACE_DIR:-} ]] && export SLICER_ARB_TRACE=$TRACE_DIR/$name.lease
     fi
+    [[ -n ${TRACE_DIR:-} ]] && export WORKLOAD_TRACE=$TRACE_DIR/$name.gpu
     line=$(timeout 150 "$@" 2>>"$W/$c-$cfg-$name.err")
     stats=$(grep -o 'event=arbiter_stats.*' "$W/$c-$cfg-$name.err" 2>/dev/null | tail -1 | sed 's/event=arbiter_stats //')
     echo "case=$c cfg=$cfg client=$name weight=$w priority=$p $line $stats" >>"$RES"
@@ -174,25 +180,38 @@ if has a; then
   done
 fi
 
+# traced TAG START: handover.py's line for the traced run in $TRACE_DIR.
+traced() {
+  python3 bench/arbiter/handover.py "$2" "$D" "$1" "$TRACE_DIR" 2>&1 | tee -a "$RES"
+  TRACE_DIR=
+}
+
 if has b; then
   for n in 4 8; do
     say "(b) $n equal saturating clients"
     s=$(start_at 3)
+    TRACE_DIR=$W/trace-b$n-plain && mkdir -p "$TRACE_DIR"
     for i in $(seq "$n"); do client "b$n" plain "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
     join
-    # HANDOVER:QUANTUM runs; cfg arbq<ms> (drain) or arbovq<ms> (overlap).
+    traced "b$n-plain" "$s"
+    # HANDOVER:QUANTUM[:MAXQUEUED[:spin]] runs; cfg arbq<ms> (drain) or arbovq<ms> (overlap).
     for run in ${SLICER_B_RUNS:-drain:20 overlap:20 drain:50}; do
-      IFS=: read -r ho q mq <<<"$run"
+      IFS=: read -r ho q mq sp <<<"$run"
       cfg=arbq$q
       [[ $ho == overlap ]] && cfg=arbovq$q
       lines=("handover: $ho")
       [[ -n $mq ]] && cfg=${cfg}mq$mq lines+=("maxQueued: ${mq}ms")
+      SPIN=0
+      [[ $sp == spin ]] && SPIN=1 cfg=${cfg}spin
       arbiter_start fair --quantum "${q}ms" --config-file "$(arbiter_config "b-$ho" "${lines[@]}")" && {
         s=$(start_at 4)
+        TRACE_DIR=$W/trace-b$n-$cfg && mkdir -p "$TRACE_DIR"
         for i in $(seq "$n"); do client "b$n" "$cfg" "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
         join
         arbiter_stop "b$n-$cfg"
+        traced "b$n-$cfg" "$s"
       }
+      SPIN=0
     done
   done
 fi

@@ -15,6 +15,15 @@
 //                                     requests of K one-block kernels, then a sync, one every
 //                                     PERIOD_MS; prints request latency percentiles
 // Every CUDA call is checked; output is one line of key=value.
+//
+// Kernels completed are counted on the GPU as well: the last block of each kernel writes the
+// kernel's number to mapped host memory, which a host thread reads at START+S (`exact=`: the
+// kernels finished inside the window, the one running then not counted). `kernels=` counts
+// whole batches finished by then, as earlier runs did; a batch cut by the window's end is lost
+// from it, which costs every client up to SYNC_EVERY kernels (more clients, more loss).
+// With WORKLOAD_TRACE=FILE each kernel's GPU start and end (%globaltimer, moved to
+// CLOCK_MONOTONIC) are written there, one `k start_ns end_ns` line per kernel, for
+// bench/arbiter/handover.py.
 #include <cuda_runtime.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +32,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #define CHECK(x)                                                                             \
@@ -34,11 +44,46 @@
     }                                                                                        \
   } while (0)
 
-__global__ void Spin(float* out, int iters) {
+// Per stream: block counters and the kernels' GPU times; `done` is mapped host memory.
+struct Probe {
+  unsigned* started;
+  unsigned* finished;
+  unsigned long long* t_start;
+  unsigned long long* t_end;
+  unsigned cap;
+  volatile unsigned long long* done;
+};
+
+__device__ unsigned long long GlobalTimer() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+__global__ void Spin(float* out, int iters, Probe p, unsigned k) {
+  if (threadIdx.x == 0 && atomicAdd(p.started, 1) == 0 && k < p.cap) p.t_start[k] = GlobalTimer();
   float x = threadIdx.x * 1e-3f + blockIdx.x * 1e-6f;
   const float a = 1.0000001f, b = 0.9999999f;
   for (int i = 0; i < iters; ++i) x = fmaf(x, a, b);
   if (x == 1234.5678f) out[blockIdx.x] = x;  // keeps the chain; never true in practice
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    if (atomicAdd(p.finished, 1) == gridDim.x - 1) {
+      // The last block: every block has started and finished, and the stream's next kernel
+      // starts after this one, so the counters can be reset here.
+      if (k < p.cap) p.t_end[k] = GlobalTimer();
+      *p.started = 0;
+      *p.finished = 0;
+      __threadfence_system();
+      *p.done = k + 1;
+    }
+  }
+}
+
+__global__ void Stamp(volatile unsigned long long* host) {
+  __threadfence_system();
+  *host = GlobalTimer();
 }
 
 namespace {
@@ -58,21 +103,73 @@ void SleepUntil(int64_t t) {
 }
 
 struct Gpu {
+  static constexpr unsigned kTraceCap = 1 << 16;
   float* out = nullptr;
   cudaStream_t stream{};
   int blocks = 0;
+  Probe probe{};
+  unsigned long long* host = nullptr;  // mapped: [0] kernels done, [1] Stamp's time
+  unsigned launched = 0;
   explicit Gpu(int blocks_arg) {
     int sms = 0;
     CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
     blocks = blocks_arg > 0 ? blocks_arg : sms * 8;
     CHECK(cudaMalloc(&out, sizeof(float) * std::max(blocks, 1)));
     CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    unsigned* counters = nullptr;
+    CHECK(cudaMalloc(&counters, 2 * sizeof(unsigned)));
+    CHECK(cudaMemset(counters, 0, 2 * sizeof(unsigned)));
+    CHECK(cudaMalloc(&probe.t_start, kTraceCap * sizeof(unsigned long long)));
+    CHECK(cudaMalloc(&probe.t_end, kTraceCap * sizeof(unsigned long long)));
+    CHECK(cudaHostAlloc(&host, 2 * sizeof(unsigned long long), cudaHostAllocMapped));
+    host[0] = host[1] = 0;
+    unsigned long long* dev_host = nullptr;
+    CHECK(cudaHostGetDevicePointer(&dev_host, host, 0));
+    probe.started = counters;
+    probe.finished = counters + 1;
+    probe.cap = kTraceCap;
+    probe.done = dev_host;
   }
   void Launch(int iters, int nblocks = 0) {
-    Spin<<<nblocks > 0 ? nblocks : blocks, 256, 0, stream>>>(out, iters);
+    Spin<<<nblocks > 0 ? nblocks : blocks, 256, 0, stream>>>(out, iters, probe, launched++);
     CHECK(cudaGetLastError());
   }
   void Sync() { CHECK(cudaStreamSynchronize(stream)); }
+  unsigned long long Done() const { return *static_cast<volatile unsigned long long*>(host); }
+  // CLOCK_MONOTONIC minus %globaltimer: the least of a few samples of a one-thread kernel's
+  // write to host memory, seen by the host spinning on it (bias: one PCIe write, ~1 us).
+  long long ClockOffset() {
+    long long best = 0;
+    volatile unsigned long long* h = host + 1;
+    unsigned long long* dev = nullptr;
+    CHECK(cudaHostGetDevicePointer(&dev, host, 0));
+    for (int i = 0; i < 5; ++i) {
+      *h = 0;
+      Stamp<<<1, 1, 0, stream>>>(dev + 1);
+      CHECK(cudaGetLastError());
+      unsigned long long g;
+      while ((g = *h) == 0) {
+      }
+      long long off = NowNs() - static_cast<long long>(g);
+      if (i == 0 || off < best) best = off;
+      Sync();
+    }
+    return best;
+  }
+  // Writes `k start end` (CLOCK_MONOTONIC ns) for every traced kernel to `path`.
+  void WriteTrace(const char* path, long long offset) {
+    unsigned n = std::min(launched, kTraceCap);
+    std::vector<unsigned long long> s(n), e(n);
+    CHECK(cudaMemcpy(s.data(), probe.t_start, n * sizeof s[0], cudaMemcpyDeviceToHost));
+    CHECK(cudaMemcpy(e.data(), probe.t_end, n * sizeof e[0], cudaMemcpyDeviceToHost));
+    FILE* f = std::fopen(path, "w");
+    if (f == nullptr) return;
+    for (unsigned k = 0; k < n; ++k) {
+      std::fprintf(f, "%u %lld %lld\n", k, static_cast<long long>(s[k]) + offset,
+                   static_cast<long long>(e[k]) + offset);
+    }
+    std::fclose(f);
+  }
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -116,11 +213,20 @@ int main(int argc, char** argv) {
   // Warm up (module load; under the shim this also starts the arbiter client) before the start.
   g.Launch(iters, 1);
   g.Sync();
+  const char* trace = std::getenv("WORKLOAD_TRACE");
+  bool tracing = trace != nullptr && trace[0] != '\0';
+  long long offset = tracing ? g.ClockOffset() : 0;
   if (start > 0)
     SleepUntil(start);
   else
     start = NowNs();
   int64_t end = start + static_cast<int64_t>(seconds * 1e9);
+  // Kernels finished inside the window, read on the GPU's own count at its start and end.
+  unsigned long long done_at_start = g.Done(), done_at_end = 0;
+  std::thread sampler([&] {
+    SleepUntil(end);
+    done_at_end = g.Done();
+  });
 
   if (mode == "saturate") {
     int every = static_cast<int>(arg(5, 8));
@@ -131,8 +237,9 @@ int main(int argc, char** argv) {
       if (NowNs() > end) break;
       done += every;
     }
-    std::printf("mode=saturate kernels=%ld seconds=%.3f rate=%.3f\n", done, seconds,
-                done / seconds);
+    sampler.join();
+    std::printf("mode=saturate kernels=%ld seconds=%.3f rate=%.3f exact=%llu\n", done, seconds,
+                done / seconds, done_at_end - done_at_start);
   } else if (mode == "bursty") {
     int k = static_cast<int>(arg(5, 5));
     double sleep_ms = arg(6, 40);
@@ -173,7 +280,13 @@ int main(int argc, char** argv) {
                 Percentile(lat, 1.0));
   } else {
     std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+    sampler.join();
     return 2;
+  }
+  if (sampler.joinable()) sampler.join();
+  if (tracing) {
+    g.Sync();
+    g.WriteTrace(trace, offset);
   }
   return 0;
 }

@@ -1270,6 +1270,7 @@ static void arb_after_fork_child(void) {
 /* With SLICER_LOG=debug: what the arbiter client did, once at exit (tests and operators). */
 __attribute__((destructor)) static void arb_at_exit(void) {
   slicer_arb_client* c = arb_started();
+  slicer_arb_write_trace(c);
   if (c == NULL || !g_cfg.debug) return;
   slicer_arb_stats st;
   slicer_arb_get_stats(c, &st);

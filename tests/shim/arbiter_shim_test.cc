@@ -226,6 +226,39 @@ TEST_F(ArbiterShimTest, TwoProcessesWeighted3To1GetGpuTime3To1) {
   EXPECT_GT(Num(oa, "grants"), 5) << oa;
 }
 
+// SLICER_ARB_TRACE: the client's lease timeline (bench/arbiter/handover.py reads it beside the
+// GPU's kernel times). Each hand-over of a contended client is request/grant -> go -> drained ->
+// release, in time order.
+TEST_F(ArbiterShimTest, LeaseTimelineIsWrittenWhenAsked) {
+  StartArbiter();
+  auto a = Client("a", {"init", "work:1:1000:4"}, {{"SLICER_ARB_TRACE", dir_ + "/a.lease"}});
+  auto b = Client("b", {"init", "work:1:1000:4"});
+  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+  ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
+  std::istringstream in(ReadFile(dir_ + "/a.lease"));
+  std::map<std::string, int> count;
+  long long t, last = 0;
+  std::string ev, dev, after_grant;
+  std::vector<std::string> order;
+  while (in >> t >> ev >> dev) {
+    EXPECT_GE(t, last) << ev;
+    EXPECT_EQ(dev, "0");
+    last = t;
+    ++count[ev];
+    order.push_back(ev);
+  }
+  EXPECT_GT(count["grant"], 3) << ReadFile(dir_ + "/a.lease");
+  EXPECT_GT(count["release"], 2);
+  EXPECT_GT(count["go"], 2);
+  // A RELEASE always follows its drain.
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (order[i] == "release") {
+      ASSERT_GT(i, 0u);
+      EXPECT_EQ(order[i - 1], "drained");
+    }
+  }
+}
+
 TEST_F(ArbiterShimTest, LoneClientRunsUngatedAfterOneGrant) {
   StartArbiter();
   // The first launch starts the client; once connected, the next launch asks once and gets an

@@ -40,6 +40,15 @@ enum { ST_PASS = 0, ST_TIMED, ST_IDLE, ST_WAIT, ST_HANDOVER, ST_BLOCKED, ST_REST
  * not cost it the lease. */
 #define IDLE_RELEASE_NS 1000000
 
+/* The lease timeline (SLICER_ARB_TRACE=FILE, written at exit by slicer_arb_write_trace): when
+ * each step of a hand-over happened in this process, for bench/arbiter/handover.py. */
+enum { TR_REQUEST = 1, TR_GRANT, TR_GO, TR_EXPIRE, TR_REVOKE, TR_DRAINED, TR_RELEASE };
+#define TRACE_CAP 65536
+typedef struct {
+  int64_t t;
+  uint32_t ev, dev;
+} trace_event;
+
 typedef struct {
   uint32_t state;     /* atomic */
   int64_t deadline;   /* atomic; TIMED: monotonic ns */
@@ -83,6 +92,11 @@ struct slicer_arb_client {
   uint64_t client_id;    /* atomic */
   uint64_t grants, waited_ns, connects; /* atomic */
   gpu_slot gpus[SLICER_ARB_MAX_GPUS];
+  /* Diagnostics (SLICER_ARB_SPIN=1): waiting threads spin instead of sleeping. */
+  int spin;
+  char trace_path[256];
+  trace_event* trace; /* NULL: off */
+  uint32_t trace_n;   /* atomic */
 };
 
 static int64_t mono_ns(void) {
@@ -100,6 +114,16 @@ static void clog_line(const char* fmt, const char* a, long b) {
   buf[len++] = '\n';
   ssize_t w = write(2, buf, len);
   (void)w;
+}
+
+static void trace(slicer_arb_client* c, uint32_t ev, int dev) {
+  if (__builtin_expect(c->trace == NULL, 1)) return;
+  uint32_t i = __atomic_fetch_add(&c->trace_n, 1, __ATOMIC_RELAXED);
+  if (i < TRACE_CAP) {
+    c->trace[i].t = mono_ns();
+    c->trace[i].ev = ev;
+    c->trace[i].dev = (uint32_t)dev;
+  }
 }
 
 /* ---- Busy accounting ----------------------------------------------------------------------- */
@@ -195,12 +219,14 @@ static void handover(slicer_arb_client* c, int dev, int more_work) {
     nanosleep(&ts, NULL);
   }
   if (c->drain != NULL) c->drain(c->user, dev);
+  trace(c, TR_DRAINED, dev);
   busy_end(g);
   pthread_mutex_lock(&c->mu);
   g->lease = 0;
   if (get_state(g) == ST_HANDOVER) {
     int more = more_work || g->waiters > 0;
     if (send_usage(c, SLICER_ARB_RELEASE, dev, more) == 0) {
+      trace(c, TR_RELEASE, dev);
       set_state(g, more ? ST_WAIT : ST_IDLE);
     } else {
       set_state(g, ST_IDLE); /* the connection thread will notice the loss */
@@ -324,11 +350,13 @@ static void on_message(slicer_arb_client* c, const void* buf, ssize_t n) {
         __atomic_store_n(&g->deadline, now + (int64_t)m.quantum_ns, __ATOMIC_RELAXED);
         set_state(g, ST_TIMED);
       }
+      trace(c, TR_GRANT, dev);
       pthread_cond_broadcast(&c->cv);
     } else {
       send_usage(c, SLICER_ARB_RELEASE, dev, 0); /* not wanted (any more) */
     }
   } else if (g->lease && (st == ST_PASS || st == ST_TIMED)) {
+    trace(c, TR_REVOKE, dev);
     handover(c, dev, 0);
   }
   pthread_mutex_unlock(&c->mu);
@@ -426,6 +454,7 @@ static void* conn_thread(void* arg) {
       int64_t idle_at = idle_deadline(c);
       if (idle_at != 0 && idle_at < wake_at) wake_at = idle_at;
       int timeout = wake_at > now ? (int)((wake_at - now) / 1000000) + 1 : 0;
+      if (c->spin) timeout = 0;
       struct pollfd p[2] = {{fd, POLLIN, 0}, {c->wake[0], POLLIN, 0}};
       int r = poll(p, 2, timeout);
       if (r < 0 && errno != EINTR) break;
@@ -532,6 +561,13 @@ slicer_arb_client* slicer_arb_start(const slicer_arb_options* opts) {
   c->fail_closed_local = fc;
   c->fail_closed = fc;
   if (fc) c->hello.flags |= SLICER_ARB_HELLO_FAIL_CLOSED;
+  const char* sp = ge("SLICER_ARB_SPIN");
+  c->spin = sp != NULL && strcmp(sp, "1") == 0;
+  const char* tp = ge("SLICER_ARB_TRACE");
+  if (tp != NULL && tp[0] != '\0' && strlen(tp) < sizeof c->trace_path) {
+    copy_str(c->trace_path, sizeof c->trace_path, tp);
+    c->trace = (trace_event*)calloc(TRACE_CAP, sizeof(trace_event));
+  }
   c->drain = opts ? opts->drain : NULL;
   c->user = opts ? opts->user : NULL;
   c->fd = -1;
@@ -607,11 +643,13 @@ static int launch_slow(slicer_arb_client* c, int dev) {
     if (st == ST_PASS) break;
     if (st == ST_TIMED) {
       if (mono_ns() < __atomic_load_n(&g->deadline, __ATOMIC_RELAXED)) break;
+      trace(c, TR_EXPIRE, dev);
       handover(c, dev, 1);
       continue;
     }
     if (st == ST_IDLE) {
       if (send_lease(c, SLICER_ARB_REQUEST, dev) == 0) {
+        trace(c, TR_REQUEST, dev);
         set_state(g, ST_WAIT);
         continue;
       }
@@ -619,6 +657,18 @@ static int launch_slow(slicer_arb_client* c, int dev) {
     if (st == ST_WAIT && __atomic_load_n(&c->eager, __ATOMIC_RELAXED)) break;
     /* WAIT, HANDOVER, BLOCKED, or IDLE on a broken connection: wait for the other thread. */
     if (t0 == 0) t0 = mono_ns();
+    if (c->spin) {
+      ++g->waiters;
+      pthread_mutex_unlock(&c->mu);
+      for (int64_t until = mono_ns() + 100000000; get_state(g) == st && mono_ns() < until;) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+      }
+      pthread_mutex_lock(&c->mu);
+      --g->waiters;
+      continue;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_nsec += 100000000;
@@ -634,7 +684,10 @@ static int launch_slow(slicer_arb_client* c, int dev) {
   __atomic_add_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
   pthread_mutex_unlock(&c->mu);
   int64_t now = mono_ns();
-  if (t0 != 0) __atomic_fetch_add(&c->waited_ns, (uint64_t)(now - t0), __ATOMIC_RELAXED);
+  if (t0 != 0) {
+    __atomic_fetch_add(&c->waited_ns, (uint64_t)(now - t0), __ATOMIC_RELAXED);
+    trace(c, TR_GO, dev);
+  }
   busy_start(g, now);
   return get_state(g) == ST_TIMED ? checkpoint_due(c, g, now) : SLICER_ARB_GO;
 }
@@ -737,6 +790,22 @@ void slicer_arb_stop(slicer_arb_client* c) {
   pthread_mutex_destroy(&c->mu);
   pthread_mutex_destroy(&c->send_mu);
   free(c);
+}
+
+void slicer_arb_write_trace(slicer_arb_client* c) {
+  if (c == NULL || c->trace == NULL) return;
+  FILE* f = fopen(c->trace_path, "w");
+  if (f == NULL) return;
+  static const char* const names[] = {"",        "request", "grant",   "go",
+                                      "expire",  "revoke",  "drained", "release"};
+  uint32_t n = __atomic_load_n(&c->trace_n, __ATOMIC_ACQUIRE);
+  if (n > TRACE_CAP) n = TRACE_CAP;
+  for (uint32_t i = 0; i < n; ++i) {
+    const trace_event* e = &c->trace[i];
+    if (e->ev == 0 || e->ev > TR_RELEASE) continue;
+    fprintf(f, "%lld %s %u\n", (long long)e->t, names[e->ev], e->dev);
+  }
+  fclose(f);
 }
 
 void slicer_arb_get_stats(slicer_arb_client* c, slicer_arb_stats* out) {

@@ -114,6 +114,11 @@ void slicer_arb_after_fork_child(slicer_arb_client* c);
 /* Says BYE, stops the thread, frees the client. Launches must have stopped. */
 void slicer_arb_stop(slicer_arb_client* c);
 
+/* With SLICER_ARB_TRACE=FILE set at start: writes the lease timeline (`mono_ns event dev` lines:
+ * request, grant, go, expire, revoke, drained, release) to FILE. For measurements; the timeline
+ * holds the first 65536 events. */
+void slicer_arb_write_trace(slicer_arb_client* c);
+
 /* Introspection for tests and logs. */
 typedef struct {
   int connected;
