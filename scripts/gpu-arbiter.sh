@@ -16,9 +16,10 @@
 #   PARTS: comma list of shimtests,a,b,c,d,e,overhead (default: all, in that order)
 #   SLICER_BENCH_SECONDS (8): length of each CUDA case; SLICER_TORCH_SECONDS (8).
 #   SLICER_A_HANDOVERS ("drain overlap"): the arbiter's `handover` settings for (a).
-#   SLICER_B_RUNS ("drain:20 overlap:20 drain:50"): HANDOVER:QUANTUM_MS[:MAXQUEUED_MS[:spin]]
-#     arbiter runs for (b); `spin`: the clients and the arbiter never sleep (a diagnostic of what
-#     waking up costs a hand-over: SLICER_ARB_SPIN, SLICER_ARBITER_SPIN).
+#   SLICER_B_RUNS ("default batchQuantum=20ms"): the arbiter runs for (b), each `default` or a
+#     comma list of arbiter config settings (KEY=VALUE, e.g. quantum=50ms,handover=overlap) and
+#     `spin`: the clients and the arbiter never sleep (a diagnostic of what waking up costs a
+#     hand-over: SLICER_ARB_SPIN, SLICER_ARBITER_SPIN). cfg in results.txt: arb:SPEC.
 #   (b)'s runs are traced: each kernel's GPU time and each client's lease steps; handover.py's
 #   line per run (`handover: ...`) goes to results.txt.
 #   SLICER_ALONE_MQ (""): maxQueued values (ms) for one saturating client alone under the arbiter
@@ -128,17 +129,18 @@ arbiter_config() {
 }
 client() {
   local c=$1 cfg=$2 name=$3 w=$4 p=$5
+  local tag=${2//[^a-zA-Z0-9_-]/_}
   shift 5
   (
     if [[ $cfg == arb* ]]; then
-      export LD_PRELOAD=$SHIM SLICER_ARBITER_SOCKET=$ARB_SOCK SLICER_CONTAINER_ID=$c-$cfg-$name \
+      export LD_PRELOAD=$SHIM SLICER_ARBITER_SOCKET=$ARB_SOCK SLICER_CONTAINER_ID=$c-$tag-$name \
         SLICER_WEIGHT=$w SLICER_PRIORITY=$p SLICER_LEDGER_DIR=$W SLICER_LOG=debug \
         SLICER_ARB_SPIN=${SPIN:-0}
       [[ -n ${TRACE_DIR:-} ]] && export SLICER_ARB_TRACE=$TRACE_DIR/$name.lease
     fi
     [[ -n ${TRACE_DIR:-} ]] && export WORKLOAD_TRACE=$TRACE_DIR/$name.gpu
-    line=$(timeout 150 "$@" 2>>"$W/$c-$cfg-$name.err")
-    stats=$(grep -o 'event=arbiter_stats.*' "$W/$c-$cfg-$name.err" 2>/dev/null | tail -1 | sed 's/event=arbiter_stats //')
+    line=$(timeout 150 "$@" 2>>"$W/$c-$tag-$name.err")
+    stats=$(grep -o 'event=arbiter_stats.*' "$W/$c-$tag-$name.err" 2>/dev/null | tail -1 | sed 's/event=arbiter_stats //')
     echo "case=$c cfg=$cfg client=$name weight=$w priority=$p $line $stats" >>"$RES"
   ) &
   pids+=($!)
@@ -194,21 +196,25 @@ if has b; then
     for i in $(seq "$n"); do client "b$n" plain "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
     join
     traced "b$n-plain" "$s"
-    # HANDOVER:QUANTUM[:MAXQUEUED[:spin]] runs; cfg arbq<ms> (drain) or arbovq<ms> (overlap).
-    for run in ${SLICER_B_RUNS:-drain:20 overlap:20 drain:50}; do
-      IFS=: read -r ho q mq sp <<<"$run"
-      cfg=arbq$q
-      [[ $ho == overlap ]] && cfg=arbovq$q
-      lines=("handover: $ho")
-      [[ -n $mq ]] && cfg=${cfg}mq$mq lines+=("maxQueued: ${mq}ms")
+    for run in ${SLICER_B_RUNS:-default batchQuantum=20ms}; do
+      cfg=arb:$run
+      lines=("policy: fair")
       SPIN=0
-      [[ $sp == spin ]] && SPIN=1 cfg=${cfg}spin
-      arbiter_start fair --quantum "${q}ms" --config-file "$(arbiter_config "b-$ho" "${lines[@]}")" && {
+      IFS=, read -ra items <<<"$run"
+      for item in "${items[@]}"; do
+        case $item in
+          default) ;;
+          spin) SPIN=1 ;;
+          *=*) lines+=("${item%%=*}: ${item#*=}") ;;
+          *) echo "bad SLICER_B_RUNS item: $item"; exit 2 ;;
+        esac
+      done
+      arbiter_start fair --config-file "$(arbiter_config "b-$n-${run//[^a-zA-Z0-9]/_}" "${lines[@]}")" && {
         s=$(start_at 4)
-        TRACE_DIR=$W/trace-b$n-$cfg && mkdir -p "$TRACE_DIR"
+        TRACE_DIR=$W/trace-b$n-${run//[^a-zA-Z0-9]/_} && mkdir -p "$TRACE_DIR"
         for i in $(seq "$n"); do client "b$n" "$cfg" "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
         join
-        arbiter_stop "b$n-$cfg"
+        arbiter_stop "b$n-${run//[^a-zA-Z0-9]/_}"
         traced "b$n-$cfg" "$s"
       }
       SPIN=0

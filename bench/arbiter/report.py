@@ -99,9 +99,11 @@ def main():
         plain = agg(case, "plain", n)
         # arbq<ms>: handover drain; arbovq<ms>: overlap
         def bkey(c):
+            if c.startswith("arb:"):  # arb:SPEC (scripts/gpu-arbiter.sh SLICER_B_RUNS)
+                return (0 if c == "arb:default" else 1, 0, False, c)
             m = re.match(r"arb(ov)?q(\d+)(?:mq(\d+))?(spin)?$", c)
-            return ((int(m.group(2)), int(m.group(3) or 0), bool(m.group(1)), bool(m.group(4)))
-                    if m else (0, 0, False, False))
+            return ((int(m.group(2)), int(m.group(3) or 0), bool(m.group(1)), m.group(4) or "")
+                    if m else (0, 0, False, c))
 
         cfgs = sorted({r.get("cfg") for r in pick_case(case) if r.get("cfg", "").startswith("arb")},
                       key=bkey)
@@ -111,6 +113,10 @@ def main():
             continue
 
         def blabel(cfg):
+            if cfg.startswith("arb:"):
+                spec = cfg[4:]
+                return ("defaults: " if spec == "default"
+                        else spec.replace("=", " ").replace(",", ", ") + ": ")
             m = re.match(r"arb(ov)?q(\d+)(?:mq(\d+))?(spin)?$", cfg)
             if not m:
                 return ""

@@ -159,14 +159,14 @@ struct Gpu {
   // Writes `k start end` (CLOCK_MONOTONIC ns) for every traced kernel to `path`.
   void WriteTrace(const char* path, long long offset) {
     unsigned n = std::min(launched, kTraceCap);
-    std::vector<unsigned long long> s(n), e(n);
-    CHECK(cudaMemcpy(s.data(), probe.t_start, n * sizeof s[0], cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(e.data(), probe.t_end, n * sizeof e[0], cudaMemcpyDeviceToHost));
+    std::vector<unsigned long long> t0(n), t1(n);
+    CHECK(cudaMemcpy(t0.data(), probe.t_start, n * sizeof t0[0], cudaMemcpyDeviceToHost));
+    CHECK(cudaMemcpy(t1.data(), probe.t_end, n * sizeof t1[0], cudaMemcpyDeviceToHost));
     FILE* f = std::fopen(path, "w");
     if (f == nullptr) return;
     for (unsigned k = 0; k < n; ++k) {
-      std::fprintf(f, "%u %lld %lld\n", k, static_cast<long long>(s[k]) + offset,
-                   static_cast<long long>(e[k]) + offset);
+      std::fprintf(f, "%u %lld %lld\n", k, static_cast<long long>(t0[k]) + offset,
+                   static_cast<long long>(t1[k]) + offset);
     }
     std::fclose(f);
   }

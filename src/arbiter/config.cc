@@ -87,6 +87,10 @@ absl::StatusOr<ArbiterConfig> ParseNode(const YAML::Node& root, const std::strin
       auto d = Dur(name, key, v);
       if (!d.ok()) return d.status();
       c.scheduler.quantum = *d;
+    } else if (key == "batchQuantum") {
+      auto d = Dur(name, key, v);
+      if (!d.ok()) return d.status();
+      c.scheduler.batch_quantum = *d;
     } else if (key == "maxQuantum") {
       auto d = Dur(name, key, v);
       if (!d.ok()) return d.status();
@@ -134,10 +138,11 @@ absl::StatusOr<ArbiterConfig> ParseNode(const YAML::Node& root, const std::strin
         }
       }
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Where(name, kv.first), ": unknown key \"", key,
-          "\" (policy, quantum, maxQuantum, priorityFloor, weightOverride, failClosed, "
-          "revokeGrace, maxQueued, handover, trustClaims)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(Where(name, kv.first), ": unknown key \"", key,
+                       "\" (policy, quantum, batchQuantum, maxQuantum, priorityFloor, "
+                       "weightOverride, failClosed, "
+                       "revokeGrace, maxQueued, handover, trustClaims)"));
     }
   }
   absl::Status s = ValidateArbiterConfig(c);
@@ -151,6 +156,11 @@ absl::Status ValidateArbiterConfig(const ArbiterConfig& c) {
   using std::chrono::milliseconds;
   if (c.scheduler.quantum < milliseconds(1) || c.scheduler.quantum > std::chrono::seconds(10)) {
     return absl::InvalidArgumentError("quantum must be between 1ms and 10s");
+  }
+  if (c.scheduler.batch_quantum < Clock::Duration(0) ||
+      c.scheduler.batch_quantum > std::chrono::seconds(10)) {
+    return absl::InvalidArgumentError(
+        "batchQuantum must be between 0 and 10s (at most quantum: no batch leases)");
   }
   if (c.scheduler.max_quantum < c.scheduler.quantum) {
     return absl::InvalidArgumentError("maxQuantum must be at least quantum");

@@ -69,6 +69,25 @@ Clock::Duration GpuScheduler::QuantumFor(const Client& c) const {
   return std::clamp(q, config_.min_quantum, std::max(config_.min_quantum, config_.max_quantum));
 }
 
+Clock::Duration GpuScheduler::BatchQuantumFor(const Client& c) const {
+  auto q = std::chrono::duration_cast<Clock::Duration>(
+      std::max(config_.batch_quantum, config_.quantum) * c.weight);
+  return std::clamp(q, config_.min_quantum, std::max(config_.min_quantum, config_.max_quantum));
+}
+
+bool GpuScheduler::AnyFreshWaiting(std::optional<ClientKey> except) const {
+  for (const auto& [k, c] : clients_) {
+    if (c.waiting && !c.saturating && (!except || k != *except)) return true;
+  }
+  return false;
+}
+
+Clock::Duration GpuScheduler::LeaseLimit(ClientKey hk, const Client& h) const {
+  bool timed = h.quantum.count() > 0;
+  if (AnyFreshWaiting(hk)) return timed ? std::min(h.quantum, QuantumFor(h)) : QuantumFor(h);
+  return timed ? h.quantum : BatchQuantumFor(h);
+}
+
 void GpuScheduler::Decay(Client& c, Clock::TimePoint now) const {
   if (now <= c.recent_at) return;
   double dt = std::chrono::duration<double>(now - c.recent_at).count();
@@ -126,15 +145,18 @@ void GpuScheduler::Request(ClientKey key) {
       min_active = std::min(min_active, o.vtime);
     }
   }
+  Clock::TimePoint now = clock_.Now();
+  c.saturating = c.grants > 0 && now - c.released_at <= config_.batch_gap;
   // But a client that only stepped out to hand over (it drains, releases, asks again while the
   // next one runs) keeps up to one lease of credit; lifting it all the way would hand every
   // client the same lease count and flatten 3:1 towards the ratio of the quanta plus drain time.
   if (std::isfinite(min_active)) {
-    double allowance = static_cast<double>(QuantumFor(c).count()) / c.weight;
+    Clock::Duration lease = c.saturating ? BatchQuantumFor(c) : QuantumFor(c);
+    double allowance = static_cast<double>(lease.count()) / c.weight;
     c.vtime = std::max(c.vtime, min_active - allowance);
   }
   c.waiting = true;
-  c.wait_start = clock_.Now();
+  c.wait_start = now;
 }
 
 void GpuScheduler::Charge(ClientKey key, Clock::Duration busy) {
@@ -185,6 +207,7 @@ void GpuScheduler::Release(ClientKey key, Clock::Duration busy, bool more_work) 
     holders_.erase(std::remove(holders_.begin(), holders_.end(), key), holders_.end());
     // Time between hand-overs is nobody's: the next charge window starts now.
     c.last_charge = clock_.Now();
+    c.released_at = c.last_charge;
   }
   if (more_work) Request(key);
 }
@@ -280,8 +303,7 @@ std::vector<Action> GpuScheduler::Poll() {
         if (c.waiting && Class(c) < Class(h)) preempt = true;
       }
     }
-    Clock::Duration q = h.quantum.count() > 0 ? h.quantum : QuantumFor(h);
-    if (!preempt && now - h.grant_time < q) return actions;
+    if (!preempt && now - h.grant_time < LeaseLimit(hk, h)) return actions;
     h.revoked = true;
     h.revoke_time = now;
     actions.push_back({Action::kRevoke, hk, Clock::Duration(0)});
@@ -309,8 +331,13 @@ std::vector<Action> GpuScheduler::Poll() {
   c.grant_time = now;
   c.last_charge = now;
   ++c.grants;
-  // Timed when others wait, or a preempted holder drains (it will ask again).
-  c.quantum = AnyWaiting(*next) || !holders_.empty() ? QuantumFor(c) : Clock::Duration(0);
+  // Timed when others wait, or a preempted holder drains (it will ask again); longer while every
+  // other waiter is saturating.
+  if (AnyWaiting(*next)) {
+    c.quantum = AnyFreshWaiting(*next) ? QuantumFor(c) : BatchQuantumFor(c);
+  } else {
+    c.quantum = holders_.empty() ? Clock::Duration(0) : QuantumFor(c);
+  }
   holders_.push_back(*next);
   actions.push_back({Action::kGrant, *next, c.quantum});
   return actions;
@@ -325,7 +352,7 @@ std::optional<Clock::TimePoint> GpuScheduler::NextDeadline() const {
     if (h.revoked) {
       at = h.revoke_time + config_.revoke_grace;
     } else if (AnyWaiting(hk)) {
-      at = h.grant_time + (h.quantum.count() > 0 ? h.quantum : QuantumFor(h));
+      at = h.grant_time + LeaseLimit(hk, h);
     } else {
       continue;
     }

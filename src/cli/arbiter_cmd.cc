@@ -35,10 +35,14 @@ void DefineFlags(FlagSet& f) {
   f.Add("socket", "SLICER_ARBITER_SOCKET", SLICER_ARB_DEFAULT_SOCKET,
         "unix socket the clients (the shim) connect to");
   f.Add("config-file", "SLICER_ARBITER_CONFIG", "",
-        "YAML file with an `arbiter:` section (policy, quantum, maxQuantum, priorityFloor, "
-        "weightOverride, failClosed, revokeGrace, maxQueued, handover, trustClaims)");
+        "YAML file with an `arbiter:` section (policy, quantum, batchQuantum, maxQuantum, "
+        "priorityFloor, weightOverride, failClosed, revokeGrace, maxQueued, handover, "
+        "trustClaims)");
   f.Add("policy", "SLICER_ARBITER_POLICY", "", "fair, priority or off (beats the file)");
   f.Add("quantum", "SLICER_ARBITER_QUANTUM", "", "lease per unit of weight, e.g. 20ms");
+  f.Add("batch-quantum", "SLICER_ARBITER_BATCH_QUANTUM", "",
+        "lease per unit of weight while only saturating clients wait, e.g. 80ms (at most "
+        "--quantum: off)");
   f.Add("priority-floor", "SLICER_ARBITER_PRIORITY_FLOOR", "",
         "least share of each lower priority class with work, 0..0.5");
   f.Add("fail-closed", "SLICER_ARBITER_FAIL_CLOSED", "",
@@ -78,6 +82,13 @@ absl::StatusOr<arbiter::ArbiterConfig> BuildConfig(const FlagSet& flags) {
       return absl::InvalidArgumentError(absl::StrCat("--quantum: ", d.status().message()));
     c.scheduler.quantum = *d;
     c.scheduler.max_quantum = std::max(c.scheduler.max_quantum, *d);
+  }
+  if (std::string v = flags.Get("batch-quantum"); !v.empty()) {
+    auto d = ParseDuration(v);
+    if (!d.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--batch-quantum: ", d.status().message()));
+    }
+    c.scheduler.batch_quantum = *d;
   }
   if (std::string v = flags.Get("priority-floor"); !v.empty()) {
     char* end = nullptr;

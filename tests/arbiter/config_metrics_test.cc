@@ -17,6 +17,7 @@ TEST(ArbiterConfigTest, ParsesEveryKey) {
   auto c = ParseArbiterConfig(R"(arbiter:
   policy: priority
   quantum: 25ms
+  batchQuantum: 60ms
   maxQuantum: 100ms
   priorityFloor: 0.1
   weightOverride: {min: 0.5, max: 4}
@@ -30,6 +31,7 @@ TEST(ArbiterConfigTest, ParsesEveryKey) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->scheduler.policy, Policy::kPriority);
   EXPECT_EQ(c->scheduler.quantum, 25ms);
+  EXPECT_EQ(c->scheduler.batch_quantum, 60ms);
   EXPECT_EQ(c->scheduler.max_quantum, 100ms);
   EXPECT_DOUBLE_EQ(c->scheduler.priority_floor, 0.1);
   EXPECT_DOUBLE_EQ(c->min_weight, 0.5);
@@ -60,6 +62,7 @@ TEST(ArbiterConfigTest, SectionMayBeTheWholeFile) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->scheduler.policy, Policy::kOff);
   EXPECT_EQ(c->scheduler.quantum, 20ms);  // default kept
+  EXPECT_EQ(c->scheduler.batch_quantum, 80ms);
 }
 
 TEST(ArbiterConfigTest, ErrorsNameTheKeyAndLine) {
@@ -81,6 +84,12 @@ TEST(ArbiterConfigTest, ErrorsNameTheKeyAndLine) {
   EXPECT_FALSE(c.ok());
   c = ParseArbiterConfig("arbiter: [\n", "g.yaml");
   EXPECT_FALSE(c.ok());
+  c = ParseArbiterConfig("arbiter:\n  batchQuantum: 11s\n", "j.yaml");
+  EXPECT_NE(c.status().message().find("batchQuantum must be between 0 and 10s"),
+            std::string::npos)
+      << c.status();
+  c = ParseArbiterConfig("arbiter:\n  batchQuantum: 0s\n", "k.yaml");  // off
+  EXPECT_TRUE(c.ok()) << c.status();
   c = ParseArbiterConfig("arbiter:\n  quantum: soon\n", "h.yaml");
   EXPECT_NE(c.status().message().find("h.yaml:2: quantum"), std::string::npos) << c.status();
 }

@@ -122,6 +122,8 @@ class DaemonTest : public ::testing::Test {
     socket_ = dir_ + "/arbiter.sock";
     options_.socket_path = socket_;
     options_.config.scheduler.quantum = 10ms;
+    // Batch leases (saturating clients) at twice the quantum: short tests see many turns.
+    options_.config.scheduler.batch_quantum = 20ms;
     options_.config.scheduler.revoke_grace = 10s;
     options_.report_interval = 50ms;
     options_.trust_claims = true;
