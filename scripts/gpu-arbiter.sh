@@ -24,6 +24,8 @@
 #   line per run (`handover: ...`) goes to results.txt.
 #   SLICER_ALONE_MQ (""): maxQueued values (ms) for one saturating client alone under the arbiter
 #     (priority policy): what a lone client pays for the checkpoints that bound its queue.
+#   SLICER_E_RUNS ("default"): arbiter configs for (e), as SLICER_B_RUNS (cfg arb<W> for
+#     default, arb<W>:SPEC otherwise); their clients' lease timelines are kept in the logs.
 #   SLICER_C_MQ ("10 2"): maxQueued values (ms) for (c) and (d).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -137,6 +139,7 @@ client() {
         SLICER_WEIGHT=$w SLICER_PRIORITY=$p SLICER_LEDGER_DIR=$W SLICER_LOG=debug \
         SLICER_ARB_SPIN=${SPIN:-0}
       [[ -n ${TRACE_DIR:-} ]] && export SLICER_ARB_TRACE=$TRACE_DIR/$name.lease
+      [[ -n ${LEASE_DIR:-} ]] && export SLICER_ARB_TRACE=$LEASE_DIR/$name.lease
     fi
     [[ -n ${TRACE_DIR:-} ]] && export WORKLOAD_TRACE=$TRACE_DIR/$name.gpu
     line=$(timeout 150 "$@" 2>>"$W/$c-$tag-$name.err")
@@ -299,14 +302,25 @@ if has e; then
   client e plain infer 1 normal $T infer "$s" "$TD"
   client e plain train 1 normal $T train "$s" "$TD"
   join
-  for w in 1 3; do
-    arbiter_start fair && {
-      s=$(start_at 20)
-      client e "arb$w" infer "$w" normal $T infer "$s" "$TD"
-      client e "arb$w" train 1 normal $T train "$s" "$TD"
-      join
-      arbiter_stop "e$w"
-    }
+  for run in ${SLICER_E_RUNS:-default}; do
+    lines=("policy: fair")
+    IFS=, read -ra items <<<"$run"
+    for item in "${items[@]}"; do
+      [[ $item == *=* ]] && lines+=("${item%%=*}: ${item#*=}")
+    done
+    for w in 1 3; do
+      cfg=arb$w
+      [[ $run != default ]] && cfg=arb$w:$run
+      arbiter_start fair --config-file "$(arbiter_config "e-${run//[^a-zA-Z0-9]/_}" "${lines[@]}")" && {
+        s=$(start_at 20)
+        LEASE_DIR=$W/lease-e-${cfg//[^a-zA-Z0-9]/_} && mkdir -p "$LEASE_DIR"
+        client e "$cfg" infer "$w" normal $T infer "$s" "$TD"
+        client e "$cfg" train 1 normal $T train "$s" "$TD"
+        LEASE_DIR=
+        join
+        arbiter_stop "e-${cfg//[^a-zA-Z0-9]/_}"
+      }
+    done
   done
 fi
 say "done"

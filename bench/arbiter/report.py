@@ -190,6 +190,17 @@ def main():
             i, t = one("e", cfg, "infer"), one("e", cfg, "train")
             if i and t:
                 res[cfg] = (num(i, "rate") / num(ia, "rate"), num(t, "rate") / num(ta, "rate"))
+        # Other arbiter configs (SLICER_E_RUNS): arb<W>:SPEC, one row each.
+        for spec in sorted({r["cfg"].split(":", 1)[1] for r in pick_case("e")
+                            if r.get("cfg", "").startswith("arb") and ":" in r["cfg"]}):
+            cells = []
+            for w in ("1", "3"):
+                i, t = one("e", f"arb{w}:{spec}", "infer"), one("e", f"arb{w}:{spec}", "train")
+                if i and t:
+                    fi, ft = num(i, "rate") / num(ia, "rate"), num(t, "rate") / num(ta, "rate")
+                    cells.append(f"{w}:1 infer {fi:.1%}, train {ft:.1%} (sum {fi + ft:.1%})")
+            out.append(f"| (e) as above, arbiter with {spec.replace('=', ' ')} | by weight | - | "
+                       f"{'; '.join(cells)} | see text |")
         cells = {k: f"infer {v[0]:.1%}, train {v[1]:.1%} (sum {v[0] + v[1]:.1%})"
                  for k, v in res.items()}
         out.append(f"| (e) PyTorch inference + training, throughput of each vs alone "
