@@ -26,6 +26,7 @@
 #     (priority policy): what a lone client pays for the checkpoints that bound its queue.
 #   SLICER_E_RUNS ("default"): arbiter configs for (e), as SLICER_B_RUNS (cfg arb<W> for
 #     default, arb<W>:SPEC otherwise); their clients' lease timelines are kept in the logs.
+#   SLICER_D_ROUNDS (1): rounds of (d), plain and arbiter interleaved.
 #   SLICER_C_MQ ("10 2"): maxQueued values (ms) for (c) and (d).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -251,18 +252,21 @@ if has d; then
   s=$(start_at 2)
   client d alone lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
   join
-  s=$(start_at 2)
-  client d plain lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
-  client d plain nb 1 low "$WL" saturate "$s" "$D" "$BIG"
-  join
-  for mq in ${SLICER_C_MQ:-10 2}; do
-    arbiter_start priority --config-file "$(arbiter_config "mq$mq" "maxQueued: ${mq}ms")" && {
-      s=$(start_at 3)
-      client d "arbmq$mq" lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
-      client d "arbmq$mq" nb 1 low "$WL" saturate "$s" "$D" "$BIG"
-      join
-      arbiter_stop "d-mq$mq"
-    }
+  # SLICER_D_ROUNDS rounds of plain and arbiter runs, interleaved (a p99 moves run to run).
+  for round in $(seq "${SLICER_D_ROUNDS:-1}"); do
+    s=$(start_at 2)
+    client d plain lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
+    client d plain nb 1 low "$WL" saturate "$s" "$D" "$BIG"
+    join
+    for mq in ${SLICER_C_MQ:-10 2}; do
+      arbiter_start priority --config-file "$(arbiter_config "mq$mq" "maxQueued: ${mq}ms")" && {
+        s=$(start_at 3)
+        client d "arbmq$mq" lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
+        client d "arbmq$mq" nb 1 low "$WL" saturate "$s" "$D" "$BIG"
+        join
+        arbiter_stop "d-mq$mq"
+      }
+    done
   done
 fi
 
