@@ -255,14 +255,18 @@ if has d; then
   # SLICER_D_ROUNDS rounds of plain and arbiter runs, interleaved (a p99 moves run to run).
   for round in $(seq "${SLICER_D_ROUNDS:-1}"); do
     s=$(start_at 2)
+    TRACE_DIR=$W/trace-d-plain-$round && mkdir -p "$TRACE_DIR" && echo "$s" >"$TRACE_DIR/start"
     client d plain lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
     client d plain nb 1 low "$WL" saturate "$s" "$D" "$BIG"
+    TRACE_DIR=
     join
     for mq in ${SLICER_C_MQ:-10 2}; do
       arbiter_start priority --config-file "$(arbiter_config "mq$mq" "maxQueued: ${mq}ms")" && {
         s=$(start_at 3)
+        TRACE_DIR=$W/trace-d-arbmq$mq-$round && mkdir -p "$TRACE_DIR" && echo "$s" >"$TRACE_DIR/start"
         client d "arbmq$mq" lat 1 high "$WL" latency "$s" "$D" "$SMALL" 4 10
         client d "arbmq$mq" nb 1 low "$WL" saturate "$s" "$D" "$BIG"
+        TRACE_DIR=
         join
         arbiter_stop "d-mq$mq"
       }

@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #define CHECK(x)                                                                             \
@@ -265,6 +266,7 @@ int main(int argc, char** argv) {
     int k = static_cast<int>(arg(5, 4));
     double period_ms = arg(6, 10);
     std::vector<double> lat;
+    std::vector<std::pair<int64_t, int64_t>> spans;  // traced: each request's host start, end
     int64_t next = start;
     while (true) {
       SleepUntil(next);
@@ -272,8 +274,17 @@ int main(int argc, char** argv) {
       if (t0 > end) break;
       for (int i = 0; i < k; ++i) g.Launch(iters, 1);
       g.Sync();
-      lat.push_back((NowNs() - t0) / 1e6);
+      int64_t t1 = NowNs();
+      lat.push_back((t1 - t0) / 1e6);
+      spans.emplace_back(t0, t1);
       next = t0 + static_cast<int64_t>(period_ms * 1e6);
+    }
+    if (tracing) {
+      std::string path = std::string(trace) + ".req";
+      if (FILE* f = std::fopen(path.c_str(), "w")) {
+        for (auto& [a, b] : spans) std::fprintf(f, "%lld %lld\n", (long long)a, (long long)b);
+        std::fclose(f);
+      }
     }
     std::printf("mode=latency requests=%zu p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
                 lat.size(), Percentile(lat, 0.5), Percentile(lat, 0.9), Percentile(lat, 0.99),
