@@ -1295,7 +1295,7 @@ static CUstream per_thread(CUstream s) { return s == NULL ? CU_STREAM_PER_THREAD
   if (__builtin_expect(c == NULL, 1)) return call; \
   int dev = arb_gate(c, stream);                   \
   CUresult r = call;                               \
-  if (dev >= 0) slicer_arb_launched(c, dev);       \
+  if (dev >= 0) slicer_arb_submitted(c, dev);      \
   return r;
 
 static CUresult hook_launch_kernel(pfn_cuLaunchKernel real, CUfunction f, unsigned int gx,

@@ -235,28 +235,28 @@ TEST_F(ArbiterShimTest, LeaseTimelineIsWrittenWhenAsked) {
   auto b = Client("b", {"init", "work:1:1000:4"});
   ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
   ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
-  std::istringstream in(ReadFile(dir_ + "/a.lease"));
+  std::string text = ReadFile(dir_ + "/a.lease");
+  std::istringstream in(text);
   std::map<std::string, int> count;
-  long long t, last = 0;
-  std::string ev, dev, after_grant;
-  std::vector<std::string> order;
+  long long t;
+  std::string ev, dev;
+  bool drained = false;
+  // Events of different threads may be a few microseconds out of order; one thread's are not.
   while (in >> t >> ev >> dev) {
-    EXPECT_GE(t, last) << ev;
+    EXPECT_GT(t, 0) << ev;
     EXPECT_EQ(dev, "0");
-    last = t;
     ++count[ev];
-    order.push_back(ev);
-  }
-  EXPECT_GT(count["grant"], 3) << ReadFile(dir_ + "/a.lease");
-  EXPECT_GT(count["release"], 2);
-  EXPECT_GT(count["go"], 2);
-  // A RELEASE always follows its drain.
-  for (size_t i = 0; i < order.size(); ++i) {
-    if (order[i] == "release") {
-      ASSERT_GT(i, 0u);
-      EXPECT_EQ(order[i - 1], "drained");
+    // A RELEASE always follows its drain (both on the thread that hands over).
+    if (ev == "drained") drained = true;
+    if (ev == "release") {
+      EXPECT_TRUE(drained) << text;
+      drained = false;
     }
   }
+  EXPECT_GT(count["grant"], 3) << text;
+  EXPECT_GT(count["release"], 2);
+  EXPECT_GT(count["go"], 2);
+  EXPECT_GT(count["submit"], count["grant"]);  // every launch that reached the driver
 }
 
 TEST_F(ArbiterShimTest, LoneClientRunsUngatedAfterOneGrant) {

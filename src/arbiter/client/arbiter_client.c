@@ -42,7 +42,7 @@ enum { ST_PASS = 0, ST_TIMED, ST_IDLE, ST_WAIT, ST_HANDOVER, ST_BLOCKED, ST_REST
 
 /* The lease timeline (SLICER_ARB_TRACE=FILE, written at exit by slicer_arb_write_trace): when
  * each step of a hand-over happened in this process, for bench/arbiter/handover.py. */
-enum { TR_REQUEST = 1, TR_GRANT, TR_GO, TR_EXPIRE, TR_REVOKE, TR_DRAINED, TR_RELEASE };
+enum { TR_REQUEST = 1, TR_GRANT, TR_GO, TR_EXPIRE, TR_REVOKE, TR_DRAINED, TR_RELEASE, TR_SUBMIT };
 #define TRACE_CAP 65536
 typedef struct {
   int64_t t;
@@ -721,6 +721,12 @@ void slicer_arb_launched(slicer_arb_client* c, int dev) {
   __atomic_sub_fetch(&c->gpus[dev].inflight, 1, __ATOMIC_SEQ_CST);
 }
 
+void slicer_arb_submitted(slicer_arb_client* c, int dev) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
+  trace(c, TR_SUBMIT, dev);
+  slicer_arb_launched(c, dev);
+}
+
 int slicer_arb_gated(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return 0;
   return get_state(&c->gpus[dev]) != ST_PASS;
@@ -796,13 +802,13 @@ void slicer_arb_write_trace(slicer_arb_client* c) {
   if (c == NULL || c->trace == NULL) return;
   FILE* f = fopen(c->trace_path, "w");
   if (f == NULL) return;
-  static const char* const names[] = {"",        "request", "grant",   "go",
-                                      "expire",  "revoke",  "drained", "release"};
+  static const char* const names[] = {"",       "request", "grant",   "go",    "expire",
+                                      "revoke", "drained", "release", "submit"};
   uint32_t n = __atomic_load_n(&c->trace_n, __ATOMIC_ACQUIRE);
   if (n > TRACE_CAP) n = TRACE_CAP;
   for (uint32_t i = 0; i < n; ++i) {
     const trace_event* e = &c->trace[i];
-    if (e->ev == 0 || e->ev > TR_RELEASE) continue;
+    if (e->ev == 0 || e->ev > TR_SUBMIT) continue;
     fprintf(f, "%lld %s %u\n", (long long)e->t, names[e->ev], e->dev);
   }
   fclose(f);

@@ -89,6 +89,9 @@ int slicer_arb_launch(slicer_arb_client* c, int dev);
 
 /* The launch let through by slicer_arb_launch(c, dev) has reached the driver. */
 void slicer_arb_launched(slicer_arb_client* c, int dev);
+/* The same for a submission the driver accepted; with SLICER_ARB_TRACE it is also noted in the
+ * lease timeline (`submit`). */
+void slicer_arb_submitted(slicer_arb_client* c, int dev);
 
 /* 0 when slicer_arb_launch(c, dev) would return SLICER_ARB_GO at once (an open-ended lease, no
  * arbiter and fail-open, a device never attached, c == NULL): one atomic load. The shim asks
@@ -115,8 +118,8 @@ void slicer_arb_after_fork_child(slicer_arb_client* c);
 void slicer_arb_stop(slicer_arb_client* c);
 
 /* With SLICER_ARB_TRACE=FILE set at start: writes the lease timeline (`mono_ns event dev` lines:
- * request, grant, go, expire, revoke, drained, release) to FILE. For measurements; the timeline
- * holds the first 65536 events. */
+ * request, grant, go, expire, revoke, drained, release, submit) to FILE. For measurements; the
+ * timeline holds the first 65536 events. */
 void slicer_arb_write_trace(slicer_arb_client* c);
 
 /* Introspection for tests and logs. */
