@@ -1059,6 +1059,9 @@ typedef struct {
   int in_use, busy;
   CUevent ev[ARB_CK_EVENTS];
   uint32_t launches_before[ARB_CK_EVENTS]; /* launches between the previous event and this one */
+  /* At the record: wall time minus the client's busy time on the device (its idle time so far,
+   * give or take a constant). */
+  int64_t idle_at[ARB_CK_EVENTS];
   int recorded[ARB_CK_EVENTS];
   int next;
   uint32_t since; /* launches since the newest event */
@@ -1090,8 +1093,11 @@ static ck_entry* ck_find(CUcontext ctx, CUstream key) {
 
 /* Records this checkpoint's event and waits for the previous one (for this one when launches are
  * longer than `target_ns`: queued work then stays at one launch); then re-estimates the GPU time
- * per launch from the two events before. No lock held while the driver runs. */
-static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns) {
+ * per launch from the two events before, less the time the process had nothing queued on the
+ * device in between (`idle`: wall time minus the client's busy time). A bursty stream's idle
+ * gaps between requests are not its launches' GPU time: counting them put a latency client's
+ * small kernels one at a time, each waiting for the last. No lock held while the driver runs. */
+static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns, int64_t idle) {
   pfn_cuEventSynchronize wait = (pfn_cuEventSynchronize)real_of(IDX_cuEventSynchronize);
   int k = e->next, prev = (k + ARB_CK_EVENTS - 1) % ARB_CK_EVENTS;
   int prev2 = (k + ARB_CK_EVENTS - 2) % ARB_CK_EVENTS;
@@ -1106,6 +1112,7 @@ static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns) {
   }
   e->recorded[k] = 1;
   e->launches_before[k] = e->since;
+  e->idle_at[k] = idle;
   e->next = (k + 1) % ARB_CK_EVENTS;
   int on = e->one_at_a_time ? k : prev;
   if (!e->recorded[on] || wait == NULL || wait(e->ev[on]) != CUDA_SUCCESS) return;
@@ -1113,7 +1120,9 @@ static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns) {
   uint32_t n = e->launches_before[prev];
   if (e->recorded[prev2] && n > 0 && g_drv.event_elapsed != NULL &&
       g_drv.event_elapsed(&ms, e->ev[prev2], e->ev[prev]) == CUDA_SUCCESS) {
-    double per_launch = (double)ms * 1e6 / n;
+    double span = (double)ms * 1e6 - (double)(e->idle_at[prev] - e->idle_at[prev2]);
+    if (span <= 0) return; /* mostly idle: says nothing about the launches */
+    double per_launch = span / n;
     double b = per_launch > 0 ? (double)target_ns / per_launch : ARB_CK_MAX_BUDGET;
     e->budget = b < 1 ? 1 : (b > ARB_CK_MAX_BUDGET ? ARB_CK_MAX_BUDGET : (uint32_t)b);
     e->one_at_a_time = b < 1;
@@ -1123,8 +1132,8 @@ static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns) {
 /* Counts `launches` on `stream` and runs a checkpoint when its budget is spent or `force`.
  * Returns the stream's budget (launches between checkpoints); `*waited` says whether this thread
  * waited for earlier work (the lease may have been revoked meanwhile). */
-static uint32_t arb_checkpoint(slicer_arb_client* c, int force, CUstream stream, uint32_t launches,
-                               int* waited) {
+static uint32_t arb_checkpoint(slicer_arb_client* c, int dev, int force, CUstream stream,
+                               uint32_t launches, int* waited) {
   *waited = 0;
   if (g_drv.ctx_get_current == NULL || g_drv.event_create == NULL || g_drv.event_record == NULL) {
     return ARB_CK_MAX_BUDGET;
@@ -1148,7 +1157,10 @@ static uint32_t arb_checkpoint(slicer_arb_client* c, int force, CUstream stream,
   }
   if (!due) return e->budget;
   uint64_t max_queued = slicer_arb_max_queued_ns(c);
-  ck_run(e, stream, max_queued / 2);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+  ck_run(e, stream, max_queued / 2, now - (int64_t)slicer_arb_busy_ns(c, dev));
   *waited = 1;
   pthread_mutex_lock(&g_ck_mu);
   e->since = 0;
@@ -1193,7 +1205,7 @@ static int arb_gate(slicer_arb_client* c, CUstream stream) {
           g_drv.stream_is_capturing(stream, &cs) != CUDA_SUCCESS ||
           cs == CU_STREAM_CAPTURE_STATUS_NONE) {
         int waited;
-        __atomic_store_n(&g_arb_pass_budget[dev], arb_checkpoint(c, 1, stream, n, &waited),
+        __atomic_store_n(&g_arb_pass_budget[dev], arb_checkpoint(c, dev, 1, stream, n, &waited),
                          __ATOMIC_RELAXED);
         if (waited) arb_regate(c, dev);
       }
@@ -1212,7 +1224,7 @@ static int arb_gate(slicer_arb_client* c, CUstream stream) {
   arb_note_stream(dev, stream);
   int r = slicer_arb_launch(c, dev);
   int waited;
-  arb_checkpoint(c, r == SLICER_ARB_CHECKPOINT, stream, 1, &waited);
+  arb_checkpoint(c, dev, r == SLICER_ARB_CHECKPOINT, stream, 1, &waited);
   if (waited) arb_regate(c, dev);
   return dev;
 }

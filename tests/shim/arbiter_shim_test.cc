@@ -303,6 +303,23 @@ TEST_F(ArbiterShimTest, QueuedWorkStaysBoundedSoThatAHandOverIsQuick) {
   EXPECT_GT(Num(out, "launches"), 50) << out;
 }
 
+// A bursty stream (requests of a few kernels, then idle) must not be taken for one with long
+// kernels: its checkpoints once measured the idle gaps as GPU time, put every launch one at a
+// time behind the previous kernel, and a request's launches took (k-1) kernels' time. The GPU
+// time per launch now counts only while the process had work queued.
+TEST_F(ArbiterShimTest, BurstyRequestsAreNotLaunchedOneAtATime) {
+  StartArbiter();
+  // 1 ms kernels, 4 per request, 30 ms apart: ~8 ms per launch if the idle time counted (above
+  // half of maxQueued, 5 ms); 1 ms if not.
+  auto a = Client("a", {"init", "requests:40:4:1000:30"});
+  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+  std::string out = ReadFile(Out("a"));
+  // One at a time, a request's launches take >= 3 ms (3.3 ms at most before the fix: the
+  // estimate swung between requests); all four queued at once, microseconds.
+  EXPECT_LT(Num(out, "launch_ms_p50"), 1.0) << out;
+  EXPECT_LT(Num(out, "launch_ms_max"), 2.5) << out;
+}
+
 TEST_F(ArbiterShimTest, EveryLaunchEntryPointIsGated) {
   StartArbiter();
   for (const char* how : {"proc", "procptsz", "ex", "coop", "graph"}) {

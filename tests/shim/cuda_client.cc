@@ -35,6 +35,10 @@
 //                            prints work_ns (kernel time done), launches, and the launches that
 //                            blocked > 2 ms: longest_wait_ms, waits=<end, CLOCK_MONOTONIC
 //                            ns>/<ms>,...
+//   requests:<n>:<k>:<us>:<gap_ms>
+//                            n requests of k sleep kernels of us microseconds, each synced and
+//                            followed by gap_ms idle; prints launch_ms_max / launch_ms_p50 (time in
+//                            a request's launch calls)
 //   capture:<n>:<ns>         on a new stream: begin capture, n sleep launches (prints capture_ms,
 //                            how long the launches took), end capture, instantiate, launch, sync
 //   sleepms:<ms>             sleep
@@ -45,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -73,10 +78,14 @@ uint64_t Size(const std::string& s) {
   char* end;
   uint64_t v = std::strtoull(s.c_str(), &end, 10);
   switch (*end) {
-    case 'K': return v << 10;
-    case 'M': return v << 20;
-    case 'G': return v << 30;
-    default: return v;
+    case 'K':
+      return v << 10;
+    case 'M':
+      return v << 20;
+    case 'G':
+      return v << 30;
+    default:
+      return v;
   }
 }
 
@@ -137,7 +146,9 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::vector<std::string> a = Split(argv[i]);
     const std::string& op = a[0];
-    auto arg = [&](size_t k, const char* def = "0") { return k < a.size() ? a[k] : std::string(def); };
+    auto arg = [&](size_t k, const char* def = "0") {
+      return k < a.size() ? a[k] : std::string(def);
+    };
     CUresult r = CUDA_SUCCESS;
     std::string extra;
     if (op == "init" || op == "device") {
@@ -189,7 +200,8 @@ int main(int argc, char** argv) {
         CUmemPoolProps props;
         std::memset(&props, 0, sizeof props);
         props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
-        props.location.type = op == "pool" ? CU_MEM_LOCATION_TYPE_DEVICE : CU_MEM_LOCATION_TYPE_HOST;
+        props.location.type =
+            op == "pool" ? CU_MEM_LOCATION_TYPE_DEVICE : CU_MEM_LOCATION_TYPE_HOST;
         props.location.id = 0;
         r = cuMemPoolCreate(&pool, &props);
       }
@@ -203,7 +215,8 @@ int main(int argc, char** argv) {
       CUmemAllocationProp prop;
       std::memset(&prop, 0, sizeof prop);
       prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-      prop.location.type = arg(2, "") == "host" ? CU_MEM_LOCATION_TYPE_HOST : CU_MEM_LOCATION_TYPE_DEVICE;
+      prop.location.type =
+          arg(2, "") == "host" ? CU_MEM_LOCATION_TYPE_HOST : CU_MEM_LOCATION_TYPE_DEVICE;
       prop.location.id = 0;
       CUmemGenericAllocationHandle h;
       r = cuMemCreate(&h, Size(arg(1)), &prop, 0);
@@ -337,6 +350,31 @@ int main(int argc, char** argv) {
       extra =
           " launches=" + std::to_string(launches) + " work_ns=" + std::to_string(launches * ns) +
           " longest_wait_ms=" + std::to_string(longest) + " waits=" + (waits.empty() ? "-" : waits);
+    } else if (op == "requests") {
+      // requests:<n>:<k>:<us>:<gap_ms>: n requests of k sleep kernels on a stream of its own,
+      // each followed by cuStreamSynchronize and gap_ms idle; prints the longest time a request's
+      // k launch calls took (launch_ms_max; the sync excluded) and the median.
+      uint64_t n = Size(arg(1)), k = Size(arg(2)), ns = Size(arg(3)) * 1000;
+      int gap_ms = std::atoi(arg(4, "10").c_str());
+      CUfunction f;
+      CUstream stream = nullptr;
+      r = SleepFunction(&f);
+      if (r == CUDA_SUCCESS) r = cuStreamCreate(&stream, 0);
+      void* params[] = {&ns};
+      std::vector<double> launch_ms;
+      for (uint64_t i = 0; r == CUDA_SUCCESS && i < n; ++i) {
+        int64_t t0 = MonoNs();
+        for (uint64_t j = 0; r == CUDA_SUCCESS && j < k; ++j) {
+          r = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, stream, params, nullptr);
+        }
+        launch_ms.push_back((MonoNs() - t0) / 1e6);
+        if (r == CUDA_SUCCESS) r = cuStreamSynchronize(stream);
+        usleep(static_cast<useconds_t>(gap_ms) * 1000);
+      }
+      std::vector<double> sorted = launch_ms;
+      std::sort(sorted.begin(), sorted.end());
+      extra = " launch_ms_max=" + std::to_string(sorted.empty() ? 0 : sorted.back()) +
+              " launch_ms_p50=" + std::to_string(sorted.empty() ? 0 : sorted[sorted.size() / 2]);
     } else if (op == "capture") {
       CUstream stream = nullptr;
       CUgraphExec exec = nullptr;

@@ -743,6 +743,11 @@ void slicer_arb_synced(slicer_arb_client* c, int dev) {
   }
 }
 
+uint64_t slicer_arb_busy_ns(slicer_arb_client* c, int dev) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return 0;
+  return busy_now(&c->gpus[dev]);
+}
+
 uint64_t slicer_arb_max_queued_ns(slicer_arb_client* c) {
   if (c == NULL) return 10000000;
   return (uint64_t)__atomic_load_n(&c->max_queued_ns, __ATOMIC_RELAXED);

@@ -103,6 +103,9 @@ int slicer_arb_gated(slicer_arb_client* c, int dev);
  * lease back (an idle holder does not keep the GPU for the rest of its quantum). */
 void slicer_arb_synced(slicer_arb_client* c, int dev);
 
+/* The time (ns) this process has had work queued on `dev` so far (what it reports as busy). */
+uint64_t slicer_arb_busy_ns(slicer_arb_client* c, int dev);
+
 /* The most work (ns) the arbiter wants queued at once while the GPU is contended (WELCOME's
  * max_queued; 10 ms until told). The shim sizes its checkpoints by it. */
 uint64_t slicer_arb_max_queued_ns(slicer_arb_client* c);
