@@ -141,8 +141,8 @@ absl::StatusOr<ArbiterConfig> ParseNode(const YAML::Node& root, const std::strin
       return absl::InvalidArgumentError(
           absl::StrCat(Where(name, kv.first), ": unknown key \"", key,
                        "\" (policy, quantum, batchQuantum, maxQuantum, priorityFloor, "
-                       "weightOverride, failClosed, "
-                       "revokeGrace, maxQueued, handover, trustClaims)"));
+                       "weightOverride, failClosed, revokeGrace, maxQueued, handover, "
+                       "trustClaims)"));
     }
   }
   absl::Status s = ValidateArbiterConfig(c);

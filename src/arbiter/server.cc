@@ -152,15 +152,14 @@ absl::Status Server::Start() {
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
   ev.data.fd = stop_fd_;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &ev);
+  const SchedulerConfig& sched = options_.config.scheduler;
   SLOG(kInfo, "arbiter_listening")
       .Kv("socket", options_.socket_path)
       .Kv("policy", PolicyName(options_.config.scheduler.policy))
       .Kv("handover", HandoverName(options_.config.scheduler.handover))
-      .Kv("quantum_us", static_cast<int64_t>(options_.config.scheduler.quantum.count() / 1000))
-      .Kv("batch_quantum_us", static_cast<int64_t>(std::max(options_.config.scheduler.batch_quantum,
-                                                            options_.config.scheduler.quantum)
-                                                       .count() /
-                                                   1000))
+      .Kv("quantum_us", static_cast<int64_t>(sched.quantum.count() / 1000))
+      .Kv("batch_quantum_us",
+          static_cast<int64_t>(std::max(sched.batch_quantum, sched.quantum).count() / 1000))
       .Kv("max_queued_us", static_cast<int64_t>(MaxQueued(options_.config).count() / 1000))
       .Kv("fail_closed", options_.config.fail_closed)
       .Kv("trust_claims", options_.trust_claims)
