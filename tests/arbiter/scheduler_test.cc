@@ -261,7 +261,10 @@ TEST(SchedulerTest, FreshWaiterCutsABatchLeaseBackToTheQuantum) {
   EXPECT_EQ(a[0].quantum, milliseconds(80));
 }
 
-TEST(SchedulerTest, RequestLongAfterTheLastLeaseIsFresh) {
+// Client 1 holds, 2 waits; 1's quantum ends and it releases with no work left (as when its
+// launching thread was not waiting yet), so 2 gets an open-ended lease. 1 asks again `later`:
+// returns how long 2's lease then runs on.
+Duration LeaseLeftAfterReRequest(Duration later) {
   SimClock clock;
   GpuScheduler s(Fair(), clock);
   for (ClientKey k : {1, 2}) s.Add(k, 1, Priority::kNormal);
@@ -270,27 +273,22 @@ TEST(SchedulerTest, RequestLongAfterTheLastLeaseIsFresh) {
   s.Request(2);
   clock.Advance(milliseconds(20));
   s.Poll();
-  s.Release(1, milliseconds(20), false);  // out of work
-  ASSERT_EQ(s.Poll().size(), 1u);         // 2 is granted, open-ended (nobody waits)
-  clock.Advance(milliseconds(5));
-  s.Request(1);  // 5 ms later: from idle, more than batchGap (2 ms)
-  EXPECT_EQ(*s.NextDeadline() - clock.Now(), milliseconds(15));  // 2's lease: the quantum
+  s.Release(1, milliseconds(20), false);
+  EXPECT_EQ(s.Poll().size(), 1u);  // 2 is granted, open-ended (nobody waits)
+  clock.Advance(later);
+  s.Request(1);
+  EXPECT_TRUE(s.NextDeadline().has_value());
+  return s.NextDeadline() ? *s.NextDeadline() - clock.Now() : Duration(0);
+}
+
+TEST(SchedulerTest, RequestLongAfterTheLastLeaseIsFresh) {
+  // 5 ms later (more than batchGap, 2 ms): from idle, so 2's lease is the quantum.
+  EXPECT_EQ(LeaseLeftAfterReRequest(milliseconds(5)), milliseconds(15));
 }
 
 TEST(SchedulerTest, RequestRightAfterTheLastLeaseIsSaturating) {
-  SimClock clock;
-  GpuScheduler s(Fair(), clock);
-  for (ClientKey k : {1, 2}) s.Add(k, 1, Priority::kNormal);
-  s.Request(1);
-  s.Poll();
-  s.Request(2);
-  clock.Advance(milliseconds(20));
-  s.Poll();
-  s.Release(1, milliseconds(20), false);  // its launching thread was not waiting yet
-  ASSERT_EQ(s.Poll().size(), 1u);
-  clock.Advance(milliseconds(1));
-  s.Request(1);  // 1 ms later: it goes on with its work
-  EXPECT_EQ(*s.NextDeadline() - clock.Now(), milliseconds(79));  // 2's lease: the batch quantum
+  // 1 ms later: it goes on with its work, so 2's lease is the batch quantum.
+  EXPECT_EQ(LeaseLeftAfterReRequest(milliseconds(1)), milliseconds(79));
 }
 
 // Saturating clients only: batch leases cut the hand-overs (each leaves the GPU idle for the
