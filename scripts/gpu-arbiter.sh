@@ -24,8 +24,8 @@
 #   line per run (`handover: ...`) goes to results.txt.
 #   SLICER_ALONE_MQ (""): maxQueued values (ms) for one saturating client alone under the arbiter
 #     (priority policy): what a lone client pays for the checkpoints that bound its queue.
-#   SLICER_E_RUNS ("default"): arbiter configs for (e), as SLICER_B_RUNS (cfg arb<W> for
-#     default, arb<W>:SPEC otherwise); their clients' lease timelines are kept in the logs.
+#   SLICER_E_RUNS ("default"): arbiter runs for (e), as SLICER_B_RUNS (cfg arb<W> for default,
+#     arb<W>:SPEC otherwise); their clients' lease timelines are kept in the logs.
 #   SLICER_D_ROUNDS (1): rounds of (d), plain and arbiter interleaved.
 #   SLICER_C_MQ ("10 2"): maxQueued values (ms) for (c) and (d).
 set -uo pipefail
@@ -140,7 +140,6 @@ client() {
         SLICER_WEIGHT=$w SLICER_PRIORITY=$p SLICER_LEDGER_DIR=$W SLICER_LOG=debug \
         SLICER_ARB_SPIN=${SPIN:-0}
       [[ -n ${TRACE_DIR:-} ]] && export SLICER_ARB_TRACE=$TRACE_DIR/$name.lease
-      [[ -n ${LEASE_DIR:-} ]] && export SLICER_ARB_TRACE=$LEASE_DIR/$name.lease
     fi
     [[ -n ${TRACE_DIR:-} ]] && export WORKLOAD_TRACE=$TRACE_DIR/$name.gpu
     line=$(timeout 150 "$@" 2>>"$W/$c-$tag-$name.err")
@@ -186,6 +185,24 @@ if has a; then
   done
 fi
 
+# run_spec SPEC: an arbiter run of SLICER_B_RUNS / SLICER_E_RUNS. Sets `lines` (its config file's
+# lines), SPIN and `key` (SPEC as a file name).
+run_spec() {
+  lines=("policy: fair")
+  SPIN=0
+  key=${1//[^a-zA-Z0-9]/_}
+  local items item
+  IFS=, read -ra items <<<"$1"
+  for item in "${items[@]}"; do
+    case $item in
+      default) ;;
+      spin) SPIN=1 ;;
+      *=*) lines+=("${item%%=*}: ${item#*=}") ;;
+      *) echo "bad arbiter run item: $item"; exit 2 ;;
+    esac
+  done
+}
+
 # traced TAG START: handover.py's line for the traced run in $TRACE_DIR.
 traced() {
   python3 bench/arbiter/handover.py "$2" "$D" "$1" "$TRACE_DIR" 2>&1 | tee -a "$RES"
@@ -202,23 +219,13 @@ if has b; then
     traced "b$n-plain" "$s"
     for run in ${SLICER_B_RUNS:-default batchQuantum=20ms}; do
       cfg=arb:$run
-      lines=("policy: fair")
-      SPIN=0
-      IFS=, read -ra items <<<"$run"
-      for item in "${items[@]}"; do
-        case $item in
-          default) ;;
-          spin) SPIN=1 ;;
-          *=*) lines+=("${item%%=*}: ${item#*=}") ;;
-          *) echo "bad SLICER_B_RUNS item: $item"; exit 2 ;;
-        esac
-      done
-      arbiter_start fair --config-file "$(arbiter_config "b-$n-${run//[^a-zA-Z0-9]/_}" "${lines[@]}")" && {
+      run_spec "$run"
+      arbiter_start fair --config-file "$(arbiter_config "b-$n-$key" "${lines[@]}")" && {
         s=$(start_at 4)
-        TRACE_DIR=$W/trace-b$n-${run//[^a-zA-Z0-9]/_} && mkdir -p "$TRACE_DIR"
+        TRACE_DIR=$W/trace-b$n-$key && mkdir -p "$TRACE_DIR"
         for i in $(seq "$n"); do client "b$n" "$cfg" "c$i" 1 normal "$WL" saturate "$s" "$D" "$BIG"; done
         join
-        arbiter_stop "b$n-${run//[^a-zA-Z0-9]/_}"
+        arbiter_stop "b$n-$key"
         traced "b$n-$cfg" "$s"
       }
       SPIN=0
@@ -311,24 +318,22 @@ if has e; then
   client e plain train 1 normal $T train "$s" "$TD"
   join
   for run in ${SLICER_E_RUNS:-default}; do
-    lines=("policy: fair")
-    IFS=, read -ra items <<<"$run"
-    for item in "${items[@]}"; do
-      [[ $item == *=* ]] && lines+=("${item%%=*}: ${item#*=}")
-    done
+    run_spec "$run"
     for w in 1 3; do
       cfg=arb$w
       [[ $run != default ]] && cfg=arb$w:$run
-      arbiter_start fair --config-file "$(arbiter_config "e-${run//[^a-zA-Z0-9]/_}" "${lines[@]}")" && {
+      arbiter_start fair --config-file "$(arbiter_config "e-$key" "${lines[@]}")" && {
         s=$(start_at 20)
-        LEASE_DIR=$W/lease-e-${cfg//[^a-zA-Z0-9]/_} && mkdir -p "$LEASE_DIR"
+        # Lease timelines only (torch_loop.py writes no kernel trace).
+        TRACE_DIR=$W/trace-e-$w-$key && mkdir -p "$TRACE_DIR"
         client e "$cfg" infer "$w" normal $T infer "$s" "$TD"
         client e "$cfg" train 1 normal $T train "$s" "$TD"
-        LEASE_DIR=
+        TRACE_DIR=
         join
-        arbiter_stop "e-${cfg//[^a-zA-Z0-9]/_}"
+        arbiter_stop "e-$w-$key"
       }
     done
+    SPIN=0
   done
 fi
 say "done"
