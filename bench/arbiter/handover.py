@@ -81,8 +81,7 @@ def main():
             cover_end = e
     gaps, same_gap, first_dur, other_dur = [], 0, [], []
     steps = {k: [] for k in ("drain", "release", "grant", "go", "start")}
-    prev_end = {}
-    last_s, last_e, last_c = kernels[0]
+    _, last_e, last_c = kernels[0]
     for s, e, c in kernels[1:]:
         gap = max(0, s - last_e)
         if c != last_c:
@@ -104,8 +103,7 @@ def main():
             same_gap += gap
             other_dur.append(e - s)
         if e >= last_e:
-            last_s, last_e, last_c = s, e, c
-        prev_end[c] = e
+            last_e, last_c = e, c
     us = lambda ns: ns / 1e3
     fields = [
         f"tag={tag}",
