@@ -28,6 +28,8 @@
 #     arb<W>:SPEC otherwise); their clients' lease timelines are kept in the logs.
 #   SLICER_D_ROUNDS (1): rounds of (d), plain and arbiter interleaved.
 #   SLICER_C_MQ ("10 2"): maxQueued values (ms) for (c) and (d).
+#   SLICER_OVERHEAD_ROUNDS (9): rounds of the overhead loop (base, shim, gated in rotated order),
+#     on the real driver and then on the fake one (bench/shim/hook_cost.sh: the hook's ns).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -286,7 +288,7 @@ if has overhead; then
   arbiter_start fair
   pin=()
   command -v taskset >/dev/null && pin=(taskset -c 2)
-  for round in 1 2 3 4 5 6 7 8 9; do
+  for ((round = 1; round <= ${SLICER_OVERHEAD_ROUNDS:-9}; round++)); do
     order=(base shim gated)
     ((round % 3 == 1)) && order=(shim gated base)
     ((round % 3 == 2)) && order=(gated base shim)
@@ -303,6 +305,10 @@ if has overhead; then
     done
   done
   arbiter_stop overhead
+  # The same three configurations on the fake driver: what the hook adds per launch, in ns,
+  # without the real driver's noise (bench/shim/hook_cost.sh; its arbiter needs the carried libs).
+  LD_LIBRARY_PATH=$CARRY/lib bench/shim/hook_cost.sh "$(dirname "$SHIM")" "$CARRY/slicer" \
+    "${SLICER_OVERHEAD_ROUNDS:-9}" 3000000 2 | tee -a "$RES"
 fi
 
 if has e; then

@@ -241,6 +241,22 @@ def main():
                    f"ratios {statistics.median(per_round) - 1:+.1%}) | "
                    f"{'yes' if ratio < 1.01 else 'within noise' if ratio < 1.05 else 'NO'} |")
         plot["overhead"] = med
+        # What the hook adds, counted on the fake driver (bench/shim/hook_cost.sh), over a real
+        # launch's time in this run (its best round: the smallest divisor), the overhead without the
+        # real driver's round-to-round noise.
+        hc = pick("hookcost", "summary")
+        if hc:
+            h = hc[-1]
+            real_ns = best["base"] * 1000
+            base_runs = pick("hookcost", "base")
+            n = base_runs[0].get("n", "?") if base_runs else "?"
+            out.append(f"| overhead counted on the CPU: ns the hook adds per launch (fake driver, median of "
+                       f"{h['rounds']} rounds of {n} launches; fake launch {num(h, 'base_ns'):.0f} ns), "
+                       f"over this run's fastest real launch ({real_ns:.0f} ns) | < 1% | - | shim, no arbiter "
+                       f"+{num(h, 'shim_added_ns'):.1f} ns ({num(h, 'shim_added_ns') / real_ns:.2%}); "
+                       f"lone gated client +{num(h, 'gated_added_ns'):.1f} ns "
+                       f"({num(h, 'gated_added_ns') / real_ns:.2%}) | "
+                       f"{'yes' if num(h, 'gated_added_ns') / real_ns < 0.01 else 'NO'} |")
 
     open(sys.argv[2], "w").write("\n".join(out) + "\n")
     print("\n".join(out))

@@ -25,7 +25,8 @@
 //   totalmem                 cuDeviceTotalMem_v2 of device 0 (prints bytes)
 //   gpa:<sym>:<ver>:<flags>  cuGetProcAddress_v2; prints status and whether pfn is the shim's
 //   gpa1:<sym>:<ver>:<flags> cuGetProcAddress (v1)
-//   launch:<n>:<ns>          n "sleep" kernels of ns each, then cuStreamSynchronize
+//   launch:<n>:<ns>          n "sleep" kernels of ns each, then cuStreamSynchronize; prints
+//                            launch_ns (wall time per launch call, the sync excluded)
 //   launchvia:<how>:<n>:<ns> the same through another entry point: proc, procptsz (found by
 //                            cuGetProcAddress_v2, per-thread flag), ex (cuLaunchKernelEx), coop
 //                            (cuLaunchCooperativeKernel), graph (one captured graph, launched n
@@ -277,12 +278,17 @@ int main(int argc, char** argv) {
       CUfunction f;
       r = cuModuleLoadData(&mod, "");
       if (r == CUDA_SUCCESS) r = cuModuleGetFunction(&f, mod, "sleep");
-      uint64_t ns = Size(arg(2));
+      uint64_t ns = Size(arg(2)), n = Size(arg(1));
       void* params[] = {&ns};
-      for (uint64_t k = 0; r == CUDA_SUCCESS && k < Size(arg(1)); ++k) {
+      int64_t t0 = MonoNs();
+      for (uint64_t k = 0; r == CUDA_SUCCESS && k < n; ++k) {
         r = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, nullptr, params, nullptr);
       }
+      double per_launch = n ? static_cast<double>(MonoNs() - t0) / n : 0;
       if (r == CUDA_SUCCESS) r = cuStreamSynchronize(nullptr);
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " launch_ns=%.2f", per_launch);
+      extra = buf;
     } else if (op == "launchvia") {
       std::string how = arg(1);
       uint64_t n = Size(arg(2)), ns = Size(arg(3));
