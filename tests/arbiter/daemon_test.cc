@@ -219,6 +219,34 @@ TEST_F(DaemonTest, LoneClientRunsUngatedAfterOneGrant) {
   EXPECT_EQ(w.stats().grants, 1u);
 }
 
+// The shim's fast path: slicer_arb_launch_open counts a launch only while the lease is open, and
+// a 0 counts nothing (a leaked in-flight count would stall the next hand-over: revoke_grace is 10
+// s).
+TEST_F(DaemonTest, LaunchOpenCountsOnlyWhileTheLeaseIsOpen) {
+  StartServer();
+  EXPECT_EQ(slicer_arb_launch_open(nullptr, 0), 0);
+  Worker a(socket_, "a"), b(socket_, "b");
+  ASSERT_TRUE(WaitFor([&] { return a.stats().connected && b.stats().connected; }, 2s));
+  ASSERT_EQ(slicer_arb_launch(a.client(), 0), SLICER_ARB_GO);  // alone: an open lease
+  slicer_arb_launched(a.client(), 0);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_EQ(slicer_arb_launch_open(a.client(), 0), 1) << i;
+    slicer_arb_launched(a.client(), 0);
+  }
+  EXPECT_EQ(a.stats().grants, 1u);
+  b.Start();  // a must hand over, with nothing in flight
+  ASSERT_TRUE(WaitFor([&] { return b.work() > 0; }, 2s));
+  ASSERT_TRUE(WaitFor([&] { return slicer_arb_launch_open(a.client(), 0) == 0; }, 2s));
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(slicer_arb_launch_open(a.client(), 0), 0);
+  // a takes a timed turn and must give it back at its end: b keeps working.
+  slicer_arb_launch(a.client(), 0);
+  slicer_arb_launched(a.client(), 0);
+  slicer_arb_synced(a.client(), 0);
+  int64_t before = b.work();
+  EXPECT_TRUE(WaitFor([&] { return b.work() > before + 8; }, 2s)) << b.work() - before;
+  EXPECT_GE(a.stats().grants, 2u);
+}
+
 TEST_F(DaemonTest, TwoClientProcessesWeighted3To1) {
   StartServer();
   std::string go = dir_ + "/go";

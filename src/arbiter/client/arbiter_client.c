@@ -716,6 +716,19 @@ int slicer_arb_launch(slicer_arb_client* c, int dev) {
   return launch_slow(c, dev);
 }
 
+int slicer_arb_launch_open(slicer_arb_client* c, int dev) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return 0;
+  gpu_slot* g = &c->gpus[dev];
+  if (get_state(g) != ST_PASS) return 0;
+  __atomic_add_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
+  if (__builtin_expect(__atomic_load_n(&g->state, __ATOMIC_SEQ_CST) != ST_PASS, 0)) {
+    __atomic_sub_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST); /* a hand-over began: not counted */
+    return 0;
+  }
+  if (__atomic_load_n(&g->busy_since, __ATOMIC_RELAXED) == 0) busy_start(g, mono_ns());
+  return 1;
+}
+
 void slicer_arb_launched(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
   __atomic_sub_fetch(&c->gpus[dev].inflight, 1, __ATOMIC_SEQ_CST);
@@ -725,11 +738,6 @@ void slicer_arb_submitted(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
   trace(c, TR_SUBMIT, dev);
   slicer_arb_launched(c, dev);
-}
-
-int slicer_arb_gated(slicer_arb_client* c, int dev) {
-  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return 0;
-  return get_state(&c->gpus[dev]) != ST_PASS;
 }
 
 void slicer_arb_synced(slicer_arb_client* c, int dev) {

@@ -93,10 +93,12 @@ void slicer_arb_launched(slicer_arb_client* c, int dev);
  * lease timeline (`submit`). */
 void slicer_arb_submitted(slicer_arb_client* c, int dev);
 
-/* 0 when slicer_arb_launch(c, dev) would return SLICER_ARB_GO at once (an open-ended lease, no
- * arbiter and fail-open, a device never attached, c == NULL): one atomic load. The shim asks
- * this before paying for anything only a gated launch needs (the stream-capture query). */
-int slicer_arb_gated(slicer_arb_client* c, int dev);
+/* The launch path's common case in one call: when slicer_arb_launch(c, dev) would return
+ * SLICER_ARB_GO at once (an open-ended lease, no arbiter and fail-open, a device never attached),
+ * counts the launch as it would and returns 1; slicer_arb_launched must follow. Otherwise returns
+ * 0 and counts nothing (c == NULL too): the shim then pays for what only a gated launch needs
+ * (the stream-capture query) and calls slicer_arb_launch. */
+int slicer_arb_launch_open(slicer_arb_client* c, int dev);
 
 /* After a synchronization that left nothing of this process queued on `dev`. While the process
  * holds a timed lease (others wait), a holder that then launches nothing for 1 ms hands the
