@@ -48,7 +48,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     echo "case=hookcost cfg=$cfg round=$r n=$N launch_ns=$ns" | tee -a "$W/lines"
   done
 done
-python3 - "$W/lines" <<'EOF'
+cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //; s/ /_/g')
+python3 - "$W/lines" "${cpu:-unknown}" <<'EOF'
 import statistics as st, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -57,5 +58,6 @@ for line in open(sys.argv[1]):
 med = {c: st.median(r[c] for r in rows.values()) for c in ("base", "shim", "gated")}
 diff = {c: st.median(r[c] - r["base"] for r in rows.values()) for c in ("shim", "gated")}
 print(f"case=hookcost cfg=summary rounds={len(rows)} base_ns={med['base']:.1f} shim_ns={med['shim']:.1f} "
-      f"gated_ns={med['gated']:.1f} shim_added_ns={diff['shim']:.1f} gated_added_ns={diff['gated']:.1f}")
+      f"gated_ns={med['gated']:.1f} shim_added_ns={diff['shim']:.1f} gated_added_ns={diff['gated']:.1f} "
+      f"cpu={sys.argv[2]}")
 EOF

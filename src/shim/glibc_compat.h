@@ -23,6 +23,9 @@ __asm__(".symver dladdr,dladdr@" SLICER_GLIBC_BASE);
 __asm__(".symver pthread_create,pthread_create@" SLICER_GLIBC_BASE);
 __asm__(".symver pthread_join,pthread_join@" SLICER_GLIBC_BASE);
 __asm__(".symver pthread_attr_setstacksize,pthread_attr_setstacksize@" SLICER_GLIBC_BASE);
+/* Its launcher slots, freed at thread exit. */
+__asm__(".symver pthread_key_create,pthread_key_create@" SLICER_GLIBC_BASE);
+__asm__(".symver pthread_setspecific,pthread_setspecific@" SLICER_GLIBC_BASE);
 #if defined(__x86_64__)
 __asm__(".symver pthread_condattr_setclock,pthread_condattr_setclock@GLIBC_2.3.3");
 #else

@@ -247,6 +247,72 @@ TEST_F(DaemonTest, LaunchOpenCountsOnlyWhileTheLeaseIsOpen) {
   EXPECT_GE(a.stats().grants, 2u);
 }
 
+// Launches under an open lease count themselves in per-thread slots, not a shared word; a
+// hand-over must still see every one of them submitted before its drain starts. Three threads
+// launch without pause while a neighbour comes and goes, revoking the open lease each time.
+TEST_F(DaemonTest, OpenLeaseLaunchesAreSubmittedBeforeTheDrain) {
+  StartServer();
+  struct Probe {
+    std::atomic<bool> draining{false};
+    std::atomic<int> drains{0};
+  } probe;
+  slicer_arb_options o{};
+  o.socket_path = socket_.c_str();
+  o.container = "busy";
+  o.replicas = "";
+  o.drain = [](void* user, int) {
+    auto* p = static_cast<Probe*>(user);
+    p->draining = true;
+    std::this_thread::sleep_for(200us);
+    p->draining = false;
+    ++p->drains;
+    return 0;
+  };
+  o.user = &probe;
+  slicer_arb_client* c = slicer_arb_start(&o);
+  slicer_arb_attach(c, 0, kGpu);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        slicer_arb_stats st;
+        slicer_arb_get_stats(c, &st);
+        return st.connected != 0;
+      },
+      2s));
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> open{0}, gated{0}, violations{0};
+  std::vector<std::thread> launchers;
+  for (int t = 0; t < 3; ++t) {
+    launchers.emplace_back([&] {
+      while (!stop) {
+        bool fast = slicer_arb_launch_open(c, 0) == 1;
+        if (!fast) slicer_arb_launch(c, 0);
+        if (probe.draining) ++violations;
+        auto until = SteadyClock::now() + 2us;  // the driver call
+        while (SteadyClock::now() < until) {
+        }
+        if (probe.draining) ++violations;
+        slicer_arb_launched(c, 0);
+        ++(fast ? open : gated);
+      }
+    });
+  }
+  for (int i = 0; i < 15; ++i) {
+    std::this_thread::sleep_for(30ms);  // alone: the open lease comes back
+    Worker b(socket_, "neighbour" + std::to_string(i));
+    ASSERT_TRUE(WaitFor([&] { return b.stats().connected; }, 2s));
+    b.Start();
+    std::this_thread::sleep_for(30ms);
+  }
+  stop = true;
+  for (auto& t : launchers) t.join();
+  slicer_arb_stats st;
+  slicer_arb_get_stats(c, &st);
+  slicer_arb_stop(c);
+  EXPECT_EQ(violations.load(), 0) << open << " open, " << gated << " gated launches";
+  EXPECT_GT(open.load(), 1000);
+  EXPECT_GE(probe.drains.load(), 10) << "the neighbour must have revoked the open lease";
+}
+
 TEST_F(DaemonTest, TwoClientProcessesWeighted3To1) {
   StartServer();
   std::string go = dir_ + "/go";

@@ -25,9 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/membarrier.h>
 
 #include "src/common/shim_contract.h"
 
@@ -204,11 +206,104 @@ static uint32_t unreachable_state(slicer_arb_client* c) {
 
 static void poke(slicer_arb_client* c);
 
+/* ---- Open-lease launches ------------------------------------------------------------------ */
+
+/* A launch under an open lease (PASS: a lone client) counts itself in a slot of its own thread
+ * instead of the shared `inflight` word: one plain store before reading the state and one after
+ * the submission, no locked instruction (slicer_arb_launch_open). A hand-over pays instead: it
+ * sets HANDOVER, then makes every thread of the process pass a full barrier (membarrier, private
+ * expedited), then waits until no slot holds its device. Either a launcher's store is visible to
+ * that scan, or the launcher's read of the state comes after the barrier and sees HANDOVER. Where
+ * membarrier cannot be registered (an old kernel, a seccomp profile without it) the launcher
+ * issues the full fence itself. A thread without a slot (more than LAUNCHER_SLOTS at once) uses
+ * the shared word. */
+#define LAUNCHER_SLOTS 256
+typedef struct {
+  gpu_slot* inflight; /* atomic: the device this thread's launch is between open and submitted */
+  uint32_t owner;     /* atomic: claimed by a live thread */
+  char pad[64 - sizeof(gpu_slot*) - sizeof(uint32_t)];
+} launcher_slot;
+static launcher_slot g_launchers[LAUNCHER_SLOTS] __attribute__((aligned(64)));
+static launcher_slot g_no_slot; /* marks a thread that found none free */
+static __thread launcher_slot* t_launcher __attribute__((tls_model("initial-exec")));
+static pthread_mutex_t g_launchers_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_launchers_ready; /* atomic; under g_launchers_mu when set */
+static pthread_key_t g_launcher_key;
+static int g_asym_barrier; /* atomic: membarrier registered for this process */
+
+static void launcher_exit(void* slot) {
+  launcher_slot* l = (launcher_slot*)slot;
+  __atomic_store_n(&l->inflight, NULL, __ATOMIC_RELEASE);
+  __atomic_store_n(&l->owner, 0, __ATOMIC_RELEASE);
+}
+
+static void register_barrier(void) {
+  long r = syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
+  __atomic_store_n(&g_asym_barrier, r == 0, __ATOMIC_RELEASE);
+}
+
+/* Once per process (no pthread_once: glibc_compat.h). Without the key, threads use the shared
+ * word. Registering a process that already runs several threads waits for an RCU grace period
+ * (10-20 ms seen): the shim does it at load (slicer_arb_prepare), while the process is single. */
+static int launchers_init(void) {
+  if (__atomic_load_n(&g_launchers_ready, __ATOMIC_ACQUIRE)) return 1;
+  pthread_mutex_lock(&g_launchers_mu);
+  if (!g_launchers_ready && pthread_key_create(&g_launcher_key, launcher_exit) == 0) {
+    register_barrier();
+    __atomic_store_n(&g_launchers_ready, 1, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&g_launchers_mu);
+  return __atomic_load_n(&g_launchers_ready, __ATOMIC_ACQUIRE);
+}
+
+void slicer_arb_prepare(void) { launchers_init(); }
+
+static __attribute__((noinline)) launcher_slot* claim_launcher(void) {
+  launcher_slot* mine = &g_no_slot;
+  for (int i = 0; launchers_init() && i < LAUNCHER_SLOTS; ++i) {
+    uint32_t free_slot = 0;
+    if (__atomic_compare_exchange_n(&g_launchers[i].owner, &free_slot, 1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED)) {
+      mine = &g_launchers[i];
+      pthread_setspecific(g_launcher_key, mine);
+      break;
+    }
+  }
+  t_launcher = mine;
+  return mine;
+}
+
+/* The hand-over's side: after HANDOVER is stored, waits until no launch let through under the
+ * open lease of `g` is still before its submission. Only a lease that was open (`was_open`) can
+ * have let one through just now, so only that one pays for the barrier (IPIs to the CPUs that
+ * run this process, dearer in a VM); a timed lease's hand-over only scans. */
+static void wait_open_launches(gpu_slot* g, int was_open) {
+  if (!was_open) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  } else if (!__atomic_load_n(&g_asym_barrier, __ATOMIC_ACQUIRE) ||
+      syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    /* Launchers fence themselves unless the barrier is registered; if it is but failed now, a
+     * store still in flight on another CPU becomes visible within microseconds. */
+    if (__atomic_load_n(&g_asym_barrier, __ATOMIC_ACQUIRE)) {
+      struct timespec ts = {0, 1000000};
+      nanosleep(&ts, NULL);
+    }
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  }
+  for (int i = 0; i < LAUNCHER_SLOTS; ++i) {
+    while (__atomic_load_n(&g_launchers[i].inflight, __ATOMIC_ACQUIRE) == g) {
+      struct timespec ts = {0, 20000};
+      nanosleep(&ts, NULL);
+    }
+  }
+}
+
 /* ---- Hand-over ----------------------------------------------------------------------------- */
 
 /* mu held; the slot holds a lease. Drains (mu released meanwhile), then RELEASEs. */
 static void handover(slicer_arb_client* c, int dev, int more_work) {
   gpu_slot* g = &c->gpus[dev];
+  int was_open = get_state(g) == ST_PASS;
   __atomic_store_n(&g->state, ST_HANDOVER, __ATOMIC_SEQ_CST);
   pthread_mutex_unlock(&c->mu);
   /* A launch let through before HANDOVER may not have reached the driver yet: the drain must
@@ -218,6 +313,7 @@ static void handover(slicer_arb_client* c, int dev, int more_work) {
     struct timespec ts = {0, 20000};
     nanosleep(&ts, NULL);
   }
+  wait_open_launches(g, was_open);
   if (c->drain != NULL) c->drain(c->user, dev);
   trace(c, TR_DRAINED, dev);
   busy_end(g);
@@ -522,6 +618,7 @@ slicer_arb_client* slicer_arb_start(const slicer_arb_options* opts) {
   if (path == NULL || path[0] == '\0') return NULL;
   slicer_arb_client* c = (slicer_arb_client*)calloc(1, sizeof *c);
   if (c == NULL) return NULL;
+  launchers_init();
   if (strlen(path) >= sizeof c->path) {
     clog_line("level=error event=arbiter_socket_too_long socket=%s len=%ld", path,
               (long)strlen(path));
@@ -720,10 +817,25 @@ int slicer_arb_launch_open(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return 0;
   gpu_slot* g = &c->gpus[dev];
   if (get_state(g) != ST_PASS) return 0;
-  __atomic_add_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
-  if (__builtin_expect(__atomic_load_n(&g->state, __ATOMIC_SEQ_CST) != ST_PASS, 0)) {
-    __atomic_sub_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST); /* a hand-over began: not counted */
-    return 0;
+  launcher_slot* l = t_launcher;
+  if (__builtin_expect(l == NULL, 0)) l = claim_launcher();
+  if (__builtin_expect(l == &g_no_slot, 0)) {
+    __atomic_add_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&g->state, __ATOMIC_SEQ_CST) != ST_PASS) {
+      __atomic_sub_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST); /* a hand-over began */
+      return 0;
+    }
+  } else {
+    __atomic_store_n(&l->inflight, g, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&g_asym_barrier, __ATOMIC_RELAXED)) {
+      __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the hand-over's membarrier is the other half */
+    } else {
+      __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    }
+    if (__builtin_expect(__atomic_load_n(&g->state, __ATOMIC_RELAXED) != ST_PASS, 0)) {
+      __atomic_store_n(&l->inflight, NULL, __ATOMIC_RELEASE); /* a hand-over began */
+      return 0;
+    }
   }
   if (__atomic_load_n(&g->busy_since, __ATOMIC_RELAXED) == 0) busy_start(g, mono_ns());
   return 1;
@@ -731,7 +843,13 @@ int slicer_arb_launch_open(slicer_arb_client* c, int dev) {
 
 void slicer_arb_launched(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
-  __atomic_sub_fetch(&c->gpus[dev].inflight, 1, __ATOMIC_SEQ_CST);
+  gpu_slot* g = &c->gpus[dev];
+  launcher_slot* l = t_launcher;
+  if (l != NULL && __atomic_load_n(&l->inflight, __ATOMIC_RELAXED) == g) {
+    __atomic_store_n(&l->inflight, NULL, __ATOMIC_RELEASE); /* let through by launch_open */
+    return;
+  }
+  __atomic_sub_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
 }
 
 void slicer_arb_submitted(slicer_arb_client* c, int dev) {
@@ -793,6 +911,14 @@ void slicer_arb_after_fork_child(slicer_arb_client* c) {
     g->inflight = 0;
     set_state(g, g->attached ? ST_RESTART : ST_PASS);
   }
+  /* The other threads' launcher slots are free again; membarrier registration is per process. */
+  for (int i = 0; i < LAUNCHER_SLOTS; ++i) {
+    if (&g_launchers[i] == t_launcher) continue;
+    g_launchers[i].inflight = NULL;
+    g_launchers[i].owner = 0;
+  }
+  if (t_launcher != NULL && t_launcher != &g_no_slot) t_launcher->inflight = NULL;
+  if (__atomic_load_n(&g_asym_barrier, __ATOMIC_ACQUIRE)) register_barrier();
 }
 
 void slicer_arb_stop(slicer_arb_client* c) {

@@ -93,6 +93,12 @@ void slicer_arb_launched(slicer_arb_client* c, int dev);
  * lease timeline (`submit`). */
 void slicer_arb_submitted(slicer_arb_client* c, int dev);
 
+/* Once per process, best while it runs a single thread (the shim calls it at load when an
+ * arbiter socket is configured; slicer_arb_start calls it too): prepares what
+ * slicer_arb_launch_open relies on (a membarrier registration, which in a process that already
+ * runs threads waits ~10-20 ms for the kernel, and the key that frees a thread's launcher slot). */
+void slicer_arb_prepare(void);
+
 /* The launch path's common case in one call: when slicer_arb_launch(c, dev) would return
  * SLICER_ARB_GO at once (an open-ended lease, no arbiter and fail-open, a device never attached),
  * counts the launch as it would and returns 1; slicer_arb_launched must follow. Otherwise returns
