@@ -30,6 +30,8 @@
 #   SLICER_C_MQ ("10 2"): maxQueued values (ms) for (c) and (d).
 #   SLICER_OVERHEAD_ROUNDS (9): rounds of the overhead loop (base, shim, gated in rotated order),
 #     on the real driver and then on the fake one (bench/shim/hook_cost.sh: the hook's ns).
+#   SLICER_AB_PROCS (3): processes of bench/shim/launch_ab.cc per configuration (shim, gated):
+#     the driver's and the shim's cuLaunchKernel in alternating batches of one process.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -309,6 +311,24 @@ if has overhead; then
   # without the real driver's noise (bench/shim/hook_cost.sh; its arbiter needs the carried libs).
   LD_LIBRARY_PATH=$CARRY/lib bench/shim/hook_cost.sh "$(dirname "$SHIM")" "$CARRY/slicer" \
     "${SLICER_OVERHEAD_ROUNDS:-9}" 3000000 2 | tee -a "$RES"
+  # Driver and shim side by side in one process (bench/shim/launch_ab.cc): the process's fast or
+  # slow mode is shared by both sides.
+  if cmake --build "$(dirname "$SHIM")" --target launch_ab >"$W/launch_ab-build.log" 2>&1; then
+    arbiter_start fair
+    for ((p = 1; p <= ${SLICER_AB_PROCS:-3}; p++)); do
+      for cfg in shim gated; do
+        sock=()
+        [[ $cfg == gated ]] && sock=(SLICER_ARBITER_SOCKET=$ARB_SOCK)
+        line=$(env SLICER_LEDGER_DIR=$W SLICER_MEMORY_LIMITS='*=68719476736' SLICER_ENFORCE=1 \
+          SLICER_CONTAINER_ID=ab-$cfg-$p "${sock[@]}" "${pin[@]}" \
+          "$(dirname "$SHIM")/launch_ab" "$SHIM" 400 2000 2>&1 | tail -1)
+        echo "case=launchab cfg=$cfg proc=$p ${line#launch_ab }" | tee -a "$RES"
+      done
+    done
+    arbiter_stop launchab
+  else
+    echo "launch_ab did not build:"; tail -20 "$W/launch_ab-build.log"
+  fi
 fi
 
 if has e; then

@@ -258,6 +258,21 @@ def main():
                        f"({num(h, 'gated_added_ns') / real_ns:.2%}) | "
                        f"{'yes' if num(h, 'gated_added_ns') / real_ns < 0.01 else 'NO'} |")
 
+    # The same cost inside one process (bench/shim/launch_ab.cc): driver and shim alternate.
+    ab = {cfg: [num(r, "added") for r in pick("launchab", cfg) if r.get("added")] for cfg in ("shim", "gated")}
+    if ab["gated"]:
+        cells = []
+        for cfg, label in (("shim", "shim, no arbiter"), ("gated", "lone gated client")):
+            v = ab[cfg]
+            if v:
+                cells.append(f"{label} {statistics.median(v):+.2%} ({min(v):+.2%}..{max(v):+.2%})")
+        drv = [num(r, "driver_ns") for r in pick("launchab", "gated")]
+        g = statistics.median(ab["gated"])
+        out.append(f"| overhead in one process: driver and shim launches alternate (median of paired "
+                   f"batches; median and range over {len(ab['gated'])} processes; driver "
+                   f"{min(drv) / 1000:.2f}..{max(drv) / 1000:.2f} µs a launch) | < 1% | - | "
+                   f"{'; '.join(cells)} | {'yes' if g < 0.01 else 'NO'} |")
+
     open(sys.argv[2], "w").write("\n".join(out) + "\n")
     print("\n".join(out))
     if len(sys.argv) > 3:
