@@ -1257,8 +1257,11 @@ static inline __attribute__((always_inline)) int arb_gate(slicer_arb_client* c, 
   CUdevice dev;
   if (current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return -1;
   if (!__atomic_load_n(&g_arb_attached[dev], __ATOMIC_ACQUIRE)) arb_attach(c, dev);
-  arb_note_stream(dev, stream); /* before the launch starts the busy interval, as in the slow path */
   if (__builtin_expect(!slicer_arb_launch_open(c, dev), 0)) return arb_gate_slow(c, dev, stream);
+  /* Noted after the launch counted itself (the slow path notes first, and only once it knows the
+   * stream is not capturing): a sync on another thread in between may end the busy interval
+   * early, and the next launch starts it again. Only the busy time reported is affected. */
+  arb_note_stream(dev, stream);
   uint32_t n = ++t_arb_pass_launches;
   uint32_t budget = __atomic_load_n(&g_arb_pass_budget[dev], __ATOMIC_RELAXED);
   if (__builtin_expect(n >= (budget ? budget : ARB_CK_FIRST_BUDGET), 0)) {

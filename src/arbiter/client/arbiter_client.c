@@ -912,6 +912,7 @@ void slicer_arb_after_fork_child(slicer_arb_client* c) {
     set_state(g, g->attached ? ST_RESTART : ST_PASS);
   }
   /* The other threads' launcher slots are free again; membarrier registration is per process. */
+  pthread_mutex_init(&g_launchers_mu, NULL);
   for (int i = 0; i < LAUNCHER_SLOTS; ++i) {
     if (&g_launchers[i] == t_launcher) continue;
     g_launchers[i].inflight = NULL;
