@@ -5,12 +5,15 @@
 // bench/results/arbiter-2026-11-29-night.md), which drowns a 1% effect when each configuration
 // runs in its own process; here both sides share the process and its mode.
 //
-// Usage: launch_ab SHIM_PATH [BATCHES=400] [BATCH=2000]
+// Usage: launch_ab SHIM_PATH [BATCHES=400] [BATCH=2000] [TOUCH_KB=0]
 //   The shim reads its environment as usual: with SLICER_ARBITER_SOCKET set it is a lone gated
 //   client, without it the launch hook's mode check only. Each batch is BATCH launches of one
 //   side, timed without the final cuCtxSynchronize; sides alternate, and which goes first flips
 //   every pair. Prints the median ns per launch of each side, the median of the paired
-//   differences (shim - driver) and that over the driver's median.
+//   differences (shim - driver) and that over the driver's median. TOUCH_KB > 0 writes one byte
+//   per cache line of a TOUCH_KB buffer after every launch of either side: on the fake driver,
+//   whose launch touches little memory, it stands in for a real driver's footprint, which may
+//   evict the shim's data between launches.
 //
 // Builds with nothing but cuda.h (no libcuda at link time: both are opened at run time), so it
 // runs here on the fake driver (LD_LIBRARY_PATH=build/fakes, SLICER_FAKE_NVML) as well as on a
@@ -70,6 +73,8 @@ int main(int argc, char** argv) {
   }
   int batches = argc > 2 ? std::atoi(argv[2]) : 400;
   int batch = argc > 3 ? std::atoi(argv[3]) : 2000;
+  size_t touch = argc > 4 ? static_cast<size_t>(std::atoi(argv[4])) * 1024 : 0;
+  std::vector<unsigned char> scratch(touch + 64);
   if (batches < 2 || batch < 1) {
     std::fprintf(stderr, "launch_ab: BATCHES must be >= 2 and BATCH >= 1\n");
     return 2;
@@ -118,6 +123,7 @@ int main(int argc, char** argv) {
       auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < batch; ++i) {
         Check(side[s](f, 1, 1, 1, 32, 1, 1, 0, nullptr, nullptr, nullptr), "cuLaunchKernel");
+        for (size_t k = 0; k < touch; k += 64) ++scratch[k];
       }
       auto t1 = std::chrono::steady_clock::now();
       Check(sync(), "cuCtxSynchronize");
@@ -130,7 +136,8 @@ int main(int argc, char** argv) {
   }
   double driver = Median(ns[0]), hooked = Median(ns[1]), d = Median(diff);
   std::printf(
-      "launch_ab batches=%d batch=%d driver_ns=%.1f shim_ns=%.1f added_ns=%.1f added=%.4f\n",
-      batches, batch, driver, hooked, d, d / driver);
+      "launch_ab batches=%d batch=%d touch_kb=%zu driver_ns=%.1f shim_ns=%.1f added_ns=%.1f "
+      "added=%.4f\n",
+      batches, batch, touch / 1024, driver, hooked, d, d / driver);
   return 0;
 }
