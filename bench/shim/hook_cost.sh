@@ -4,13 +4,14 @@
 # 3-5 µs launch and its run-to-run noise. Three configurations, rotated within each round:
 #   base   no shim;
 #   shim   libslicer.so preloaded with a memory cap, no arbiter (the hook's mode check only);
-#   gated  the same with an arbiter socket: a lone gated client (its lease passes; in-flight
-#          count, state check and the queue-bounding checkpoints).
+#   gated  the same with an arbiter socket: a lone gated client (its lease is open: the launch
+#          marked in flight, the state check and the queue-bounding checkpoints).
 # Each run is `shim_cuda_client init launch:N:0`, which prints launch_ns (wall time per launch
 # call, the final sync excluded), pinned with taskset to CPUS. Output: one line per run
 # (case=hookcost cfg=... round=... launch_ns=...) and a last one (case=hookcost cfg=summary) with
-# the medians and the median of the per-round differences to base. Divide those by a real launch's time (the
-# `overhead` part of scripts/gpu-arbiter.sh) for the overhead on a GPU.
+# the medians and the median of the per-round differences to base. Divide those by a real
+# launch's time (the `overhead` part of scripts/gpu-arbiter.sh) for the overhead on a GPU.
+# bench/shim/launch_ab.cc measures the same inside one process.
 #
 # Usage: bench/shim/hook_cost.sh BUILD_DIR SLICER_BIN [ROUNDS=15] [N=3000000] [CPUS=1]
 #   BUILD_DIR holds libslicer.so, shim_cuda_client and fakes/libcuda.so.1; SLICER_BIN is the
