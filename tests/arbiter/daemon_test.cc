@@ -220,8 +220,8 @@ TEST_F(DaemonTest, LoneClientRunsUngatedAfterOneGrant) {
 }
 
 // The shim's fast path: slicer_arb_launch_open counts a launch only while the lease is open, and
-// a 0 counts nothing (a leaked in-flight count would stall the next hand-over: revoke_grace is 10
-// s).
+// a 0 counts nothing (a leaked in-flight count would stall the next hand-over for the whole
+// revoke_grace, 10 s here).
 TEST_F(DaemonTest, LaunchOpenCountsOnlyWhileTheLeaseIsOpen) {
   StartServer();
   EXPECT_EQ(slicer_arb_launch_open(nullptr, 0), 0);
@@ -299,14 +299,15 @@ TEST_F(DaemonTest, OpenLeaseLaunchesAreSubmittedBeforeTheDrain) {
   for (int i = 0; i < 15; ++i) {
     std::this_thread::sleep_for(30ms);  // alone: the open lease comes back
     Worker b(socket_, "neighbour" + std::to_string(i));
-    ASSERT_TRUE(WaitFor([&] { return b.stats().connected; }, 2s));
+    if (!WaitFor([&] { return b.stats().connected; }, 2s)) {
+      ADD_FAILURE() << "neighbour " << i << " did not connect";
+      break;  // the launchers still have to be stopped
+    }
     b.Start();
     std::this_thread::sleep_for(30ms);
   }
   stop = true;
   for (auto& t : launchers) t.join();
-  slicer_arb_stats st;
-  slicer_arb_get_stats(c, &st);
   slicer_arb_stop(c);
   EXPECT_EQ(violations.load(), 0) << open << " open, " << gated << " gated launches";
   EXPECT_GT(open.load(), 1000);
