@@ -926,18 +926,40 @@ static nvmlReturn_t hook_nvml_memory_info_v2(pfn_nvmlDeviceGetMemoryInfo_v2 real
  * would only stall the capture). */
 
 enum { ARB_UNKNOWN = 0, ARB_OFF, ARB_ON };
-static int g_arb_mode;                           /* atomic */
-static slicer_arb_client* g_arb;                 /* set before g_arb_mode becomes ARB_ON */
-static int g_arb_attached[SLICER_ARB_MAX_GPUS];  /* atomic */
-static CUcontext g_arb_ctx[SLICER_ARB_MAX_GPUS]; /* atomic: the context to drain per device */
 
 /* Streams with work queued since the device last went idle, per device: a stream or event
  * synchronize ends the busy interval only when every one of them is idle. */
 #define ARB_TRACKED_STREAMS 4
-static struct {
+typedef struct {
   CUstream s[ARB_TRACKED_STREAMS]; /* atomic; NULL: free. The legacy stream 0 is kArbNullStream */
   int overflow;                    /* atomic: more streams than tracked; only a ctx sync ends it */
-} g_arb_streams[SLICER_ARB_MAX_GPUS];
+} arb_stream_set;
+
+/* What a launch under an open lease reads and writes of the shim's own globals, in one cache
+ * line: a real launch evicts the hook's data between launches (bench/shim/launch_ab.cc). Device
+ * 0's per-device entries live here, the others' in the arrays below (arb_streams, arb_budget). */
+static struct {
+  arb_stream_set streams0;
+  int mode;                /* atomic: ARB_* */
+  uint32_t budget0;        /* atomic */
+  slicer_arb_client* arb;  /* set before `mode` becomes ARB_ON */
+  /* atomic: device 0's gate once attached, in a process that sees one device (then every launch
+   * is on device 0): arb_gate's inline path. NULL: the general path. */
+  const slicer_arb_gate* gate0;
+} g_arb_hot __attribute__((aligned(64)));
+_Static_assert(sizeof g_arb_hot == 64, "the launch path's globals fill one cache line");
+static arb_stream_set g_arb_streams_more[SLICER_ARB_MAX_GPUS - 1];
+/* atomic: launches between checkpoints under an open lease (arb_pass_launch); 0: not known yet */
+static uint32_t g_arb_budget_more[SLICER_ARB_MAX_GPUS - 1];
+static int g_arb_attached[SLICER_ARB_MAX_GPUS];  /* atomic */
+static CUcontext g_arb_ctx[SLICER_ARB_MAX_GPUS]; /* atomic: the context to drain per device */
+
+static inline arb_stream_set* arb_streams(int dev) {
+  return dev == 0 ? &g_arb_hot.streams0 : &g_arb_streams_more[dev - 1];
+}
+static inline uint32_t* arb_budget(int dev) {
+  return dev == 0 ? &g_arb_hot.budget0 : &g_arb_budget_more[dev - 1];
+}
 #define kArbNullStream ((CUstream)(uintptr_t) ~(uintptr_t)0)
 
 static CUstream arb_key(CUstream s) { return s == NULL ? kArbNullStream : s; }
@@ -945,13 +967,13 @@ static CUstream arb_unkey(CUstream k) { return k == kArbNullStream ? NULL : k; }
 
 static void arb_streams_clear(int dev) {
   for (int i = 0; i < ARB_TRACKED_STREAMS; ++i) {
-    __atomic_store_n(&g_arb_streams[dev].s[i], NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&arb_streams(dev)->s[i], NULL, __ATOMIC_RELAXED);
   }
-  __atomic_store_n(&g_arb_streams[dev].overflow, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&arb_streams(dev)->overflow, 0, __ATOMIC_RELEASE);
 }
 
 static __attribute__((noinline)) void arb_add_stream(int dev, CUstream k) {
-  CUstream* s = g_arb_streams[dev].s;
+  CUstream* s = arb_streams(dev)->s;
   for (int i = 0; i < ARB_TRACKED_STREAMS; ++i) {
     CUstream expected = NULL;
     if (__atomic_compare_exchange_n(&s[i], &expected, k, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
@@ -959,13 +981,13 @@ static __attribute__((noinline)) void arb_add_stream(int dev, CUstream k) {
     }
     if (expected == k) return;
   }
-  __atomic_store_n(&g_arb_streams[dev].overflow, 1, __ATOMIC_RELEASE);
+  __atomic_store_n(&arb_streams(dev)->overflow, 1, __ATOMIC_RELEASE);
 }
 
 /* Inline for the launch path: a stream already tracked costs a few loads. */
 static inline void arb_note_stream(int dev, CUstream stream) {
   CUstream k = arb_key(stream);
-  CUstream* s = g_arb_streams[dev].s;
+  CUstream* s = arb_streams(dev)->s;
   for (int i = 0; i < ARB_TRACKED_STREAMS; ++i) {
     if (__atomic_load_n(&s[i], __ATOMIC_RELAXED) == k) return;
   }
@@ -1023,8 +1045,8 @@ static void arb_init(void) {
       SLOG_DEBUG("event=arbiter_client_started socket=%s", g_cfg.arbiter_socket);
     }
   }
-  g_arb = c;
-  __atomic_store_n(&g_arb_mode, c != NULL ? ARB_ON : ARB_OFF, __ATOMIC_RELEASE);
+  g_arb_hot.arb = c;
+  __atomic_store_n(&g_arb_hot.mode, c != NULL ? ARB_ON : ARB_OFF, __ATOMIC_RELEASE);
 }
 
 /* At load, while the process has one thread: what the client's open-lease launches need is
@@ -1036,19 +1058,20 @@ __attribute__((constructor)) static void arb_prepare_at_load(void) {
 
 /* The client, started at the first launch; NULL when no arbiter is configured. */
 static inline slicer_arb_client* arb_for_launch(void) {
-  int m = __atomic_load_n(&g_arb_mode, __ATOMIC_ACQUIRE);
+  int m = __atomic_load_n(&g_arb_hot.mode, __ATOMIC_ACQUIRE);
   if (__builtin_expect(m == ARB_OFF, 1)) return NULL;
   if (m == ARB_UNKNOWN) run_once(&g_arb_once, arb_init);
-  return g_arb;
+  return g_arb_hot.arb;
 }
 
 /* The client if a launch has started it (synchronize hooks never start it). */
 static inline slicer_arb_client* arb_started(void) {
-  if (__builtin_expect(__atomic_load_n(&g_arb_mode, __ATOMIC_ACQUIRE) != ARB_ON, 1)) return NULL;
-  return g_arb;
+  if (__builtin_expect(__atomic_load_n(&g_arb_hot.mode, __ATOMIC_ACQUIRE) != ARB_ON, 1)) return NULL;
+  return g_arb_hot.arb;
 }
 
-static void arb_attach(slicer_arb_client* c, int dev) {
+static __attribute__((noinline)) void arb_attach(slicer_arb_client* c, int dev) {
+  if (dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
   CUuuid uuid;
   if (g_cuDeviceGetUuid == NULL || g_cuDeviceGetUuid(&uuid, dev) != CUDA_SUCCESS) return;
   char key[64];
@@ -1062,6 +1085,9 @@ static void arb_attach(slicer_arb_client* c, int dev) {
   gpu_state* g = dev < MAX_GPUS ? __atomic_load_n(&g_by_ordinal[dev], __ATOMIC_ACQUIRE) : NULL;
   if (g != NULL) slicer_arb_memory(c, dev, __atomic_load_n(&g->mine, __ATOMIC_RELAXED), g->cap);
   __atomic_store_n(&g_arb_attached[dev], 1, __ATOMIC_RELEASE);
+  if (dev == 0 && __atomic_load_n(&g_single_device, __ATOMIC_ACQUIRE) == 1) {
+    __atomic_store_n(&g_arb_hot.gate0, slicer_arb_gate_of(c, 0), __ATOMIC_RELEASE);
+  }
   SLOG_DEBUG("event=arbiter_attach dev=%d gpu=%s", dev, key);
 }
 
@@ -1202,7 +1228,6 @@ static uint32_t arb_checkpoint(slicer_arb_client* c, int dev, int force, CUstrea
  * when another client arrives and revokes it (a preempted holder's queued work is what a higher
  * class would otherwise share the GPU with). The count is per thread: no atomic on this path. */
 static __thread uint32_t t_arb_pass_launches __attribute__((tls_model("initial-exec")));
-static uint32_t g_arb_pass_budget[SLICER_ARB_MAX_GPUS]; /* atomic; 0: not known yet */
 
 /* After a checkpoint wait, before submitting: the lease may have been revoked while this thread
  * waited (a saturating holder spends most of its time in checkpoint waits, so that is where a
@@ -1223,7 +1248,7 @@ static __attribute__((noinline)) void arb_pass_checkpoint(slicer_arb_client* c, 
   if (g_drv.stream_is_capturing == NULL || g_drv.stream_is_capturing(stream, &cs) != CUDA_SUCCESS ||
       cs == CU_STREAM_CAPTURE_STATUS_NONE) {
     int waited;
-    __atomic_store_n(&g_arb_pass_budget[dev], arb_checkpoint(c, dev, 1, stream, n, &waited),
+    __atomic_store_n(arb_budget(dev), arb_checkpoint(c, dev, 1, stream, n, &waited),
                      __ATOMIC_RELAXED);
     if (waited) arb_regate(c, dev);
   }
@@ -1249,25 +1274,58 @@ static __attribute__((noinline)) int arb_gate_slow(slicer_arb_client* c, int dev
   return dev;
 }
 
-/* Before a submission on `stream` (the per-thread default stream already made explicit).
- * Returns the device whose slicer_arb_launched must follow the submission, or -1. Inline: an open
- * lease (a lone client) pays a few loads, one counted launch and the budget count here
- * (bench/shim/hook_cost.sh measures it). */
-static inline __attribute__((always_inline)) int arb_gate(slicer_arb_client* c, CUstream stream) {
-  CUdevice dev;
-  if (current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return -1;
-  if (!__atomic_load_n(&g_arb_attached[dev], __ATOMIC_ACQUIRE)) arb_attach(c, dev);
-  if (__builtin_expect(!slicer_arb_launch_open(c, dev), 0)) return arb_gate_slow(c, dev, stream);
+/* A launch let through under an open lease: notes its stream, counts it toward the stream's next
+ * checkpoint. */
+static inline __attribute__((always_inline)) void arb_pass_launch(slicer_arb_client* c, int dev,
+                                                                  CUstream stream) {
   /* Noted after the launch counted itself (the slow path notes first, and only once it knows the
    * stream is not capturing): a sync on another thread in between may end the busy interval
    * early, and the next launch starts it again. Only the busy time reported is affected. */
   arb_note_stream(dev, stream);
   uint32_t n = ++t_arb_pass_launches;
-  uint32_t budget = __atomic_load_n(&g_arb_pass_budget[dev], __ATOMIC_RELAXED);
+  uint32_t budget = __atomic_load_n(arb_budget(dev), __ATOMIC_RELAXED);
   if (__builtin_expect(n >= (budget ? budget : ARB_CK_FIRST_BUDGET), 0)) {
     arb_pass_checkpoint(c, dev, stream, n);
   }
+}
+
+/* arb_gate without the inline open: any device, the first launches, a lease that is not open. */
+static __attribute__((noinline)) int arb_gate_general(slicer_arb_client* c, CUstream stream) {
+  CUdevice dev;
+  if (current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return -1;
+  if (!__atomic_load_n(&g_arb_attached[dev], __ATOMIC_ACQUIRE)) arb_attach(c, dev);
+  if (!slicer_arb_launch_open(c, dev)) return arb_gate_slow(c, dev, stream);
+  arb_pass_launch(c, dev, stream);
   return dev;
+}
+
+/* Before a submission on `stream` (the per-thread default stream already made explicit).
+ * Returns the device for arb_submitted after the submission, or -1. Inline: a lone client's
+ * launch in a single-device process reads one line of these globals, its gate and its thread's
+ * slot, and marks the slot; *mark is then the slot, which the caller clears after the submission
+ * without reading anything else (bench/shim/launch_ab.cc measures it). NULL: arb_submitted. */
+static inline __attribute__((always_inline)) int arb_gate(slicer_arb_client* c, CUstream stream,
+                                                          const slicer_arb_gate*** mark) {
+  *mark = NULL;
+  const slicer_arb_gate* gate = __atomic_load_n(&g_arb_hot.gate0, __ATOMIC_ACQUIRE);
+  const slicer_arb_gate** slot = gate != NULL ? slicer_arb_open_fast(gate) : NULL;
+  if (__builtin_expect(slot == NULL, 0)) return arb_gate_general(c, stream);
+  arb_note_stream(0, stream);
+  uint32_t n = ++t_arb_pass_launches;
+  uint32_t budget = __atomic_load_n(&g_arb_hot.budget0, __ATOMIC_RELAXED);
+  if (__builtin_expect(n >= (budget ? budget : ARB_CK_FIRST_BUDGET), 0)) {
+    arb_pass_checkpoint(c, 0, stream, n); /* may re-gate the launch: arb_submitted decides */
+  } else {
+    *mark = slot;
+  }
+  return 0;
+}
+
+/* After the submission that arb_gate let through on `dev` without handing out its mark. */
+static __attribute__((noinline)) void arb_submitted(slicer_arb_client* c, int dev) {
+  const slicer_arb_gate* gate = __atomic_load_n(&g_arb_hot.gate0, __ATOMIC_RELAXED);
+  if (dev == 0 && gate != NULL && slicer_arb_close_fast(gate)) return;
+  slicer_arb_submitted(c, dev);
 }
 
 static uint64_t g_arb_synced_calls, g_arb_busy_syncs; /* atomic; for the exit log */
@@ -1279,8 +1337,8 @@ static void arb_after_sync(int has_stream, CUstream stream) {
   if (c == NULL) return;
   CUdevice dev;
   if (current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
-  int idle = !__atomic_load_n(&g_arb_streams[dev].overflow, __ATOMIC_ACQUIRE);
-  CUstream* s = g_arb_streams[dev].s;
+  int idle = !__atomic_load_n(&arb_streams(dev)->overflow, __ATOMIC_ACQUIRE);
+  CUstream* s = arb_streams(dev)->s;
   for (int i = 0; i < ARB_TRACKED_STREAMS; ++i) {
     CUstream k = __atomic_load_n(&s[i], __ATOMIC_ACQUIRE);
     if (k == NULL) continue;
@@ -1313,11 +1371,13 @@ static void arb_after_fork_child(void) {
   /* CUDA does not survive fork: the child's contexts, streams and events are new. */
   pthread_mutex_init(&g_ck_mu, NULL);
   memset(g_ck, 0, sizeof g_ck);
-  memset(g_arb_streams, 0, sizeof g_arb_streams);
+  memset(&g_arb_hot.streams0, 0, sizeof g_arb_hot.streams0);
+  memset(g_arb_streams_more, 0, sizeof g_arb_streams_more);
   memset(g_arb_ctx, 0, sizeof g_arb_ctx);
   t_arb_pass_launches = 0;
-  memset(g_arb_pass_budget, 0, sizeof g_arb_pass_budget);
-  if (g_arb != NULL) slicer_arb_after_fork_child(g_arb);
+  g_arb_hot.budget0 = 0;
+  memset(g_arb_budget_more, 0, sizeof g_arb_budget_more);
+  if (g_arb_hot.arb != NULL) slicer_arb_after_fork_child(g_arb_hot.arb);
 }
 
 /* With SLICER_LOG=debug: what the arbiter client did, once at exit (tests and operators). */
@@ -1334,7 +1394,7 @@ __attribute__((destructor)) static void arb_at_exit(void) {
        st.connected, (unsigned long long)st.client_id, (unsigned long long)st.grants,
        st.waited_ns / 1e6, (unsigned long long)st.connects, st.busy_total_ns[0] / 1e6,
        (unsigned long long)g_arb_synced_calls, (unsigned long long)g_arb_busy_syncs,
-       g_arb_streams[0].overflow);
+       g_arb_hot.streams0.overflow);
 }
 
 /* ---- Launch and synchronize hooks ---- */
@@ -1342,13 +1402,18 @@ __attribute__((destructor)) static void arb_at_exit(void) {
 /* The per-thread default stream made explicit, for the calls the shim makes itself. */
 static CUstream per_thread(CUstream s) { return s == NULL ? CU_STREAM_PER_THREAD : s; }
 
-#define LAUNCH_BODY(name, stream, call)            \
-  if (real == NULL) return missing(name);          \
-  slicer_arb_client* c = arb_for_launch();         \
-  if (__builtin_expect(c == NULL, 1)) return call; \
-  int dev = arb_gate(c, stream);                   \
-  CUresult r = call;                               \
-  if (dev >= 0) slicer_arb_submitted(c, dev);      \
+#define LAUNCH_BODY(name, stream, call)                \
+  if (real == NULL) return missing(name);              \
+  slicer_arb_client* c = arb_for_launch();             \
+  if (__builtin_expect(c == NULL, 1)) return call;     \
+  const slicer_arb_gate** mark;                        \
+  int dev = arb_gate(c, stream, &mark);                \
+  CUresult r = call;                                   \
+  if (__builtin_expect(mark != NULL, 1)) {             \
+    slicer_arb_unmark(mark);                           \
+  } else if (dev >= 0) {                               \
+    arb_submitted(c, dev);                             \
+  }                                                    \
   return r;
 
 static CUresult hook_launch_kernel(pfn_cuLaunchKernel real, CUfunction f, unsigned int gx,

@@ -247,6 +247,57 @@ TEST_F(DaemonTest, LaunchOpenCountsOnlyWhileTheLeaseIsOpen) {
   EXPECT_GE(a.stats().grants, 2u);
 }
 
+// The same for the inline calls the shim's launch hooks use (slicer_arb_open_fast, then
+// slicer_arb_unmark or slicer_arb_close_fast): a launch is marked only while the lease is open,
+// and closing a launch that was not marked that way claims nothing, so slicer_arb_submitted
+// still gets its count.
+TEST_F(DaemonTest, InlineOpenMarksOnlyWhileTheLeaseIsOpen) {
+  StartServer();
+  EXPECT_EQ(slicer_arb_gate_of(nullptr, 0), nullptr);
+  Worker a(socket_, "a"), b(socket_, "b");
+  ASSERT_TRUE(WaitFor([&] { return a.stats().connected && b.stats().connected; }, 2s));
+  EXPECT_EQ(slicer_arb_gate_of(a.client(), SLICER_ARB_MAX_GPUS), nullptr);
+  const slicer_arb_gate* gate = slicer_arb_gate_of(a.client(), 0);
+  ASSERT_NE(gate, nullptr);
+  ASSERT_EQ(slicer_arb_launch(a.client(), 0), SLICER_ARB_GO);  // alone: an open lease
+  slicer_arb_launched(a.client(), 0);
+  ASSERT_EQ(slicer_arb_launch_open(a.client(), 0), 1);  // claims this thread's slot
+  if (slicer_arb_t_open == nullptr) {
+    slicer_arb_launched(a.client(), 0);
+    GTEST_SKIP() << "no membarrier here: launchers fence, the inline pair is not used";
+  }
+  EXPECT_EQ(slicer_arb_close_fast(gate), 1);  // launch_open marks the slot the same way
+  for (int i = 0; i < 1000; ++i) {
+    const slicer_arb_gate** mark = slicer_arb_open_fast(gate);
+    ASSERT_EQ(mark, slicer_arb_t_open) << i;
+    ASSERT_EQ(*mark, gate);
+    if (i % 2 == 0) {
+      slicer_arb_unmark(mark);
+    } else {
+      ASSERT_EQ(slicer_arb_close_fast(gate), 1) << i;
+    }
+    ASSERT_EQ(*slicer_arb_t_open, nullptr);
+  }
+  EXPECT_EQ(slicer_arb_close_fast(gate), 0);  // nothing marked
+  EXPECT_EQ(a.stats().grants, 1u);
+  EXPECT_GT(a.stats().busy_total_ns[0], 0u);  // the first open launch started a busy interval
+  b.Start();  // a must hand over, with nothing marked
+  ASSERT_TRUE(WaitFor([&] { return b.work() > 0; }, 2s));
+  ASSERT_TRUE(WaitFor([&] { return slicer_arb_open_fast(gate) == nullptr; }, 2s));
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_EQ(slicer_arb_open_fast(gate), nullptr);
+    ASSERT_EQ(*slicer_arb_t_open, nullptr);
+  }
+  // A gated launch is counted in the shared word: close_fast leaves it to slicer_arb_launched.
+  slicer_arb_launch(a.client(), 0);
+  EXPECT_EQ(slicer_arb_close_fast(gate), 0);
+  slicer_arb_launched(a.client(), 0);
+  slicer_arb_synced(a.client(), 0);
+  int64_t before = b.work();
+  EXPECT_TRUE(WaitFor([&] { return b.work() > before + 8; }, 2s)) << b.work() - before;
+  EXPECT_GE(a.stats().grants, 2u);
+}
+
 // Launches under an open lease count themselves in per-thread slots, not a shared word; a
 // hand-over must still see every one of them submitted before its drain starts. Three threads
 // launch without pause while a neighbour comes and goes, revoking the open lease each time.
@@ -279,20 +330,31 @@ TEST_F(DaemonTest, OpenLeaseLaunchesAreSubmittedBeforeTheDrain) {
       },
       2s));
   std::atomic<bool> stop{false};
-  std::atomic<int64_t> open{0}, gated{0}, violations{0};
+  std::atomic<int64_t> open{0}, inline_open{0}, gated{0}, violations{0};
+  std::atomic<bool> can_inline{false};
+  const slicer_arb_gate* gate = slicer_arb_gate_of(c, 0);
+  ASSERT_NE(gate, nullptr);
   std::vector<std::thread> launchers;
   for (int t = 0; t < 3; ++t) {
-    launchers.emplace_back([&] {
+    // Thread 0 takes slicer_arb_launch_open, the others the shim's inline pair first.
+    launchers.emplace_back([&, t] {
       while (!stop) {
-        bool fast = slicer_arb_launch_open(c, 0) == 1;
+        const slicer_arb_gate** mark = t > 0 ? slicer_arb_open_fast(gate) : nullptr;
+        bool in = mark != nullptr;
+        bool fast = in || slicer_arb_launch_open(c, 0) == 1;
         if (!fast) slicer_arb_launch(c, 0);
         if (probe.draining) ++violations;
         auto until = SteadyClock::now() + 2us;  // the driver call
         while (SteadyClock::now() < until) {
         }
         if (probe.draining) ++violations;
-        slicer_arb_launched(c, 0);
-        ++(fast ? open : gated);
+        if (in) {
+          slicer_arb_unmark(mark);
+        } else if (t == 0 || slicer_arb_close_fast(gate) == 0) {
+          slicer_arb_launched(c, 0);
+        }
+        ++(in ? inline_open : fast ? open : gated);
+        if (slicer_arb_t_open != nullptr) can_inline = true;
       }
     });
   }
@@ -309,8 +371,12 @@ TEST_F(DaemonTest, OpenLeaseLaunchesAreSubmittedBeforeTheDrain) {
   stop = true;
   for (auto& t : launchers) t.join();
   slicer_arb_stop(c);
-  EXPECT_EQ(violations.load(), 0) << open << " open, " << gated << " gated launches";
+  EXPECT_EQ(violations.load(), 0) << open << " open, " << inline_open << " inline open, " << gated
+                                  << " gated launches";
   EXPECT_GT(open.load(), 1000);
+  if (can_inline) {
+    EXPECT_GT(inline_open.load(), 1000);
+  }
   EXPECT_GE(probe.drains.load(), 10) << "the neighbour must have revoked the open lease";
 }
 

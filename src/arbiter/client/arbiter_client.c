@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,7 @@
 
 #include "src/common/shim_contract.h"
 
-enum { ST_PASS = 0, ST_TIMED, ST_IDLE, ST_WAIT, ST_HANDOVER, ST_BLOCKED, ST_RESTART };
+enum { ST_PASS = SLICER_ARB_GATE_OPEN, ST_TIMED, ST_IDLE, ST_WAIT, ST_HANDOVER, ST_BLOCKED, ST_RESTART };
 
 /* A holder of a timed lease (others are waiting) that has had nothing queued for this long hands
  * the lease back: an idle holder must not keep the GPU from the others for the rest of its
@@ -52,9 +53,8 @@ typedef struct {
 } trace_event;
 
 typedef struct {
-  uint32_t state;     /* atomic */
-  int64_t deadline;   /* atomic; TIMED: monotonic ns */
-  int64_t busy_since; /* atomic; 0: nothing of ours queued */
+  slicer_arb_gate gate; /* state (ST_*) and busy_since, what an open-lease launch reads */
+  int64_t deadline;     /* atomic; TIMED: monotonic ns */
   uint64_t busy_total;      /* atomic; ns */
   int64_t last_checkpoint;  /* atomic */
   int64_t idle_since;       /* atomic; TIMED: when a sync left nothing queued; 0: not idle */
@@ -67,6 +67,7 @@ typedef struct {
   int waiters;
   char uuid[SLICER_ARB_UUID_LEN];
 } gpu_slot;
+_Static_assert(offsetof(gpu_slot, gate) == 0, "slicer_arb_gate_busy finds the slot at its gate");
 
 struct slicer_arb_client {
   char path[sizeof(((struct sockaddr_un*)0)->sun_path)];
@@ -131,13 +132,13 @@ static void trace(slicer_arb_client* c, uint32_t ev, int dev) {
 /* ---- Busy accounting ----------------------------------------------------------------------- */
 
 static void busy_start(gpu_slot* g, int64_t now) {
-  if (__atomic_load_n(&g->busy_since, __ATOMIC_RELAXED) != 0) return;
+  if (__atomic_load_n(&g->gate.busy_since, __ATOMIC_RELAXED) != 0) return;
   int64_t zero = 0;
-  __atomic_compare_exchange_n(&g->busy_since, &zero, now, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+  __atomic_compare_exchange_n(&g->gate.busy_since, &zero, now, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
 static void busy_end(gpu_slot* g) {
-  int64_t since = __atomic_exchange_n(&g->busy_since, 0, __ATOMIC_ACQ_REL);
+  int64_t since = __atomic_exchange_n(&g->gate.busy_since, 0, __ATOMIC_ACQ_REL);
   if (since != 0) {
     int64_t d = mono_ns() - since;
     if (d > 0) __atomic_fetch_add(&g->busy_total, (uint64_t)d, __ATOMIC_RELAXED);
@@ -146,7 +147,7 @@ static void busy_end(gpu_slot* g) {
 
 static uint64_t busy_now(gpu_slot* g) {
   uint64_t total = __atomic_load_n(&g->busy_total, __ATOMIC_RELAXED);
-  int64_t since = __atomic_load_n(&g->busy_since, __ATOMIC_RELAXED);
+  int64_t since = __atomic_load_n(&g->gate.busy_since, __ATOMIC_RELAXED);
   if (since != 0) {
     int64_t d = mono_ns() - since;
     if (d > 0) total += (uint64_t)d;
@@ -196,8 +197,8 @@ static int send_attach(slicer_arb_client* c, int dev) {
   return send_msg(c, &m, SLICER_ARB_ATTACH);
 }
 
-static void set_state(gpu_slot* g, uint32_t st) { __atomic_store_n(&g->state, st, __ATOMIC_RELEASE); }
-static uint32_t get_state(gpu_slot* g) { return __atomic_load_n(&g->state, __ATOMIC_ACQUIRE); }
+static void set_state(gpu_slot* g, uint32_t st) { __atomic_store_n(&g->gate.state, st, __ATOMIC_RELEASE); }
+static uint32_t get_state(gpu_slot* g) { return __atomic_load_n(&g->gate.state, __ATOMIC_ACQUIRE); }
 
 /* The state of an attached slot without a connection. */
 static uint32_t unreachable_state(slicer_arb_client* c) {
@@ -219,13 +220,16 @@ static void poke(slicer_arb_client* c);
  * the shared word. */
 #define LAUNCHER_SLOTS 256
 typedef struct {
-  gpu_slot* inflight; /* atomic: the device this thread's launch is between open and submitted */
+  /* atomic: the gate of the device this thread's launch is between open and submitted */
+  const slicer_arb_gate* inflight;
   uint32_t owner;     /* atomic: claimed by a live thread */
   char pad[64 - sizeof(gpu_slot*) - sizeof(uint32_t)];
 } launcher_slot;
 static launcher_slot g_launchers[LAUNCHER_SLOTS] __attribute__((aligned(64)));
 static launcher_slot g_no_slot; /* marks a thread that found none free */
 static __thread launcher_slot* t_launcher __attribute__((tls_model("initial-exec")));
+/* &t_launcher->inflight where launchers need no fence of their own (arbiter_client.h). */
+__thread const slicer_arb_gate** slicer_arb_t_open;
 static pthread_mutex_t g_launchers_mu = PTHREAD_MUTEX_INITIALIZER;
 static int g_launchers_ready; /* atomic; under g_launchers_mu when set */
 static pthread_key_t g_launcher_key;
@@ -258,6 +262,14 @@ static int launchers_init(void) {
 
 void slicer_arb_prepare(void) { launchers_init(); }
 
+static void set_open_slot(void) {
+  launcher_slot* l = t_launcher;
+  slicer_arb_t_open = l != NULL && l != &g_no_slot && __atomic_load_n(&g_asym_barrier,
+                                                                     __ATOMIC_ACQUIRE)
+                          ? &l->inflight
+                          : NULL;
+}
+
 static __attribute__((noinline)) launcher_slot* claim_launcher(void) {
   launcher_slot* mine = &g_no_slot;
   for (int i = 0; launchers_init() && i < LAUNCHER_SLOTS; ++i) {
@@ -270,6 +282,7 @@ static __attribute__((noinline)) launcher_slot* claim_launcher(void) {
     }
   }
   t_launcher = mine;
+  set_open_slot();
   return mine;
 }
 
@@ -291,7 +304,7 @@ static void wait_open_launches(gpu_slot* g, int was_open) {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
   }
   for (int i = 0; i < LAUNCHER_SLOTS; ++i) {
-    while (__atomic_load_n(&g_launchers[i].inflight, __ATOMIC_ACQUIRE) == g) {
+    while (__atomic_load_n(&g_launchers[i].inflight, __ATOMIC_ACQUIRE) == &g->gate) {
       struct timespec ts = {0, 20000};
       nanosleep(&ts, NULL);
     }
@@ -304,7 +317,7 @@ static void wait_open_launches(gpu_slot* g, int was_open) {
 static void handover(slicer_arb_client* c, int dev, int more_work) {
   gpu_slot* g = &c->gpus[dev];
   int was_open = get_state(g) == ST_PASS;
-  __atomic_store_n(&g->state, ST_HANDOVER, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&g->gate.state, ST_HANDOVER, __ATOMIC_SEQ_CST);
   pthread_mutex_unlock(&c->mu);
   /* A launch let through before HANDOVER may not have reached the driver yet: the drain must
    * come after it, or its work would run in the next holder's lease. (Launches count themselves
@@ -483,7 +496,7 @@ static int64_t idle_deadline(slicer_arb_client* c) {
     gpu_slot* g = &c->gpus[i];
     if (get_state(g) != ST_TIMED) continue;
     int64_t since = __atomic_load_n(&g->idle_since, __ATOMIC_ACQUIRE);
-    if (since == 0 || __atomic_load_n(&g->busy_since, __ATOMIC_ACQUIRE) != 0) continue;
+    if (since == 0 || __atomic_load_n(&g->gate.busy_since, __ATOMIC_ACQUIRE) != 0) continue;
     if (best == 0 || since + IDLE_RELEASE_NS < best) best = since + IDLE_RELEASE_NS;
   }
   return best;
@@ -499,7 +512,7 @@ static void release_idle(slicer_arb_client* c) {
     pthread_mutex_lock(&c->mu);
     int64_t since = __atomic_load_n(&g->idle_since, __ATOMIC_ACQUIRE);
     if (get_state(g) == ST_TIMED && g->lease && g->waiters == 0 && since != 0 &&
-        now - since >= IDLE_RELEASE_NS && __atomic_load_n(&g->busy_since, __ATOMIC_ACQUIRE) == 0) {
+        now - since >= IDLE_RELEASE_NS && __atomic_load_n(&g->gate.busy_since, __ATOMIC_ACQUIRE) == 0) {
       __atomic_store_n(&g->idle_since, 0, __ATOMIC_RELEASE);
       handover(c, i, 0);
     }
@@ -793,9 +806,9 @@ int slicer_arb_launch(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return SLICER_ARB_GO;
   gpu_slot* g = &c->gpus[dev];
   __atomic_add_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
-  uint32_t st = __atomic_load_n(&g->state, __ATOMIC_SEQ_CST);
+  uint32_t st = __atomic_load_n(&g->gate.state, __ATOMIC_SEQ_CST);
   if (st == ST_PASS) {
-    if (__atomic_load_n(&g->busy_since, __ATOMIC_RELAXED) == 0) busy_start(g, mono_ns());
+    if (__atomic_load_n(&g->gate.busy_since, __ATOMIC_RELAXED) == 0) busy_start(g, mono_ns());
     return SLICER_ARB_GO;
   }
   if (st == ST_TIMED) {
@@ -821,31 +834,41 @@ int slicer_arb_launch_open(slicer_arb_client* c, int dev) {
   if (__builtin_expect(l == NULL, 0)) l = claim_launcher();
   if (__builtin_expect(l == &g_no_slot, 0)) {
     __atomic_add_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&g->state, __ATOMIC_SEQ_CST) != ST_PASS) {
+    if (__atomic_load_n(&g->gate.state, __ATOMIC_SEQ_CST) != ST_PASS) {
       __atomic_sub_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST); /* a hand-over began */
       return 0;
     }
   } else {
-    __atomic_store_n(&l->inflight, g, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->inflight, &g->gate, __ATOMIC_RELAXED);
     if (__atomic_load_n(&g_asym_barrier, __ATOMIC_RELAXED)) {
       __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the hand-over's membarrier is the other half */
     } else {
       __atomic_thread_fence(__ATOMIC_SEQ_CST);
     }
-    if (__builtin_expect(__atomic_load_n(&g->state, __ATOMIC_RELAXED) != ST_PASS, 0)) {
+    if (__builtin_expect(__atomic_load_n(&g->gate.state, __ATOMIC_RELAXED) != ST_PASS, 0)) {
       __atomic_store_n(&l->inflight, NULL, __ATOMIC_RELEASE); /* a hand-over began */
       return 0;
     }
   }
-  if (__atomic_load_n(&g->busy_since, __ATOMIC_RELAXED) == 0) busy_start(g, mono_ns());
+  if (__atomic_load_n(&g->gate.busy_since, __ATOMIC_RELAXED) == 0) busy_start(g, mono_ns());
   return 1;
+}
+
+const slicer_arb_gate* slicer_arb_gate_of(slicer_arb_client* c, int dev) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS || c->trace != NULL) return NULL;
+  return &c->gpus[dev].gate;
+}
+
+void slicer_arb_gate_busy(const slicer_arb_gate* g) {
+  /* The gate is the slot's first member. */
+  busy_start((gpu_slot*)(uintptr_t)g, mono_ns());
 }
 
 void slicer_arb_launched(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
   gpu_slot* g = &c->gpus[dev];
   launcher_slot* l = t_launcher;
-  if (l != NULL && __atomic_load_n(&l->inflight, __ATOMIC_RELAXED) == g) {
+  if (l != NULL && __atomic_load_n(&l->inflight, __ATOMIC_RELAXED) == &g->gate) {
     __atomic_store_n(&l->inflight, NULL, __ATOMIC_RELEASE); /* let through by launch_open */
     return;
   }
@@ -905,7 +928,7 @@ void slicer_arb_after_fork_child(slicer_arb_client* c) {
     g->lease = 0;
     g->waiters = 0;
     g->attach_sent = 0;
-    g->busy_since = 0;
+    g->gate.busy_since = 0;
     g->busy_total = 0;
     g->idle_since = 0;
     g->inflight = 0;
@@ -920,6 +943,7 @@ void slicer_arb_after_fork_child(slicer_arb_client* c) {
   }
   if (t_launcher != NULL && t_launcher != &g_no_slot) t_launcher->inflight = NULL;
   if (__atomic_load_n(&g_asym_barrier, __ATOMIC_ACQUIRE)) register_barrier();
+  set_open_slot();
 }
 
 void slicer_arb_stop(slicer_arb_client* c) {

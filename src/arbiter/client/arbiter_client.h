@@ -106,6 +106,67 @@ void slicer_arb_prepare(void);
  * (the stream-capture query) and calls slicer_arb_launch. */
 int slicer_arb_launch_open(slicer_arb_client* c, int dev);
 
+/* ---- The open-lease launch, inline --------------------------------------------------------
+ * slicer_arb_launch_open's common case without a call, for the shim's launch hooks: a lone
+ * client's launch spends ~3.3 us in the driver, which evicts the hook's data and code from the
+ * nearest caches, so the hook's cost there is its loads and branches more than its instructions
+ * (bench/shim/launch_ab.cc measures it). A device's gate is the part of its slot that such a
+ * launch reads; the calling thread's launcher slot marks the launch until it is submitted, and a
+ * hand-over from the open lease waits for every marked launch (arbiter_client.c, "Open-lease
+ * launches"). */
+typedef struct {
+  uint32_t state;     /* atomic; SLICER_ARB_GATE_OPEN: launch at once */
+  int64_t busy_since; /* atomic; 0: nothing of this process queued on the device */
+} __attribute__((aligned(16))) slicer_arb_gate; /* never across two cache lines */
+#define SLICER_ARB_GATE_OPEN 0u
+
+/* Device `dev`'s gate for slicer_arb_open_fast, or NULL when calls must go through
+ * slicer_arb_launch_open and slicer_arb_submitted (the lease timeline is recorded, or a bad
+ * argument). Valid until slicer_arb_stop. */
+const slicer_arb_gate* slicer_arb_gate_of(slicer_arb_client* c, int dev);
+
+/* Where this thread marks an open launch: its launcher slot, once it has one and the process's
+ * memory barrier is registered (slicer_arb_prepare); NULL otherwise. */
+extern __thread const slicer_arb_gate** slicer_arb_t_open
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/* Starts a busy interval on the gate's device (out of line: once per interval). */
+void slicer_arb_gate_busy(const slicer_arb_gate* g);
+
+/* What slicer_arb_launch_open(c, dev) does when it returns 1 and `g` is slicer_arb_gate_of(c,
+ * dev): when the lease is open, marks the launch in this thread's slot and returns the slot, for
+ * slicer_arb_unmark after the submission. Returns NULL and marks nothing otherwise (the thread
+ * has no slot yet, or the lease is not open): take slicer_arb_launch_open. */
+static inline const slicer_arb_gate** slicer_arb_open_fast(const slicer_arb_gate* g) {
+  const slicer_arb_gate** slot = slicer_arb_t_open;
+  if (__builtin_expect(slot == 0, 0)) return 0;
+  __atomic_store_n(slot, g, __ATOMIC_RELAXED);
+  __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the hand-over's membarrier is the other half */
+  if (__builtin_expect(__atomic_load_n(&g->state, __ATOMIC_RELAXED) != SLICER_ARB_GATE_OPEN, 0)) {
+    __atomic_store_n(slot, 0, __ATOMIC_RELEASE); /* a hand-over began */
+    return 0;
+  }
+  if (__builtin_expect(__atomic_load_n(&g->busy_since, __ATOMIC_RELAXED) == 0, 0)) {
+    slicer_arb_gate_busy(g);
+  }
+  return slot;
+}
+
+/* The submission of the launch marked in `slot` (slicer_arb_open_fast's return) is done. */
+static inline void slicer_arb_unmark(const slicer_arb_gate** slot) {
+  __atomic_store_n(slot, 0, __ATOMIC_RELEASE);
+}
+
+/* After the submission of a launch that this thread marked on `g` (by slicer_arb_open_fast or
+ * slicer_arb_launch_open) when its slot is no longer at hand: unmarks it and returns 1. Returns 0 when the launch was counted
+ * otherwise: slicer_arb_launched or slicer_arb_submitted must follow instead. */
+static inline int slicer_arb_close_fast(const slicer_arb_gate* g) {
+  const slicer_arb_gate** slot = slicer_arb_t_open;
+  if (slot == 0 || __atomic_load_n(slot, __ATOMIC_RELAXED) != g) return 0;
+  __atomic_store_n(slot, 0, __ATOMIC_RELEASE);
+  return 1;
+}
+
 /* After a synchronization that left nothing of this process queued on `dev`. While the process
  * holds a timed lease (others wait), a holder that then launches nothing for 1 ms hands the
  * lease back (an idle holder does not keep the GPU for the rest of its quantum). */
