@@ -32,6 +32,9 @@
 #     on the real driver and then on the fake one (bench/shim/hook_cost.sh: the hook's ns).
 #   SLICER_AB_PROCS (3): processes of bench/shim/launch_ab.cc per configuration (shim, gated):
 #     the driver's and the shim's cuLaunchKernel in alternating batches of one process.
+#   SLICER_AB_PREV_SHIM (""): another libslicer.so (an earlier tree's, say) that launch_ab also
+#     runs as a lone gated client in each of those rounds (cfg gated-prev), for a comparison made
+#     in the same run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -316,12 +319,15 @@ if has overhead; then
   if cmake --build "$(dirname "$SHIM")" --target launch_ab >"$W/launch_ab-build.log" 2>&1; then
     arbiter_start fair
     for ((p = 1; p <= ${SLICER_AB_PROCS:-3}; p++)); do
-      for cfg in shim gated; do
-        sock=()
-        [[ $cfg == gated ]] && sock=(SLICER_ARBITER_SOCKET=$ARB_SOCK)
+      cfgs=(shim gated)
+      [[ -n ${SLICER_AB_PREV_SHIM:-} ]] && cfgs+=(gated-prev)
+      for cfg in "${cfgs[@]}"; do
+        sock=() lib=$SHIM
+        [[ $cfg == gated* ]] && sock=(SLICER_ARBITER_SOCKET=$ARB_SOCK)
+        [[ $cfg == gated-prev ]] && lib=$(realpath "$SLICER_AB_PREV_SHIM")
         line=$(env SLICER_LEDGER_DIR=$W SLICER_MEMORY_LIMITS='*=68719476736' SLICER_ENFORCE=1 \
           SLICER_CONTAINER_ID=ab-$cfg-$p "${sock[@]}" "${pin[@]}" \
-          "$(dirname "$SHIM")/launch_ab" "$SHIM" 400 2000 2>&1 | tail -1)
+          "$(dirname "$SHIM")/launch_ab" "$lib" 400 2000 2>&1 | tail -1)
         echo "case=launchab cfg=$cfg proc=$p ${line#launch_ab }" | tee -a "$RES"
       done
     done

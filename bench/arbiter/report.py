@@ -259,10 +259,12 @@ def main():
                        f"{'yes' if num(h, 'gated_added_ns') / real_ns < 0.01 else 'NO'} |")
 
     # The same cost inside one process (bench/shim/launch_ab.cc): driver and shim alternate.
-    ab = {cfg: [num(r, "added") for r in pick("launchab", cfg) if r.get("added")] for cfg in ("shim", "gated")}
+    ab = {cfg: [num(r, "added") for r in pick("launchab", cfg) if r.get("added")]
+          for cfg in ("shim", "gated", "gated-prev")}
     if ab["gated"]:
         cells = []
-        for cfg, label in (("shim", "shim, no arbiter"), ("gated", "lone gated client")):
+        for cfg, label in (("shim", "shim, no arbiter"), ("gated", "lone gated client"),
+                           ("gated-prev", "the same with SLICER_AB_PREV_SHIM")):
             v = ab[cfg]
             if v:
                 cells.append(f"{label} {statistics.median(v):+.2%} ({min(v):+.2%}..{max(v):+.2%})")
