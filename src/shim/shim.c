@@ -1066,7 +1066,9 @@ static inline slicer_arb_client* arb_for_launch(void) {
 
 /* The client if a launch has started it (synchronize hooks never start it). */
 static inline slicer_arb_client* arb_started(void) {
-  if (__builtin_expect(__atomic_load_n(&g_arb_hot.mode, __ATOMIC_ACQUIRE) != ARB_ON, 1)) return NULL;
+  if (__builtin_expect(__atomic_load_n(&g_arb_hot.mode, __ATOMIC_ACQUIRE) != ARB_ON, 1)) {
+    return NULL;
+  }
   return g_arb_hot.arb;
 }
 

@@ -281,7 +281,8 @@ TEST_F(DaemonTest, InlineOpenMarksOnlyWhileTheLeaseIsOpen) {
   EXPECT_EQ(slicer_arb_close_fast(gate), 0);  // nothing marked
   EXPECT_EQ(a.stats().grants, 1u);
   EXPECT_GT(a.stats().busy_total_ns[0], 0u);  // the first open launch started a busy interval
-  b.Start();  // a must hand over, with nothing marked
+  // a must hand over, with nothing marked.
+  b.Start();
   ASSERT_TRUE(WaitFor([&] { return b.work() > 0; }, 2s));
   ASSERT_TRUE(WaitFor([&] { return slicer_arb_open_fast(gate) == nullptr; }, 2s));
   for (int i = 0; i < 1000; ++i) {

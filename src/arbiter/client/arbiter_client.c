@@ -34,7 +34,15 @@
 
 #include "src/common/shim_contract.h"
 
-enum { ST_PASS = SLICER_ARB_GATE_OPEN, ST_TIMED, ST_IDLE, ST_WAIT, ST_HANDOVER, ST_BLOCKED, ST_RESTART };
+enum {
+  ST_PASS = SLICER_ARB_GATE_OPEN,
+  ST_TIMED,
+  ST_IDLE,
+  ST_WAIT,
+  ST_HANDOVER,
+  ST_BLOCKED,
+  ST_RESTART
+};
 
 /* A holder of a timed lease (others are waiting) that has had nothing queued for this long hands
  * the lease back: an idle holder must not keep the GPU from the others for the rest of its
@@ -134,7 +142,8 @@ static void trace(slicer_arb_client* c, uint32_t ev, int dev) {
 static void busy_start(gpu_slot* g, int64_t now) {
   if (__atomic_load_n(&g->gate.busy_since, __ATOMIC_RELAXED) != 0) return;
   int64_t zero = 0;
-  __atomic_compare_exchange_n(&g->gate.busy_since, &zero, now, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+  __atomic_compare_exchange_n(&g->gate.busy_since, &zero, now, 0, __ATOMIC_ACQ_REL,
+                              __ATOMIC_RELAXED);
 }
 
 static void busy_end(gpu_slot* g) {
@@ -197,7 +206,9 @@ static int send_attach(slicer_arb_client* c, int dev) {
   return send_msg(c, &m, SLICER_ARB_ATTACH);
 }
 
-static void set_state(gpu_slot* g, uint32_t st) { __atomic_store_n(&g->gate.state, st, __ATOMIC_RELEASE); }
+static void set_state(gpu_slot* g, uint32_t st) {
+  __atomic_store_n(&g->gate.state, st, __ATOMIC_RELEASE);
+}
 static uint32_t get_state(gpu_slot* g) { return __atomic_load_n(&g->gate.state, __ATOMIC_ACQUIRE); }
 
 /* The state of an attached slot without a connection. */
@@ -512,7 +523,8 @@ static void release_idle(slicer_arb_client* c) {
     pthread_mutex_lock(&c->mu);
     int64_t since = __atomic_load_n(&g->idle_since, __ATOMIC_ACQUIRE);
     if (get_state(g) == ST_TIMED && g->lease && g->waiters == 0 && since != 0 &&
-        now - since >= IDLE_RELEASE_NS && __atomic_load_n(&g->gate.busy_since, __ATOMIC_ACQUIRE) == 0) {
+        now - since >= IDLE_RELEASE_NS &&
+        __atomic_load_n(&g->gate.busy_since, __ATOMIC_ACQUIRE) == 0) {
       __atomic_store_n(&g->idle_since, 0, __ATOMIC_RELEASE);
       handover(c, i, 0);
     }

@@ -11,6 +11,9 @@
  *                                   CUDA graph (nothing runs then: never block during capture);
  *                                   on SLICER_ARB_CHECKPOINT, wait for earlier work first;
  *   slicer_arb_launched(c, dev)     once that submission has reached the driver
+ *   slicer_arb_open_fast(gate), slicer_arb_unmark(slot)
+ *                                   the same pair inline, while the lease is open (a lone
+ *                                   client); `gate` from slicer_arb_gate_of(c, dev)
  *   slicer_arb_synced(c, dev)       after cuCtxSynchronize / cuStreamSynchronize / cuEvent-
  *                                   Synchronize returned success and the process has nothing
  *                                   else queued on `dev` (ends a busy interval)
@@ -158,8 +161,9 @@ static inline void slicer_arb_unmark(const slicer_arb_gate** slot) {
 }
 
 /* After the submission of a launch that this thread marked on `g` (by slicer_arb_open_fast or
- * slicer_arb_launch_open) when its slot is no longer at hand: unmarks it and returns 1. Returns 0 when the launch was counted
- * otherwise: slicer_arb_launched or slicer_arb_submitted must follow instead. */
+ * slicer_arb_launch_open) when its slot is no longer at hand: unmarks it and returns 1. Returns 0
+ * when the launch was counted otherwise: slicer_arb_launched or slicer_arb_submitted must follow
+ * instead. */
 static inline int slicer_arb_close_fast(const slicer_arb_gate* g) {
   const slicer_arb_gate** slot = slicer_arb_t_open;
   if (slot == 0 || __atomic_load_n(slot, __ATOMIC_RELAXED) != g) return 0;
