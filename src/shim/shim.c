@@ -1277,9 +1277,9 @@ static __attribute__((noinline)) int arb_gate_slow(slicer_arb_client* c, int dev
 }
 
 /* A launch let through under an open lease: notes its stream, counts it toward the stream's next
- * checkpoint. */
-static inline __attribute__((always_inline)) void arb_pass_launch(slicer_arb_client* c, int dev,
-                                                                  CUstream stream) {
+ * checkpoint. Returns 1 when the checkpoint ran (it may have re-gated the launch). */
+static inline __attribute__((always_inline)) int arb_pass_launch(slicer_arb_client* c, int dev,
+                                                                 CUstream stream) {
   /* Noted after the launch counted itself (the slow path notes first, and only once it knows the
    * stream is not capturing): a sync on another thread in between may end the busy interval
    * early, and the next launch starts it again. Only the busy time reported is affected. */
@@ -1288,7 +1288,9 @@ static inline __attribute__((always_inline)) void arb_pass_launch(slicer_arb_cli
   uint32_t budget = __atomic_load_n(arb_budget(dev), __ATOMIC_RELAXED);
   if (__builtin_expect(n >= (budget ? budget : ARB_CK_FIRST_BUDGET), 0)) {
     arb_pass_checkpoint(c, dev, stream, n);
+    return 1;
   }
+  return 0;
 }
 
 /* arb_gate without the inline open: any device, the first launches, a lease that is not open. */
@@ -1312,14 +1314,8 @@ static inline __attribute__((always_inline)) int arb_gate(slicer_arb_client* c, 
   const slicer_arb_gate* gate = __atomic_load_n(&g_arb_hot.gate0, __ATOMIC_ACQUIRE);
   const slicer_arb_gate** slot = gate != NULL ? slicer_arb_open_fast(gate) : NULL;
   if (__builtin_expect(slot == NULL, 0)) return arb_gate_general(c, stream);
-  arb_note_stream(0, stream);
-  uint32_t n = ++t_arb_pass_launches;
-  uint32_t budget = __atomic_load_n(&g_arb_hot.budget0, __ATOMIC_RELAXED);
-  if (__builtin_expect(n >= (budget ? budget : ARB_CK_FIRST_BUDGET), 0)) {
-    arb_pass_checkpoint(c, 0, stream, n); /* may re-gate the launch: arb_submitted decides */
-  } else {
-    *mark = slot;
-  }
+  /* After a checkpoint the launch may have been re-gated: arb_submitted decides. */
+  if (__builtin_expect(!arb_pass_launch(c, 0, stream), 1)) *mark = slot;
   return 0;
 }
 
