@@ -234,7 +234,7 @@ typedef struct {
   /* atomic: the gate of the device this thread's launch is between open and submitted */
   const slicer_arb_gate* inflight;
   uint32_t owner;     /* atomic: claimed by a live thread */
-  char pad[64 - sizeof(gpu_slot*) - sizeof(uint32_t)];
+  char pad[64 - sizeof(const slicer_arb_gate*) - sizeof(uint32_t)];
 } launcher_slot;
 static launcher_slot g_launchers[LAUNCHER_SLOTS] __attribute__((aligned(64)));
 static launcher_slot g_no_slot; /* marks a thread that found none free */
