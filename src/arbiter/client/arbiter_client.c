@@ -222,13 +222,14 @@ static void poke(slicer_arb_client* c);
 
 /* A launch under an open lease (PASS: a lone client) counts itself in a slot of its own thread
  * instead of the shared `inflight` word: one plain store before reading the state and one after
- * the submission, no locked instruction (slicer_arb_launch_open). A hand-over pays instead: it
- * sets HANDOVER, then makes every thread of the process pass a full barrier (membarrier, private
- * expedited), then waits until no slot holds its device. Either a launcher's store is visible to
- * that scan, or the launcher's read of the state comes after the barrier and sees HANDOVER. Where
- * membarrier cannot be registered (an old kernel, a seccomp profile without it) the launcher
- * issues the full fence itself. A thread without a slot (more than LAUNCHER_SLOTS at once) uses
- * the shared word. */
+ * the submission, no locked instruction (slicer_arb_launch_open, or inline in the caller:
+ * slicer_arb_open_fast, whose slot pointer slicer_arb_t_open is set only where no fence is
+ * needed). A hand-over pays instead: it sets HANDOVER, then makes every thread of the process
+ * pass a full barrier (membarrier, private expedited), then waits until no slot holds its device.
+ * Either a launcher's store is visible to that scan, or the launcher's read of the state comes
+ * after the barrier and sees HANDOVER. Where membarrier cannot be registered (an old kernel, a
+ * seccomp profile without it) the launcher issues the full fence itself. A thread without a slot
+ * (more than LAUNCHER_SLOTS at once) uses the shared word. */
 #define LAUNCHER_SLOTS 256
 typedef struct {
   /* atomic: the gate of the device this thread's launch is between open and submitted */
