@@ -163,6 +163,15 @@ class DaemonTest : public ::testing::Test {
     }
     return cond();
   }
+  // After `a`, which had handed its open lease over to a busy `b`, launched once more (a timed
+  // turn, since b waits): it syncs and must give the turn back at its end, so b keeps working.
+  // Fails when a launch left a count behind that stalls the hand-over.
+  void ExpectTimedTurnGivenBack(Worker& a, Worker& b) {
+    slicer_arb_synced(a.client(), 0);
+    int64_t before = b.work();
+    EXPECT_TRUE(WaitFor([&] { return b.work() > before + 8; }, 2s)) << b.work() - before;
+    EXPECT_GE(a.stats().grants, 2u);
+  }
   // A raw protocol peer.
   int Raw() {
     int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -238,13 +247,9 @@ TEST_F(DaemonTest, LaunchOpenCountsOnlyWhileTheLeaseIsOpen) {
   ASSERT_TRUE(WaitFor([&] { return b.work() > 0; }, 2s));
   ASSERT_TRUE(WaitFor([&] { return slicer_arb_launch_open(a.client(), 0) == 0; }, 2s));
   for (int i = 0; i < 1000; ++i) ASSERT_EQ(slicer_arb_launch_open(a.client(), 0), 0);
-  // a takes a timed turn and must give it back at its end: b keeps working.
   slicer_arb_launch(a.client(), 0);
   slicer_arb_launched(a.client(), 0);
-  slicer_arb_synced(a.client(), 0);
-  int64_t before = b.work();
-  EXPECT_TRUE(WaitFor([&] { return b.work() > before + 8; }, 2s)) << b.work() - before;
-  EXPECT_GE(a.stats().grants, 2u);
+  ExpectTimedTurnGivenBack(a, b);
 }
 
 // The same for the inline calls the shim's launch hooks use (slicer_arb_open_fast, then
@@ -293,10 +298,7 @@ TEST_F(DaemonTest, InlineOpenMarksOnlyWhileTheLeaseIsOpen) {
   slicer_arb_launch(a.client(), 0);
   EXPECT_EQ(slicer_arb_close_fast(gate), 0);
   slicer_arb_launched(a.client(), 0);
-  slicer_arb_synced(a.client(), 0);
-  int64_t before = b.work();
-  EXPECT_TRUE(WaitFor([&] { return b.work() > before + 8; }, 2s)) << b.work() - before;
-  EXPECT_GE(a.stats().grants, 2u);
+  ExpectTimedTurnGivenBack(a, b);
 }
 
 // Launches under an open lease count themselves in per-thread slots, not a shared word; a
