@@ -845,6 +845,7 @@ int slicer_arb_launch_open(slicer_arb_client* c, int dev) {
   if (get_state(g) != ST_PASS) return 0;
   launcher_slot* l = t_launcher;
   if (__builtin_expect(l == NULL, 0)) l = claim_launcher();
+  if (slicer_arb_t_open != NULL) return slicer_arb_open_fast(&g->gate) != NULL;
   if (__builtin_expect(l == &g_no_slot, 0)) {
     __atomic_add_fetch(&g->inflight, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&g->gate.state, __ATOMIC_SEQ_CST) != ST_PASS) {
@@ -852,12 +853,9 @@ int slicer_arb_launch_open(slicer_arb_client* c, int dev) {
       return 0;
     }
   } else {
+    /* No membarrier for the hand-over to rely on: this launcher fences itself. */
     __atomic_store_n(&l->inflight, &g->gate, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&g_asym_barrier, __ATOMIC_RELAXED)) {
-      __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the hand-over's membarrier is the other half */
-    } else {
-      __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    }
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (__builtin_expect(__atomic_load_n(&g->gate.state, __ATOMIC_RELAXED) != ST_PASS, 0)) {
       __atomic_store_n(&l->inflight, NULL, __ATOMIC_RELEASE); /* a hand-over began */
       return 0;
