@@ -377,10 +377,10 @@ int main(int argc, char** argv) {
         if (r == CUDA_SUCCESS) r = cuStreamSynchronize(stream);
         usleep(static_cast<useconds_t>(gap_ms) * 1000);
       }
-      std::vector<double> sorted = launch_ms;
-      std::sort(sorted.begin(), sorted.end());
-      extra = " launch_ms_max=" + std::to_string(sorted.empty() ? 0 : sorted.back()) +
-              " launch_ms_p50=" + std::to_string(sorted.empty() ? 0 : sorted[sorted.size() / 2]);
+      std::sort(launch_ms.begin(), launch_ms.end());
+      extra = " launch_ms_max=" + std::to_string(launch_ms.empty() ? 0 : launch_ms.back()) +
+              " launch_ms_p50=" +
+              std::to_string(launch_ms.empty() ? 0 : launch_ms[launch_ms.size() / 2]);
     } else if (op == "capture") {
       CUstream stream = nullptr;
       CUgraphExec exec = nullptr;
