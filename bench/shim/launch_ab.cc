@@ -68,7 +68,7 @@ double Median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: launch_ab SHIM_PATH [BATCHES] [BATCH]\n");
+    std::fprintf(stderr, "usage: launch_ab SHIM_PATH [BATCHES] [BATCH] [TOUCH_KB]\n");
     return 2;
   }
   int batches = argc > 2 ? std::atoi(argv[2]) : 400;
@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
       auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < batch; ++i) {
         Check(side[s](f, 1, 1, 1, 32, 1, 1, 0, nullptr, nullptr, nullptr), "cuLaunchKernel");
-        for (size_t k = 0; k < touch; k += 64) ++scratch[k];
+        for (size_t j = 0; j < touch; j += 64) ++scratch[j];
       }
       auto t1 = std::chrono::steady_clock::now();
       Check(sync(), "cuCtxSynchronize");
