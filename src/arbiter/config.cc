@@ -83,6 +83,13 @@ absl::StatusOr<ArbiterConfig> ParseNode(const YAML::Node& root, const std::strin
             absl::StrCat(Where(name, v), ": handover: ", std::string(h.status().message())));
       }
       c.scheduler.handover = *h;
+    } else if (key == "gating") {
+      auto g = ParseGating(v.IsScalar() ? v.Scalar() : "");
+      if (!g.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(name, v), ": gating: ", std::string(g.status().message())));
+      }
+      c.scheduler.gating = *g;
     } else if (key == "quantum") {
       auto d = Dur(name, key, v);
       if (!d.ok()) return d.status();
@@ -142,7 +149,7 @@ absl::StatusOr<ArbiterConfig> ParseNode(const YAML::Node& root, const std::strin
           absl::StrCat(Where(name, kv.first), ": unknown key \"", key,
                        "\" (policy, quantum, batchQuantum, maxQuantum, priorityFloor, "
                        "weightOverride, failClosed, revokeGrace, maxQueued, handover, "
-                       "trustClaims)"));
+                       "gating, trustClaims)"));
     }
   }
   absl::Status s = ValidateArbiterConfig(c);

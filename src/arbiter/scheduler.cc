@@ -33,6 +33,15 @@ absl::StatusOr<Handover> ParseHandover(std::string_view text) {
 
 const char* HandoverName(Handover h) { return h == Handover::kOverlap ? "overlap" : "drain"; }
 
+absl::StatusOr<Gating> ParseGating(std::string_view text) {
+  if (text == "contended") return Gating::kContended;
+  if (text == "always") return Gating::kAlways;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown gating \"", std::string(text), "\": use contended or always"));
+}
+
+const char* GatingName(Gating g) { return g == Gating::kAlways ? "always" : "contended"; }
+
 const char* PolicyName(Policy p) {
   switch (p) {
     case Policy::kOff:
@@ -77,7 +86,7 @@ Clock::Duration GpuScheduler::BatchQuantumFor(const Client& c) const {
 
 bool GpuScheduler::AnyFreshWaiting(std::optional<ClientKey> except) const {
   for (const auto& [k, c] : clients_) {
-    if (c.waiting && !c.saturating && (!except || k != *except)) return true;
+    if (c.waiting && Leased(c) && !c.saturating && (!except || k != *except)) return true;
   }
   return false;
 }
@@ -121,6 +130,7 @@ void GpuScheduler::Add(ClientKey key, double weight, Priority priority) {
 
 void GpuScheduler::EndLease(Client& c) {
   c.holding = false;
+  c.shared = false;
   c.revoked = false;
   c.floor_grant = false;
   c.quantum = Clock::Duration(0);
@@ -138,15 +148,22 @@ void GpuScheduler::Request(ClientKey key) {
   if (it == clients_.end()) return;
   Client& c = it->second;
   if (c.holding || c.waiting) return;
+  Clock::TimePoint now = clock_.Now();
+  c.waiting = true;
+  c.wait_start = now;
+  if (!Leased(c)) return;  // Poll grants it a shared lease
   // Idle time banks no credit: start at the least virtual time of the active clients.
   double min_active = std::numeric_limits<double>::infinity();
   for (const auto& [k, o] : clients_) {
-    if (k != key && (o.waiting || o.holding) && Class(o) == Class(c)) {
+    if (k != key && Leased(o) && o.in_ring && (o.waiting || (o.holding && !o.shared)) &&
+        Class(o) == Class(c)) {
       min_active = std::min(min_active, o.vtime);
     }
   }
-  Clock::TimePoint now = clock_.Now();
   c.saturating = c.grants > 0 && now - c.released_at <= config_.batch_gap;
+  // A client joining from a shared lease was not charged virtual time meanwhile: the rule below
+  // lifts it to the others' (less one lease), as for any client waking from idle.
+  c.in_ring = true;
   // But a client that only stepped out to hand over (it drains, releases, asks again while the
   // next one runs) keeps up to one lease of credit; lifting it all the way would hand every
   // client the same lease count and flatten 3:1 towards the ratio of the quanta plus drain time.
@@ -155,8 +172,6 @@ void GpuScheduler::Request(ClientKey key) {
     double allowance = static_cast<double>(lease.count()) / c.weight;
     c.vtime = std::max(c.vtime, min_active - allowance);
   }
-  c.waiting = true;
-  c.wait_start = now;
 }
 
 void GpuScheduler::Charge(ClientKey key, Clock::Duration busy) {
@@ -173,7 +188,7 @@ void GpuScheduler::Charge(ClientKey key, Clock::Duration busy) {
   c.overlap_credit -= credit;
   busy -= credit;
   c.used += busy;
-  c.vtime += static_cast<double>(busy.count()) / c.weight;
+  if (c.in_ring) c.vtime += static_cast<double>(busy.count()) / c.weight;
   Decay(c, now);
   c.recent += static_cast<double>(busy.count());
 }
@@ -214,9 +229,69 @@ void GpuScheduler::Release(ClientKey key, Clock::Duration busy, bool more_work) 
 
 bool GpuScheduler::AnyWaiting(std::optional<ClientKey> except) const {
   for (const auto& [k, c] : clients_) {
-    if (c.waiting && (!except || k != *except)) return true;
+    if (c.waiting && Leased(c) && (!except || k != *except)) return true;
   }
   return false;
+}
+
+bool GpuScheduler::AnyLeasedActive(ClientKey except) const {
+  for (const auto& [k, c] : clients_) {
+    if (k != except && Leased(c) && (c.waiting || (c.holding && !c.shared))) return true;
+  }
+  return false;
+}
+
+void GpuScheduler::Load(ClientKey key, Clock::Duration busy_total, Clock::Duration blocked_total) {
+  auto it = clients_.find(key);
+  if (it == clients_.end()) return;
+  Client& c = it->second;
+  Clock::TimePoint now = clock_.Now();
+  if (!c.load_started || busy_total < c.load_busy || blocked_total < c.load_blocked) {
+    c.load_started = true;
+    c.load_busy = busy_total;
+    c.load_blocked = blocked_total;
+    c.load_at = now;
+    return;
+  }
+  Clock::Duration busy = busy_total - c.load_busy;
+  Clock::Duration blocked = std::min(blocked_total - c.load_blocked, busy);
+  if (busy < config_.load_window &&
+      (now - c.load_at < config_.load_window_wall || busy < config_.load_window / 10)) {
+    return;
+  }
+  double fraction = busy.count() > 0 ? static_cast<double>(blocked.count()) / busy.count() : 0;
+  c.load_busy = busy_total;
+  c.load_blocked = blocked_total;
+  c.load_at = now;
+  bool was = c.bound;
+  if (!c.bound && fraction >= config_.bound_enter) c.bound = true;
+  if (c.bound && fraction < config_.bound_leave) c.bound = false;
+  if (config_.gating == Gating::kAlways || was == c.bound || !c.holding) return;
+  if (c.bound && c.shared) {
+    c.shared = false;
+    c.in_ring = false;  // re-joins at the leased clients' virtual time
+    if (!AnyLeasedActive(key)) {
+      // The only bound client: its open-ended lease simply becomes the lease.
+      c.in_ring = true;
+      c.quantum = Clock::Duration(0);
+      c.grant_time = now;
+      c.last_charge = std::min(c.last_charge, now);
+      holders_.push_back(key);
+      return;
+    }
+    // Others are leased: it drains and asks again, joining them (in holders_ as a revoked holder,
+    // so that the next lease waits for its drain and revokeGrace applies).
+    c.revoked = true;
+    c.revoke_time = now;
+    holders_.push_back(key);
+    pending_.push_back({Action::kRevoke, key, Clock::Duration(0)});
+  } else if (!c.bound && !c.shared && !c.revoked && c.quantum.count() == 0 &&
+             config_.policy != Policy::kOff) {
+    // An open-ended lease among bound clients becomes a shared one: nobody waits for it.
+    holders_.erase(std::remove(holders_.begin(), holders_.end(), key), holders_.end());
+    c.shared = true;
+    c.in_ring = false;
+  }
 }
 
 std::optional<ClientKey> GpuScheduler::PickNext(Clock::TimePoint now, bool* floor) const {
@@ -224,7 +299,7 @@ std::optional<ClientKey> GpuScheduler::PickNext(Clock::TimePoint now, bool* floo
   // Best (least virtual time) waiter per class.
   std::optional<ClientKey> best[3];
   for (const auto& [k, c] : clients_) {
-    if (!c.waiting) continue;
+    if (!c.waiting || !Leased(c)) continue;
     int cls = Class(c);
     if (!best[cls] || c.vtime < clients_.at(*best[cls]).vtime) best[cls] = k;
   }
@@ -261,7 +336,25 @@ std::optional<ClientKey> GpuScheduler::PickNext(Clock::TimePoint now, bool* floo
 
 std::vector<Action> GpuScheduler::Poll() {
   std::vector<Action> actions;
+  actions.swap(pending_);
   Clock::TimePoint now = clock_.Now();
+  if (config_.policy != Policy::kOff) {
+    // Clients that do not keep the GPU busy on their own run beside everyone, at once.
+    for (auto& [k, c] : clients_) {
+      if (!c.waiting || Leased(c)) continue;
+      c.waiting = false;
+      c.waited += now - c.wait_start;
+      c.holding = true;
+      c.shared = true;
+      c.revoked = false;
+      c.in_ring = false;
+      c.quantum = Clock::Duration(0);
+      c.grant_time = now;
+      c.last_charge = now;
+      ++c.grants;
+      actions.push_back({Action::kGrant, k, Clock::Duration(0)});
+    }
+  }
   if (config_.policy == Policy::kOff) {
     for (auto& [k, c] : clients_) {
       if (!c.waiting) continue;
@@ -299,8 +392,8 @@ std::vector<Action> GpuScheduler::Poll() {
     if (!AnyWaiting(hk)) return actions;
     bool preempt = false;
     if (config_.policy == Policy::kPriority && !h.floor_grant) {
-      for (const auto& [k, c] : clients_) {
-        if (c.waiting && Class(c) < Class(h)) preempt = true;
+        for (const auto& [k, c] : clients_) {
+        if (c.waiting && Leased(c) && Class(c) < Class(h)) preempt = true;
       }
     }
     if (!preempt && now - h.grant_time < LeaseLimit(hk, h)) return actions;
@@ -326,6 +419,8 @@ std::vector<Action> GpuScheduler::Poll() {
   c.waiting = false;
   c.waited += now - c.wait_start;
   c.holding = true;
+  c.shared = false;
+  c.in_ring = true;
   c.revoked = false;
   c.floor_grant = floor;
   c.grant_time = now;
@@ -374,6 +469,8 @@ ClientStats GpuScheduler::Stats(ClientKey key) const {
   s.used = c.used;
   s.waited = c.waited + (c.waiting ? now - c.wait_start : Clock::Duration(0));
   s.grants = c.grants;
+  s.bound = c.bound;
+  s.shared = c.holding && c.shared;
   double total = ClassRecent(-1, now);
   if (total > 0) {
     double tau = std::max(1e-3, std::chrono::duration<double>(config_.share_window).count());

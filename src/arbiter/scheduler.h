@@ -1,6 +1,16 @@
 // The time-share scheduler of ONE GPU: who may submit work now, for how long, and who is next.
 //
-// Mechanism (the weighted lease of DESIGN.md): at most one client holds the GPU's lease; it
+// Contention first (Gating::kContended, the default): a client that does not keep the GPU busy
+// on its own -- launch-bound inference, a notebook, anything whose process spends most of its
+// busy time on the CPU -- is granted an open-ended *shared* lease at once and submits
+// concurrently with everyone, exactly as under the driver's own time-slicing, which interleaves
+// such clients' kernels into each other's idle gaps (4 launch-bound inference processes reach
+// ~4x one alone). Only clients that are *bound* -- they spend most of their busy time waiting for
+// their own GPU work (Load) -- are leased below, among themselves: two of them gain nothing from
+// overlapping (neither leaves gaps) and lose a context switch every driver timeslice, which
+// leases avoid. Under Gating::kAlways every client is leased (the first design; for comparison).
+//
+// Mechanism among bound clients (the weighted lease of DESIGN.md): at most one holds the lease; it
 // submits for a quantum (base quantum x weight), is asked to drain and hand over (a Revoke
 // action), and the next holder is the waiting client with the least virtual time (GPU time
 // charged / weight). Work-conserving: a client is only scheduled while it asks (Request), and a
@@ -52,10 +62,13 @@ namespace slicer::arbiter {
 enum class Policy { kOff, kFair, kPriority };
 enum class Priority { kHigh = 0, kNormal = 1, kLow = 2 };
 enum class Handover { kDrain, kOverlap };
+enum class Gating { kContended, kAlways };
 
 absl::StatusOr<Policy> ParsePolicy(std::string_view text);
 absl::StatusOr<Priority> ParsePriority(std::string_view text);
 absl::StatusOr<Handover> ParseHandover(std::string_view text);
+absl::StatusOr<Gating> ParseGating(std::string_view text);
+const char* GatingName(Gating g);
 const char* PolicyName(Policy p);
 const char* HandoverName(Handover h);
 const char* PriorityName(Priority p);
@@ -79,6 +92,16 @@ struct SchedulerConfig {
   Handover handover = Handover::kDrain;
   // Time constant of the recent-usage averages (priority floor, achieved share).
   Clock::Duration share_window = std::chrono::seconds(2);
+  // Who is leased: only bound clients (kContended), or everyone (kAlways).
+  Gating gating = Gating::kContended;
+  // A client is judged over windows of its Load reports: a window closes once it holds
+  // `load_window` of busy time, or `load_window_wall` of wall time with at least a tenth of that
+  // busy. It becomes bound when the blocked fraction of a window reaches `bound_enter`, and
+  // shared again below `bound_leave` (hysteresis).
+  Clock::Duration load_window = std::chrono::milliseconds(100);
+  Clock::Duration load_window_wall = std::chrono::milliseconds(200);
+  double bound_enter = 0.8;
+  double bound_leave = 0.6;
 };
 
 using ClientKey = uint64_t;
@@ -100,6 +123,8 @@ struct ClientStats {
   uint64_t grants = 0;
   double achieved_share = 0;    // of the GPU time recently charged on this GPU
   double configured_share = 0;  // weight / sum of weights of the GPU's clients (same class)
+  bool bound = false;   // keeps the GPU busy on its own: leased (Gating::kContended)
+  bool shared = false;  // holds a shared lease (submits beside everyone)
 };
 
 class GpuScheduler {
@@ -117,6 +142,13 @@ class GpuScheduler {
   // Ends the client's lease after charging `busy`; `more_work` queues it again. A Release from a
   // client that does not hold the lease is only a charge (it raced a forced hand-over).
   void Release(ClientKey key, Clock::Duration busy, bool more_work);
+  // The client's cumulative busy time on this GPU and the part of it spent waiting for its own
+  // GPU work (both monotonic; a smaller value restarts the window). Classifies it bound or
+  // shared (SchedulerConfig::load_window). A shared holder that becomes bound joins the leases:
+  // at once when no other bound client is active, else by a Revoke (it drains and asks again).
+  // A bound holder that becomes shared is moved to a shared lease when its lease is open-ended;
+  // a timed lease runs out first.
+  void Load(ClientKey key, Clock::Duration busy_total, Clock::Duration blocked_total);
 
   // Decisions due now: grants, revokes, forced hand-overs. Call after every event.
   std::vector<Action> Poll();
@@ -153,11 +185,22 @@ class GpuScheduler {
     Clock::Duration used{0};
     Clock::Duration waited{0};
     uint64_t grants = 0;
+    bool bound = false;
+    bool shared = false;   // holding a shared lease (not in holders_)
+    bool in_ring = false;  // its virtual time is among the leased clients'
+    // Where the current Load window started (cumulative counters) and when.
+    Clock::Duration load_busy{0}, load_blocked{0};
+    Clock::TimePoint load_at{};
+    bool load_started = false;
     double recent = 0;  // decayed GPU ns
     Clock::TimePoint recent_at{};
   };
 
   int Class(const Client& c) const;
+  // Leased among the bound clients (else granted a shared lease at once).
+  bool Leased(const Client& c) const { return config_.gating == Gating::kAlways || c.bound; }
+  // Some leased client other than `except` holds or waits.
+  bool AnyLeasedActive(ClientKey except) const;
   Clock::Duration QuantumFor(const Client& c) const;
   // The lease of a holder that only saturating clients wait behind (batch_quantum x weight).
   Clock::Duration BatchQuantumFor(const Client& c) const;
@@ -179,6 +222,8 @@ class GpuScheduler {
   // kOff: many; otherwise at most one active holder, plus revoked ones still draining (kPriority
   // preemption, kOverlap).
   std::vector<ClientKey> holders_;
+  // Actions decided outside Poll (Load), handed out by the next Poll.
+  std::vector<Action> pending_;
 };
 
 }  // namespace slicer::arbiter

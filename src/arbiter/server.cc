@@ -369,6 +369,19 @@ void Server::HandleMessage(Session& s, const char* buf, ssize_t n) {
       }
       return;
     }
+    case SLICER_ARB_LOAD: {
+      slicer_arb_load_msg m;
+      std::memcpy(&m, buf, sizeof m);
+      if (m.gpu >= SLICER_ARB_MAX_GPUS || !s.gpus[m.gpu].attached) {
+        Fail(s, SLICER_ARB_E_STATE, "LOAD for a GPU slot that was not attached");
+        return;
+      }
+      auto ns = [](uint64_t v) {
+        return Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX)));
+      };
+      gpus_[s.gpus[m.gpu].uuid].sched->Load(s.id, ns(m.busy_total_ns), ns(m.blocked_total_ns));
+      return;
+    }
     case SLICER_ARB_BYE:
       Close(s, "bye");
       return;
@@ -513,6 +526,7 @@ void Server::HandleHello(Session& s, const slicer_arb_hello_msg& m) {
   w.quantum_ns = static_cast<uint64_t>(options_.config.scheduler.quantum.count());
   w.max_queued_ns = static_cast<uint64_t>(MaxQueued(options_.config).count());
   w.report_ms = static_cast<uint32_t>(options_.report_interval.count());
+  w.features = SLICER_ARB_FEATURE_LOAD;
   Send(s, &w, SLICER_ARB_WELCOME);
   SLOG(kInfo, "client_hello")
       .Kv("client", s.id)
@@ -696,7 +710,7 @@ std::string Server::RenderMetrics() const {
   struct Row {
     double gpu_seconds = 0, held_seconds = 0, configured = 0, achieved = 0;
     uint64_t mem_used = 0, mem_cap = 0;
-    int clients = 0;
+    int clients = 0, bound = 0;
     std::string priority;
     double weight = 0;
   };
@@ -722,6 +736,7 @@ std::string Server::RenderMetrics() const {
       row.weight += st.weight;
       row.priority = PriorityName(st.priority);
       ++row.clients;
+      row.bound += st.bound ? 1 : 0;
       ++gpu_clients[use.uuid];
     }
   }
@@ -772,6 +787,11 @@ std::string Server::RenderMetrics() const {
   family(
       "slicer_arbiter_clients", "gauge", "Connected client processes.",
       [&](const Row& r) { return std::to_string(r.clients); }, true);
+  family(
+      "slicer_arbiter_bound_clients", "gauge",
+      "Client processes that keep the GPU busy on their own: leased under contention; the "
+      "others submit beside everyone.",
+      [&](const Row& r) { return std::to_string(r.bound); }, true);
   absl::StrAppend(&out,
                   "# HELP slicer_arbiter_gpu_clients Client processes attached per GPU.\n"
                   "# TYPE slicer_arbiter_gpu_clients gauge\n");

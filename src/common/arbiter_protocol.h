@@ -30,9 +30,14 @@
  *   a REVOKE(gpu)            the holder must drain its queued work and RELEASE soon
  *   c RELEASE(gpu, busy)     ends the lease; `more_work` asks for the next turn at once
  *   c REPORT(gpu, busy, mem) periodically (~1 s): cumulative GPU busy time and memory
+ *   c LOAD(gpu, busy, blocked) every ~50 ms while busy, when WELCOME's features has
+ *                            SLICER_ARB_FEATURE_LOAD: how much of its busy time the process
+ *                            spent waiting for its own GPU work (the arbiter leases only the
+ *                            clients that keep the GPU busy on their own; docs/arbiter.md)
  *   c BYE                    orderly end (EOF means the same)
- * A GRANT with quantum_ns == 0 is open-ended: the client holds the GPU until REVOKE (the lone
- * active client runs ungated this way, paying nothing per launch).
+ * A GRANT with quantum_ns == 0 is open-ended: the client submits freely until REVOKE (the lone
+ * client that saturates the GPU, and every client that does not, run ungated this way, paying
+ * nothing per launch).
  */
 #ifndef SLICER_COMMON_ARBITER_PROTOCOL_H_
 #define SLICER_COMMON_ARBITER_PROTOCOL_H_
@@ -80,7 +85,8 @@ typedef enum {
   SLICER_ARB_REPORT = 8,
   SLICER_ARB_BYE = 9,
   SLICER_ARB_ERROR = 10,
-  SLICER_ARB_TYPE_MAX = 10,
+  SLICER_ARB_LOAD = 11,
+  SLICER_ARB_TYPE_MAX = 11,
 } slicer_arb_type;
 
 typedef enum {
@@ -133,8 +139,10 @@ typedef struct {
   uint64_t quantum_ns;   /* base quantum (for the client's queue bound) */
   uint64_t max_queued_ns; /* keep at most this much work queued while gated */
   uint32_t report_ms;    /* REPORT interval */
-  uint32_t reserved;
+  uint32_t features;     /* SLICER_ARB_FEATURE_*; 0 from arbiters older than the field */
 } slicer_arb_welcome_msg;
+/* The arbiter takes LOAD messages (an older one closes a connection that sends one). */
+#define SLICER_ARB_FEATURE_LOAD 1u
 
 typedef struct {
   slicer_arb_hdr h;
@@ -160,6 +168,18 @@ typedef struct {
   uint64_t mem_cap;       /* the container's cap on the GPU; 0: none */
 } slicer_arb_usage_msg; /* RELEASE and REPORT */
 
+/* LOAD: cumulative since ATTACH, both monotonic. `blocked` is the part of `busy` the process's
+ * threads spent waiting for its own work on the GPU (synchronize calls, the shim's checkpoints,
+ * drains); a process that keeps the GPU busy by itself waits most of its busy time, one that
+ * is bound by its CPU (launch-bound inference, a notebook) waits little. */
+typedef struct {
+  slicer_arb_hdr h;
+  uint32_t gpu;
+  uint32_t reserved;
+  uint64_t busy_total_ns;
+  uint64_t blocked_total_ns;
+} slicer_arb_load_msg;
+
 typedef struct {
   slicer_arb_hdr h;
   uint32_t code; /* slicer_arb_error */
@@ -184,6 +204,7 @@ static inline uint32_t slicer_arb_size_of(uint32_t type) {
     case SLICER_ARB_REPORT: return (uint32_t)sizeof(slicer_arb_usage_msg);
     case SLICER_ARB_BYE: return (uint32_t)sizeof(slicer_arb_bye_msg);
     case SLICER_ARB_ERROR: return (uint32_t)sizeof(slicer_arb_err_msg);
+    case SLICER_ARB_LOAD: return (uint32_t)sizeof(slicer_arb_load_msg);
     default: return 0;
   }
 }

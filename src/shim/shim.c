@@ -1152,7 +1152,14 @@ static ck_entry* ck_find(CUcontext ctx, CUstream key) {
  * device in between (`idle`: wall time minus the client's busy time). A bursty stream's idle
  * gaps between requests are not its launches' GPU time: counting them put a latency client's
  * small kernels one at a time, each waiting for the last. No lock held while the driver runs. */
-static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns, int64_t idle) {
+static int64_t arb_mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void ck_run(slicer_arb_client* c, int dev, ck_entry* e, CUstream stream, uint64_t target_ns,
+                   int64_t idle) {
   pfn_cuEventSynchronize wait = (pfn_cuEventSynchronize)real_of(IDX_cuEventSynchronize);
   int k = e->next, prev = (k + ARB_CK_EVENTS - 1) % ARB_CK_EVENTS;
   int prev2 = (k + ARB_CK_EVENTS - 2) % ARB_CK_EVENTS;
@@ -1170,7 +1177,11 @@ static void ck_run(ck_entry* e, CUstream stream, uint64_t target_ns, int64_t idl
   e->idle_at[k] = idle;
   e->next = (k + 1) % ARB_CK_EVENTS;
   int on = e->one_at_a_time ? k : prev;
-  if (!e->recorded[on] || wait == NULL || wait(e->ev[on]) != CUDA_SUCCESS) return;
+  if (!e->recorded[on] || wait == NULL) return;
+  slicer_arb_wait_begin(c, dev);
+  CUresult waited = wait(e->ev[on]);
+  slicer_arb_wait_end(c, dev);
+  if (waited != CUDA_SUCCESS) return;
   float ms = 0;
   uint32_t n = e->launches_before[prev];
   if (e->recorded[prev2] && n > 0 && g_drv.event_elapsed != NULL &&
@@ -1212,10 +1223,7 @@ static uint32_t arb_checkpoint(slicer_arb_client* c, int dev, int force, CUstrea
   }
   if (!due) return e->budget;
   uint64_t max_queued = slicer_arb_max_queued_ns(c);
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-  ck_run(e, stream, max_queued / 2, now - (int64_t)slicer_arb_busy_ns(c, dev));
+  ck_run(c, dev, e, stream, max_queued / 2, arb_mono_ns() - (int64_t)slicer_arb_busy_ns(c, dev));
   *waited = 1;
   pthread_mutex_lock(&g_ck_mu);
   e->since = 0;
@@ -1327,6 +1335,22 @@ static __attribute__((noinline)) void arb_submitted(slicer_arb_client* c, int de
 }
 
 static uint64_t g_arb_synced_calls, g_arb_busy_syncs; /* atomic; for the exit log */
+
+/* Around a synchronize hook: its wait counts as blocked on the GPU (the arbiter leases only the
+ * processes that mostly wait on their own work). arb_wait_begin returns the device the wait is
+ * counted on, or -1 (no arbiter client yet); arb_wait_end takes it. */
+static int arb_wait_begin(void) {
+  slicer_arb_client* c = arb_started();
+  CUdevice dev;
+  if (c == NULL || current_ordinal(&dev) != CUDA_SUCCESS || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) {
+    return -1;
+  }
+  slicer_arb_wait_begin(c, dev);
+  return dev;
+}
+static void arb_wait_end(int dev) {
+  if (dev >= 0) slicer_arb_wait_end(arb_started(), dev);
+}
 
 /* After a successful stream or event synchronize (`stream` NULL with has_stream 0 for events):
  * the busy interval ends when every stream the process used on the device is idle. */
@@ -1469,14 +1493,18 @@ static CUresult hook_graph_launch_ptsz(pfn_cuGraphLaunch_ptsz real, CUgraphExec 
 
 static CUresult hook_ctx_synchronize(pfn_cuCtxSynchronize real) {
   if (real == NULL) return missing("cuCtxSynchronize");
+  int w = arb_wait_begin();
   CUresult r = real();
+  arb_wait_end(w);
   if (r == CUDA_SUCCESS) arb_after_ctx_sync();
   return r;
 }
 
 static CUresult hook_ctx_synchronize_v2(pfn_cuCtxSynchronize_v2 real, CUcontext ctx) {
   if (real == NULL) return missing("cuCtxSynchronize_v2");
+  int w = arb_wait_begin();
   CUresult r = real(ctx);
+  arb_wait_end(w);
   if (r == CUDA_SUCCESS && arb_started() != NULL) {
     CUcontext cur = NULL;
     /* Another context than the current one: its device is not known cheaply; nothing said. */
@@ -1490,21 +1518,27 @@ static CUresult hook_ctx_synchronize_v2(pfn_cuCtxSynchronize_v2 real, CUcontext 
 
 static CUresult hook_stream_synchronize(pfn_cuStreamSynchronize real, CUstream hStream) {
   if (real == NULL) return missing("cuStreamSynchronize");
+  int w = arb_wait_begin();
   CUresult r = real(hStream);
+  arb_wait_end(w);
   if (r == CUDA_SUCCESS) arb_after_sync(1, hStream);
   return r;
 }
 
 static CUresult hook_stream_synchronize_ptsz(pfn_cuStreamSynchronize_ptsz real, CUstream hStream) {
   if (real == NULL) return missing("cuStreamSynchronize_ptsz");
+  int w = arb_wait_begin();
   CUresult r = real(hStream);
+  arb_wait_end(w);
   if (r == CUDA_SUCCESS) arb_after_sync(1, per_thread(hStream));
   return r;
 }
 
 static CUresult hook_event_synchronize(pfn_cuEventSynchronize real, CUevent hEvent) {
   if (real == NULL) return missing("cuEventSynchronize");
+  int w = arb_wait_begin();
   CUresult r = real(hEvent);
+  arb_wait_end(w);
   if (r == CUDA_SUCCESS) arb_after_sync(0, NULL);
   return r;
 }

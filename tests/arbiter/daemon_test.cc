@@ -125,6 +125,9 @@ class DaemonTest : public ::testing::Test {
     // Batch leases (saturating clients) at twice the quantum: short tests see many turns.
     options_.config.scheduler.batch_quantum = 20ms;
     options_.config.scheduler.revoke_grace = 10s;
+    // The lease mechanism: these simulated clients report no waits (LOAD), so they are leased
+    // from the first request; Contended* tests below judge them by their LOAD reports.
+    options_.config.scheduler.gating = Gating::kAlways;
     options_.report_interval = 50ms;
     options_.trust_claims = true;
   }

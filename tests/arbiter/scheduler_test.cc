@@ -173,8 +173,13 @@ SimClient Saturating(double weight, Priority p = Priority::kNormal) {
   return c;
 }
 
+// The lease mechanism among bound clients. The simulated clients do nothing but keep the GPU
+// busy (they are what Load would judge bound), so these configurations lease every client from
+// its first request (Gating::kAlways) instead of after a first Load window; the tests of
+// Gating::kContended below classify clients through Load.
 SchedulerConfig Fair() {
   SchedulerConfig cfg;
+  cfg.gating = Gating::kAlways;
   cfg.policy = Policy::kFair;
   cfg.quantum = milliseconds(20);
   return cfg;
@@ -430,6 +435,7 @@ TEST(SchedulerTest, WakingClientBanksNoCredit) {
 
 SchedulerConfig Prio(double floor) {
   SchedulerConfig cfg;
+  cfg.gating = Gating::kAlways;  // as Fair()
   cfg.policy = Policy::kPriority;
   cfg.quantum = milliseconds(20);
   cfg.priority_floor = floor;

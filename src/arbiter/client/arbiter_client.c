@@ -51,6 +51,11 @@ enum {
  * not cost it the lease. */
 #define IDLE_RELEASE_NS 1000000
 
+/* How often the connection thread sends LOAD (busy and blocked time) for a device that was busy
+ * since the last one: the arbiter judges over windows of ~100 ms whether this process keeps the
+ * GPU busy on its own (then it is leased under contention) or not (it submits beside others). */
+#define LOAD_INTERVAL_NS 50000000
+
 /* The lease timeline (SLICER_ARB_TRACE=FILE, written at exit by slicer_arb_write_trace): when
  * each step of a hand-over happened in this process, for bench/arbiter/handover.py. */
 enum { TR_REQUEST = 1, TR_GRANT, TR_GO, TR_EXPIRE, TR_REVOKE, TR_DRAINED, TR_RELEASE, TR_SUBMIT };
@@ -64,6 +69,12 @@ typedef struct {
   slicer_arb_gate gate; /* state (ST_*) and busy_since, what an open-lease launch reads */
   int64_t deadline;     /* atomic; TIMED: monotonic ns */
   uint64_t busy_total;      /* atomic; ns */
+  /* Time some thread of the process spent waiting for its work on the device (the union of the
+   * waits, not their sum): guarded by the client's wait_mu. */
+  uint64_t blocked_total;
+  int64_t blocked_since; /* the current waits began; valid while `waiting` > 0 */
+  uint32_t waiting;
+  uint64_t load_sent_busy;  /* connection thread only: busy_total at the last LOAD */
   int64_t last_checkpoint;  /* atomic */
   int64_t idle_since;       /* atomic; TIMED: when a sync left nothing queued; 0: not idle */
   uint64_t mem_used, mem_cap; /* atomic */
@@ -91,6 +102,7 @@ struct slicer_arb_client {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   pthread_mutex_t send_mu;
+  pthread_mutex_t wait_mu; /* the slots' blocked_* and waiting */
   int fd; /* atomic; -1 when disconnected; closed under send_mu */
   int wake[2];
   pthread_t thread;
@@ -100,6 +112,7 @@ struct slicer_arb_client {
 
   int64_t max_queued_ns; /* atomic */
   uint32_t report_ms;    /* atomic */
+  uint32_t features;     /* atomic: WELCOME's SLICER_ARB_FEATURE_* */
   uint64_t client_id;    /* atomic */
   uint64_t grants, waited_ns, connects; /* atomic */
   gpu_slot gpus[SLICER_ARB_MAX_GPUS];
@@ -161,6 +174,18 @@ static uint64_t busy_now(gpu_slot* g) {
     int64_t d = mono_ns() - since;
     if (d > 0) total += (uint64_t)d;
   }
+  return total;
+}
+
+/* Blocked time so far, the waits in progress included. */
+static uint64_t blocked_now(slicer_arb_client* c, gpu_slot* g) {
+  pthread_mutex_lock(&c->wait_mu);
+  uint64_t total = g->blocked_total;
+  if (g->waiting > 0) {
+    int64_t d = mono_ns() - g->blocked_since;
+    if (d > 0) total += (uint64_t)d;
+  }
+  pthread_mutex_unlock(&c->wait_mu);
   return total;
 }
 
@@ -339,7 +364,11 @@ static void handover(slicer_arb_client* c, int dev, int more_work) {
     nanosleep(&ts, NULL);
   }
   wait_open_launches(g, was_open);
-  if (c->drain != NULL) c->drain(c->user, dev);
+  if (c->drain != NULL) {
+    slicer_arb_wait_begin(c, dev);
+    c->drain(c->user, dev);
+    slicer_arb_wait_end(c, dev);
+  }
   trace(c, TR_DRAINED, dev);
   busy_end(g);
   pthread_mutex_lock(&c->mu);
@@ -420,6 +449,7 @@ static int handshake(slicer_arb_client* c, int fd) {
       &c->eager,
       buf.w.policy == SLICER_ARB_POLICY_PRIORITY && c->hello.priority == SLICER_ARB_PRIO_HIGH,
       __ATOMIC_RELAXED);
+  __atomic_store_n(&c->features, buf.w.features, __ATOMIC_RELAXED);
   uint32_t r = buf.w.report_ms;
   __atomic_store_n(&c->report_ms, r < 50 ? 50 : (r > 60000 ? 60000 : r), __ATOMIC_RELAXED);
   return 0;
@@ -489,6 +519,26 @@ static void send_reports(slicer_arb_client* c) {
     int sent = c->gpus[i].attach_sent;
     pthread_mutex_unlock(&c->mu);
     if (sent) send_usage(c, SLICER_ARB_REPORT, i, 0);
+  }
+}
+
+/* LOAD for each attached device that was busy since the last one (arbiters that take it). */
+static void send_loads(slicer_arb_client* c) {
+  if (!(__atomic_load_n(&c->features, __ATOMIC_RELAXED) & SLICER_ARB_FEATURE_LOAD)) return;
+  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
+    gpu_slot* g = &c->gpus[i];
+    pthread_mutex_lock(&c->mu);
+    int sent = g->attach_sent;
+    pthread_mutex_unlock(&c->mu);
+    if (!sent) continue;
+    uint64_t busy = busy_now(g);
+    if (busy == g->load_sent_busy) continue;
+    slicer_arb_load_msg m;
+    memset(&m, 0, sizeof m);
+    m.gpu = (uint32_t)i;
+    m.busy_total_ns = busy;
+    m.blocked_total_ns = blocked_now(c, g);
+    if (send_msg(c, &m, SLICER_ARB_LOAD) == 0) g->load_sent_busy = busy;
   }
 }
 
@@ -570,9 +620,11 @@ static void* conn_thread(void* arg) {
     on_connected(c, fd);
     int64_t next_report = mono_ns() + (int64_t)__atomic_load_n(&c->report_ms, __ATOMIC_RELAXED) *
                                           1000000;
+    int64_t next_load = mono_ns() + LOAD_INTERVAL_NS;
+    for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) c->gpus[i].load_sent_busy = 0;
     for (;;) {
       int64_t now = mono_ns();
-      int64_t wake_at = next_report;
+      int64_t wake_at = next_report < next_load ? next_report : next_load;
       int64_t idle_at = idle_deadline(c);
       if (idle_at != 0 && idle_at < wake_at) wake_at = idle_at;
       int timeout = wake_at > now ? (int)((wake_at - now) / 1000000) + 1 : 0;
@@ -598,6 +650,10 @@ static void* conn_thread(void* arg) {
         if (n > 0 && slicer_arb_check(buf, n) == 0) on_message(c, buf, n);
       }
       release_idle(c);
+      if (mono_ns() >= next_load) {
+        send_loads(c);
+        next_load = mono_ns() + LOAD_INTERVAL_NS;
+      }
       if (mono_ns() >= next_report) {
         send_reports(c);
         next_report = mono_ns() + (int64_t)__atomic_load_n(&c->report_ms, __ATOMIC_RELAXED) *
@@ -698,6 +754,7 @@ slicer_arb_client* slicer_arb_start(const slicer_arb_options* opts) {
   c->max_queued_ns = 10000000;
   pthread_mutex_init(&c->mu, NULL);
   pthread_mutex_init(&c->send_mu, NULL);
+  pthread_mutex_init(&c->wait_mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -903,6 +960,25 @@ void slicer_arb_synced(slicer_arb_client* c, int dev) {
   }
 }
 
+void slicer_arb_wait_begin(slicer_arb_client* c, int dev) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
+  gpu_slot* g = &c->gpus[dev];
+  pthread_mutex_lock(&c->wait_mu);
+  if (g->waiting++ == 0) g->blocked_since = mono_ns();
+  pthread_mutex_unlock(&c->wait_mu);
+}
+
+void slicer_arb_wait_end(slicer_arb_client* c, int dev) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return;
+  gpu_slot* g = &c->gpus[dev];
+  pthread_mutex_lock(&c->wait_mu);
+  if (g->waiting > 0 && --g->waiting == 0) {
+    int64_t d = mono_ns() - g->blocked_since;
+    if (d > 0) g->blocked_total += (uint64_t)d;
+  }
+  pthread_mutex_unlock(&c->wait_mu);
+}
+
 uint64_t slicer_arb_busy_ns(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return 0;
   return busy_now(&c->gpus[dev]);
@@ -924,6 +1000,7 @@ void slicer_arb_after_fork_child(slicer_arb_client* c) {
   /* Only this thread exists now: locks held by others at fork time are re-made. */
   pthread_mutex_init(&c->mu, NULL);
   pthread_mutex_init(&c->send_mu, NULL);
+  pthread_mutex_init(&c->wait_mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -941,6 +1018,9 @@ void slicer_arb_after_fork_child(slicer_arb_client* c) {
     g->attach_sent = 0;
     g->gate.busy_since = 0;
     g->busy_total = 0;
+    g->blocked_total = 0;
+    g->waiting = 0;
+    g->load_sent_busy = 0;
     g->idle_since = 0;
     g->inflight = 0;
     set_state(g, g->attached ? ST_RESTART : ST_PASS);
@@ -970,6 +1050,7 @@ void slicer_arb_stop(slicer_arb_client* c) {
   pthread_cond_destroy(&c->cv);
   pthread_mutex_destroy(&c->mu);
   pthread_mutex_destroy(&c->send_mu);
+  pthread_mutex_destroy(&c->wait_mu);
   free(c);
 }
 
@@ -994,7 +1075,10 @@ void slicer_arb_get_stats(slicer_arb_client* c, slicer_arb_stats* out) {
   if (c == NULL) return;
   out->connected = __atomic_load_n(&c->fd, __ATOMIC_ACQUIRE) >= 0;
   out->client_id = __atomic_load_n(&c->client_id, __ATOMIC_RELAXED);
-  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) out->busy_total_ns[i] = busy_now(&c->gpus[i]);
+  for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
+    out->busy_total_ns[i] = busy_now(&c->gpus[i]);
+    out->blocked_total_ns[i] = blocked_now(c, &c->gpus[i]);
+  }
   out->grants = __atomic_load_n(&c->grants, __ATOMIC_RELAXED);
   out->waited_ns = __atomic_load_n(&c->waited_ns, __ATOMIC_RELAXED);
   out->connects = __atomic_load_n(&c->connects, __ATOMIC_RELAXED);

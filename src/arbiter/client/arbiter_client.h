@@ -17,11 +17,13 @@
  *   slicer_arb_synced(c, dev)       after cuCtxSynchronize / cuStreamSynchronize / cuEvent-
  *                                   Synchronize returned success and the process has nothing
  *                                   else queued on `dev` (ends a busy interval)
+ *   slicer_arb_wait_begin/_end(c, dev) around a synchronize or checkpoint wait on `dev`
  *   slicer_arb_memory(c, dev, used, cap) after the ledger changes (stored; sent periodically)
  *   slicer_arb_after_fork_child(c)  from the shim's pthread_atfork child handler
  *
  * Behaviour:
- * - While the arbiter grants this process an open-ended lease (it is alone, or the policy is
+ * - While the arbiter grants this process an open-ended lease (it does not keep the GPU busy on
+ *   its own, so it runs beside everyone; or it is the only one that does; or the policy is
  *   `off`) or cannot be reached (fail-open, the default), slicer_arb_launch returns at once after
  *   one atomic load and a clock read only when a busy interval starts.
  * - Under contention it blocks until the arbiter grants a lease; when the lease's quantum ends,
@@ -176,6 +178,16 @@ static inline int slicer_arb_close_fast(const slicer_arb_gate* g) {
  * lease back (an idle holder does not keep the GPU for the rest of its quantum). */
 void slicer_arb_synced(slicer_arb_client* c, int dev);
 
+/* A thread of this process begins / ends waiting for the process's own work on `dev` (a
+ * synchronize call, a checkpoint's wait); every begin is followed by one end on the same thread.
+ * The union of such waits is the process's blocked time, reported to the arbiter (LOAD) with the
+ * waits in progress: the arbiter leases only processes that spend most of their busy time
+ * waiting like this (they keep the GPU busy on their own); the others submit beside everyone,
+ * as under plain time-slicing. Hand-over drains count themselves. Not for the launch path (a
+ * lock). */
+void slicer_arb_wait_begin(slicer_arb_client* c, int dev);
+void slicer_arb_wait_end(slicer_arb_client* c, int dev);
+
 /* The time (ns) this process has had work queued on `dev` so far (what it reports as busy). */
 uint64_t slicer_arb_busy_ns(slicer_arb_client* c, int dev);
 
@@ -203,6 +215,7 @@ typedef struct {
   int connected;
   uint64_t client_id;
   uint64_t busy_total_ns[SLICER_ARB_MAX_GPUS];
+  uint64_t blocked_total_ns[SLICER_ARB_MAX_GPUS];
   uint64_t grants;
   uint64_t waited_ns; /* total time slicer_arb_launch blocked */
   uint64_t connects;
