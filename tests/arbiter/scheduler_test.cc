@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <numeric>
 #include <vector>
 
@@ -773,6 +774,237 @@ TEST(SchedulerTest, ParsesNames) {
   EXPECT_FALSE(ParsePolicy("fifo").ok());
   EXPECT_EQ(*ParsePriority("low"), Priority::kLow);
   EXPECT_FALSE(ParsePriority("urgent").ok());
+  EXPECT_EQ(*ParseGating("contended"), Gating::kContended);
+  EXPECT_EQ(*ParseGating("always"), Gating::kAlways);
+  EXPECT_FALSE(ParseGating("sometimes").ok());
+}
+
+// ---- Gating::kContended: only bound clients are leased -------------------------------------
+
+SchedulerConfig Contended(Policy p = Policy::kFair) {
+  SchedulerConfig cfg;
+  cfg.policy = p;
+  cfg.quantum = milliseconds(20);
+  return cfg;  // gating: contended is the default
+}
+
+// One Load window of `busy` with `blocked_fraction` of it spent waiting, `busy` of wall time
+// after the previous one (the counters are cumulative, as the client sends them).
+struct Loads {
+  GpuScheduler& s;
+  SimClock& clock;
+  std::map<ClientKey, std::pair<Duration, Duration>> totals;
+  void Window(ClientKey k, double blocked_fraction, Duration busy = milliseconds(100)) {
+    auto& [b, w] = totals[k];
+    if (b.count() == 0) s.Load(k, b, w);  // opens the first window
+    clock.Advance(busy);
+    b += busy;
+    w += Duration(static_cast<int64_t>(busy.count() * blocked_fraction));
+    s.Load(k, b, w);
+  }
+};
+
+TEST(SchedulerTest, ContendedClientsThatDoNotWaitAllRunAtOnce) {
+  SimClock clock;
+  GpuScheduler s(Contended(), clock);
+  for (ClientKey k = 1; k <= 4; ++k) {
+    s.Add(k, 1, Priority::kNormal);
+    s.Request(k);
+  }
+  auto a = s.Poll();
+  ASSERT_EQ(a.size(), 4u);  // no client was judged bound: everyone submits, as under plain slicing
+  for (const Action& x : a) {
+    EXPECT_EQ(x.kind, Action::kGrant);
+    EXPECT_EQ(x.quantum.count(), 0);
+  }
+  Loads l{s, clock};
+  for (int i = 0; i < 20; ++i) {
+    for (ClientKey k = 1; k <= 4; ++k) l.Window(k, 0.3);  // launch-bound: waits 30% of its busy time
+  }
+  EXPECT_TRUE(s.Poll().empty());  // nobody revoked, ever
+  EXPECT_FALSE(s.NextDeadline().has_value());
+  for (ClientKey k = 1; k <= 4; ++k) {
+    EXPECT_TRUE(s.Stats(k).shared);
+    EXPECT_FALSE(s.Stats(k).bound);
+    EXPECT_EQ(s.Stats(k).grants, 1u);
+  }
+  EXPECT_FALSE(s.Holder().has_value());
+}
+
+TEST(SchedulerTest, LoadJudgesBoundWithHysteresisOverWholeWindows) {
+  SimClock clock;
+  GpuScheduler s(Contended(), clock);
+  s.Add(1, 1, Priority::kNormal);
+  Loads l{s, clock};
+  l.Window(1, 0.79);
+  EXPECT_FALSE(s.Stats(1).bound);
+  l.Window(1, 0.95, milliseconds(40));  // 40 ms of busy in 40 ms of wall: not a window yet
+  EXPECT_FALSE(s.Stats(1).bound);
+  l.Window(1, 0.95, milliseconds(70));  // the window closes at 110 ms of busy: 0.95 blocked
+  EXPECT_TRUE(s.Stats(1).bound);
+  l.Window(1, 0.65);  // between leave (0.6) and enter (0.8): stays
+  EXPECT_TRUE(s.Stats(1).bound);
+  l.Window(1, 0.55);
+  EXPECT_FALSE(s.Stats(1).bound);
+  // A bursty client: 5 ms busy per 50 ms of wall. Its window closes on wall time (200 ms) once
+  // it holds a tenth of load_window (10 ms) of busy time.
+  for (int i = 0; i < 4; ++i) {
+    clock.Advance(milliseconds(45));
+    l.Window(1, 1.0, milliseconds(5));
+  }
+  EXPECT_TRUE(s.Stats(1).bound);
+  // Counters that go back (a reconnect, a fork) restart the window instead of going negative.
+  s.Load(1, milliseconds(1), Duration(0));
+  s.Load(1, milliseconds(200), Duration(0));
+  EXPECT_FALSE(s.Stats(1).bound);
+}
+
+TEST(SchedulerTest, TheOnlyBoundClientKeepsItsOpenLeaseBesideSharedOnes) {
+  SimClock clock;
+  GpuScheduler s(Contended(), clock);
+  s.Add(1, 1, Priority::kNormal);  // a trainer
+  s.Add(2, 1, Priority::kNormal);  // inference
+  s.Request(1);
+  s.Request(2);
+  ASSERT_EQ(s.Poll().size(), 2u);
+  Loads l{s, clock};
+  l.Window(1, 0.97);
+  l.Window(2, 0.2);
+  EXPECT_TRUE(s.Stats(1).bound);
+  EXPECT_TRUE(s.Poll().empty());  // joined the leases in place: no revoke, no drain
+  EXPECT_EQ(s.Holder(), std::optional<ClientKey>(1));
+  EXPECT_FALSE(s.Stats(1).shared);
+  EXPECT_TRUE(s.Stats(2).shared);
+  for (int i = 0; i < 10; ++i) {
+    l.Window(1, 0.97);
+    l.Window(2, 0.2);
+  }
+  EXPECT_TRUE(s.Poll().empty());  // the shared client never makes the bound one hand over
+  EXPECT_FALSE(s.NextDeadline().has_value());
+}
+
+TEST(SchedulerTest, ASecondBoundClientDrainsAndTheTwoAreLeasedByWeight) {
+  SimClock clock;
+  GpuScheduler s(Contended(), clock);
+  s.Add(1, 3, Priority::kNormal);
+  s.Add(2, 1, Priority::kNormal);
+  s.Request(1);
+  s.Request(2);
+  ASSERT_EQ(s.Poll().size(), 2u);
+  Loads l{s, clock};
+  l.Window(1, 0.99);
+  EXPECT_TRUE(s.Poll().empty());
+  l.Window(2, 0.99);
+  auto a = s.Poll();  // 2 must stop submitting beside the lease holder: it drains and asks again
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].kind, Action::kRevoke);
+  EXPECT_EQ(a[0].client, 2u);
+  clock.Advance(milliseconds(2));
+  s.Release(2, milliseconds(2), /*more_work=*/true);
+  EXPECT_TRUE(s.Stats(2).waiting);
+  // 1 was open-ended: a waiter revokes it once its lease (from its grant) is over; 2 asked
+  // again at once, saturating, so that is a batch lease: 80 ms x weight 3, clamped to maxQuantum
+  // (200 ms); it joined 102 ms ago.
+  EXPECT_TRUE(s.Poll().empty());
+  ASSERT_TRUE(s.NextDeadline().has_value());
+  EXPECT_EQ(*s.NextDeadline() - clock.Now(), milliseconds(200 - 102));
+  clock.Advance(*s.NextDeadline() - clock.Now());
+  a = s.Poll();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].kind, Action::kRevoke);
+  EXPECT_EQ(a[0].client, 1u);
+  s.Release(1, milliseconds(10), true);
+  a = s.Poll();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].kind, Action::kGrant);
+  EXPECT_EQ(a[0].client, 2u);
+  EXPECT_GT(a[0].quantum.count(), 0);  // a timed lease now
+}
+
+TEST(SchedulerTest, ABoundHolderThatStopsWaitingLeavesTheLeases) {
+  SimClock clock;
+  GpuScheduler s(Contended(), clock);
+  s.Add(1, 1, Priority::kNormal);
+  s.Add(2, 1, Priority::kNormal);
+  s.Request(1);
+  ASSERT_EQ(s.Poll().size(), 1u);
+  Loads l{s, clock};
+  l.Window(1, 0.99);
+  ASSERT_EQ(s.Holder(), std::optional<ClientKey>(1));
+  l.Window(1, 0.1);  // its load changed: now mostly on the CPU
+  EXPECT_FALSE(s.Stats(1).bound);
+  EXPECT_TRUE(s.Stats(1).shared);
+  EXPECT_FALSE(s.Holder().has_value());
+  // A new bound client is not held behind it.
+  s.Request(2);
+  l.Window(2, 0.99);
+  auto a = s.Poll();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].client, 2u);
+  clock.Advance(milliseconds(500));
+  EXPECT_TRUE(s.Poll().empty());
+}
+
+TEST(SchedulerTest, UnderPriorityOnlyABoundHigherClassPreempts) {
+  SimClock clock;
+  GpuScheduler s(Contended(Policy::kPriority), clock);
+  s.Add(1, 1, Priority::kLow);   // saturating trainer
+  s.Add(2, 1, Priority::kHigh);  // launch-bound inference
+  s.Add(3, 1, Priority::kHigh);  // a high client that waits on its bursts
+  s.Request(1);
+  ASSERT_EQ(s.Poll().size(), 1u);
+  Loads l{s, clock};
+  l.Window(1, 0.99);
+  s.Request(2);
+  l.Window(2, 0.2);
+  auto a = s.Poll();
+  ASSERT_EQ(a.size(), 1u);  // 2 runs beside the trainer: a shared lease, nobody preempted
+  EXPECT_EQ(a[0].client, 2u);
+  EXPECT_EQ(a[0].kind, Action::kGrant);
+  EXPECT_EQ(s.Holder(), std::optional<ClientKey>(1));
+  // 3 is bound: its request preempts the low holder at once.
+  s.Request(3);
+  s.Poll();  // granted shared while not judged yet
+  l.Window(3, 0.95);
+  a = s.Poll();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].kind, Action::kRevoke);
+  EXPECT_EQ(a[0].client, 3u);  // leaves its shared lease to join the leases
+  s.Release(3, milliseconds(1), true);
+  a = s.Poll();
+  bool revoked_low = false, granted_high = false;
+  for (const Action& x : a) {
+    revoked_low |= x.kind == Action::kRevoke && x.client == 1u;
+    granted_high |= x.kind == Action::kGrant && x.client == 3u;
+  }
+  EXPECT_TRUE(revoked_low);
+  EXPECT_TRUE(granted_high);
+}
+
+TEST(SchedulerTest, SharedTimeIsNotChargedAsVirtualTime) {
+  // A client that ran shared for a long time joins the leases without a debt: it is not starved
+  // by the time it used beside everyone.
+  SimClock clock;
+  GpuScheduler s(Contended(), clock);
+  s.Add(1, 1, Priority::kNormal);
+  s.Add(2, 1, Priority::kNormal);
+  s.Request(1);
+  s.Request(2);
+  s.Poll();
+  Loads l{s, clock};
+  l.Window(1, 0.99);
+  for (int i = 0; i < 30; ++i) {
+    l.Window(2, 0.3);
+    s.Charge(2, milliseconds(100));  // charged (metrics), but no virtual time
+  }
+  l.Window(2, 0.99);  // now bound: revoked, then asks again
+  s.Poll();
+  s.Release(2, Duration(0), true);
+  s.Poll();  // 1 revoked (its quantum from the grant is long over)
+  s.Release(1, milliseconds(20), true);
+  auto a = s.Poll();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].client, 2u);  // 2 goes next, as a fresh joiner would
 }
 
 }  // namespace
