@@ -97,6 +97,17 @@ double Sample(const std::string& text, const std::string& family) {
   return sp == std::string::npos ? -1 : std::atof(text.c_str() + sp + 2);
 }
 
+// The sum of every sample of `family` in Prometheus text (0 when none).
+double SampleSum(const std::string& text, const std::string& family) {
+  double sum = 0;
+  for (size_t at = text.find("\n" + family + "{"); at != std::string::npos;
+       at = text.find("\n" + family + "{", at + 1)) {
+    size_t sp = text.find("} ", at);
+    if (sp != std::string::npos) sum += std::atof(text.c_str() + sp + 2);
+  }
+  return sum;
+}
+
 // A child process; killed and reaped when it goes out of scope.
 class Child {
  public:
@@ -224,6 +235,46 @@ TEST_F(ArbiterShimTest, TwoProcessesWeighted3To1GetGpuTime3To1) {
   // Serialized: together they did about one GPU's worth in 4 s, not two.
   EXPECT_LT((wa + wb) / 1e9, 4 * 1.15) << oa << ob;
   EXPECT_GT(Num(oa, "grants"), 5) << oa;
+}
+
+// The contention-first default: launch-bound processes (a kernel, then CPU work, as eager
+// inference is) never wait for a lease, beside each other or beside a saturating process, which
+// is judged bound and is the only one leased (alone: an open lease, no hand-overs). Under
+// `gating: always` (the first design) the same launch-bound processes take turns.
+TEST_F(ArbiterShimTest, LaunchBoundProcessesRunBesideEveryoneUngated) {
+  auto run = [&](const std::string& tag, const std::string& yaml, double* bound_seen) {
+    int port = FreePort();
+    ASSERT_GT(port, 0);
+    StartArbiter(yaml, "fair", port);
+    auto c1 = Client(tag + "c1", {"init", "cpubound:2:50:500"});
+    auto c2 = Client(tag + "c2", {"init", "cpubound:2:50:500"});
+    auto sat = Client(tag + "sat", {"init", "work:2:1000:4"});
+    *bound_seen = -1;
+    for (int i = 0; i < 150; ++i) {  // sampled while all three run
+      usleep(10000);
+      if (i >= 100) *bound_seen = std::max(*bound_seen, SampleSum(GetMetrics(port),
+                                                                   "slicer_arbiter_bound_clients"));
+    }
+    ASSERT_EQ(c1->Wait(), 0) << ReadFile(Out(tag + "c1"));
+    ASSERT_EQ(c2->Wait(), 0) << ReadFile(Out(tag + "c2"));
+    ASSERT_EQ(sat->Wait(), 0) << ReadFile(Out(tag + "sat"));
+    arbiter_.reset();
+  };
+  double bound = 0;
+  run("contended", "", &bound);
+  EXPECT_EQ(bound, 1) << "only the saturating process is judged bound";
+  for (const char* n : {"contendedc1", "contendedc2"}) {
+    std::string out = ReadFile(Out(n));
+    EXPECT_EQ(Field(out, "grants"), "1") << out;  // one shared lease, never revoked
+    EXPECT_LT(Num(out, "waited_ms"), 20) << out;
+    EXPECT_GT(Num(out, "launches"), 1000) << out;
+  }
+  std::string sat = ReadFile(Out("contendedsat"));
+  EXPECT_EQ(Field(sat, "grants"), "1") << sat;  // joined the leases in place, alone there
+  run("always", "arbiter:\n  gating: always\n", &bound);
+  std::string c1 = ReadFile(Out("alwaysc1"));
+  EXPECT_GT(Num(c1, "grants"), 3) << c1;
+  EXPECT_GT(Num(c1, "waited_ms"), 50) << c1;
 }
 
 // SLICER_ARB_TRACE: the client's lease timeline (bench/arbiter/handover.py reads it beside the

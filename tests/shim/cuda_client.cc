@@ -36,6 +36,11 @@
 //                            prints work_ns (kernel time done), launches, and the launches that
 //                            blocked > 2 ms: longest_wait_ms, waits=<end, CLOCK_MONOTONIC
 //                            ns>/<ms>,...
+//   cpubound:<s>:<us>:<cpu_us>
+//                            a launch-bound loop for s seconds (inference in eager mode): one
+//                            sleep kernel of us microseconds, then cpu_us of CPU work (a spin),
+//                            the stream synced every 8 launches; prints launches and the longest
+//                            launch call (longest_wait_ms)
 //   requests:<n>:<k>:<us>:<gap_ms>
 //                            n requests of k sleep kernels of us microseconds, each synced and
 //                            followed by gap_ms idle; prints launch_ms_max / launch_ms_p50 (time in
@@ -356,6 +361,29 @@ int main(int argc, char** argv) {
       extra =
           " launches=" + std::to_string(launches) + " work_ns=" + std::to_string(launches * ns) +
           " longest_wait_ms=" + std::to_string(longest) + " waits=" + (waits.empty() ? "-" : waits);
+    } else if (op == "cpubound") {
+      double seconds = std::atof(arg(1).c_str());
+      uint64_t ns = Size(arg(2)) * 1000;
+      int64_t cpu_ns = static_cast<int64_t>(Size(arg(3))) * 1000;
+      CUfunction f;
+      CUstream stream = nullptr;
+      r = SleepFunction(&f);
+      if (r == CUDA_SUCCESS) r = cuStreamCreate(&stream, 0);
+      void* params[] = {&ns};
+      int64_t end = MonoNs() + static_cast<int64_t>(seconds * 1e9);
+      uint64_t launches = 0;
+      double longest = 0;
+      while (r == CUDA_SUCCESS && MonoNs() < end) {
+        int64_t t0 = MonoNs();
+        r = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, stream, params, nullptr);
+        longest = std::max(longest, (MonoNs() - t0) / 1e6);
+        for (int64_t spin_end = MonoNs() + cpu_ns; MonoNs() < spin_end;) {
+        }
+        if (r == CUDA_SUCCESS && ++launches % 8 == 0) r = cuStreamSynchronize(stream);
+      }
+      if (r == CUDA_SUCCESS) r = cuStreamSynchronize(stream);
+      extra = " launches=" + std::to_string(launches) +
+              " longest_wait_ms=" + std::to_string(longest);
     } else if (op == "requests") {
       // requests:<n>:<k>:<us>:<gap_ms>: n requests of k sleep kernels on a stream of its own,
       // each followed by cuStreamSynchronize and gap_ms idle; prints the longest time a request's
