@@ -13,8 +13,10 @@
 #
 # Usage: scripts/gpu-arbiter.sh --pack [BUILD_DIR]        (here)
 #        scripts/gpu-arbiter.sh [PARTS]                    (GPU machine)
-#   PARTS: comma list of shimtests,a,b,c,d,e,overhead (default: all, in that order)
-#   SLICER_BENCH_SECONDS (8): length of each CUDA case; SLICER_TORCH_SECONDS (8).
+#   PARTS: comma list of shimtests,a,b,c,d,e,overhead,f,g (default: all, in the order
+#     shimtests,a,b,c,d,overhead,e,f,g)
+#   SLICER_BENCH_SECONDS (8): length of each CUDA case; SLICER_TORCH_SECONDS (8): of each PyTorch
+#     run (e, f, g).
 #   SLICER_A_HANDOVERS ("drain overlap"): the arbiter's `handover` settings for (a).
 #   SLICER_B_RUNS ("default batchQuantum=20ms"): the arbiter runs for (b), each `default` or a
 #     comma list of arbiter config settings (KEY=VALUE, e.g. quantum=50ms,handover=overlap) and
@@ -35,6 +37,17 @@
 #   SLICER_AB_PREV_SHIM (""): another libslicer.so (an earlier tree's, say) that launch_ab also
 #     runs as a lone gated client in each of those rounds (cfg gated-prev), for a comparison made
 #     in the same run.
+#   (f) and (g) run bench/arbiter/infer_loop.py (real models, random weights; issue 13):
+#   SLICER_F_MODELS ("resnet50 bert mlp gpt2"): the models of (f); for each, the runs named in
+#     SLICER_F_CFGS ("alone plain arb arblease"): one process alone, then SLICER_F_PROCS (4)
+#     processes under plain time-slicing, under the arbiter (policy fair, its default gating) and
+#     under the arbiter with `gating: always` (every client leased: the earlier design).
+#   SLICER_G_CFGS ("alone plain arb arbhigh arblease"): the runs of (g), resnet50 inference beside
+#     a saturating bf16 trainer: each alone, plain, arbiter fair with equal weights, arbiter
+#     priority (inference high, trainer low), arbiter fair with `gating: always`.
+#   SLICER_TORCH_START (60): the latest start (s) of an (f)/(g) run. Its processes start together
+#     0.5 s after the last of them has warmed up (infer_loop.py's INFER_GO barrier), so this is
+#     only the deadline when one of them never gets ready.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,7 +65,7 @@ if [[ ${1:-} == --pack ]]; then
   exit 0
 fi
 
-parts=${1:-shimtests,a,b,c,d,overhead,e}
+parts=${1:-shimtests,a,b,c,d,overhead,e,f,g}
 OUT=${OUT:-$PWD/out/gpu-arbiter}
 mkdir -p "$OUT"
 W=/tmp/slicer-arbiter-bench
@@ -93,15 +106,18 @@ if has shimtests || [[ ! -f $SHIM ]]; then
 fi
 [[ -f $SHIM ]] || { echo "no $SHIM: shim build failed (see $W/gpu-shim.log)"; exit 1; }
 
-say "nvcc workloads"
-nvcc -O2 -gencode=arch=compute_90,code=sm_90 bench/arbiter/workload.cu -o "$W/workload" || exit 1
-nvcc -O2 -gencode=arch=compute_90,code=sm_90 bench/shim/overhead.cu -o "$W/overhead" || exit 1
-WL=$W/workload
-big=$("$WL" calibrate 2000 0)
-small=$("$WL" calibrate 50 1)
-echo "calibrate: big $big | small $small" | tee -a "$RES"
-BIG=$(sed 's/.*iters=\([0-9]*\).*/\1/' <<<"$big")
-SMALL=$(sed 's/.*iters=\([0-9]*\).*/\1/' <<<"$small")
+# The CUDA workloads: only the parts that run them (e, f and g are PyTorch only).
+if has a || has b || has c || has d || has overhead; then
+  say "nvcc workloads"
+  nvcc -O2 -gencode=arch=compute_90,code=sm_90 bench/arbiter/workload.cu -o "$W/workload" || exit 1
+  nvcc -O2 -gencode=arch=compute_90,code=sm_90 bench/shim/overhead.cu -o "$W/overhead" || exit 1
+  WL=$W/workload
+  big=$("$WL" calibrate 2000 0)
+  small=$("$WL" calibrate 50 1)
+  echo "calibrate: big $big | small $small" | tee -a "$RES"
+  BIG=$(sed 's/.*iters=\([0-9]*\).*/\1/' <<<"$big")
+  SMALL=$(sed 's/.*iters=\([0-9]*\).*/\1/' <<<"$small")
+fi
 
 # ---- arbiter and clients ----
 ARB_PID=
@@ -367,5 +383,96 @@ if has e; then
     done
     SPIN=0
   done
+fi
+
+# ---- (f), (g): real PyTorch inference loads (bench/arbiter/infer_loop.py) ----
+IL="python3 bench/arbiter/infer_loop.py"
+# torch_run: a fresh start barrier for the clients started next (INFER_GO, exported to them);
+# s is its deadline.
+torch_run() {
+  mkdir -p "$W/go"
+  export INFER_GO=$W/go/$RANDOM$RANDOM
+  s=$(start_at "${SLICER_TORCH_START:-60}")
+}
+# torch_go N LABEL: once N clients have warmed up (INFER_GO.ready.<pid>), or one of them has
+# exited, or the deadline has passed, writes the start (0.5 s from now) for all of them.
+torch_ready() { compgen -G "$INFER_GO.ready.*" | wc -l; }
+torch_go() {
+  local n=$1 t=0 p
+  while (($(torch_ready) < n)); do
+    for p in "${pids[@]}"; do
+      kill -0 "$p" 2>/dev/null || { echo "torch: $2: a client exited before it was ready"; break 2; }
+    done
+    ((t++ >= ${SLICER_TORCH_START:-60} * 10)) && { echo "torch: $2: not all ready by the deadline"; break; }
+    sleep 0.1
+  done
+  start_at 0.5 >"$INFER_GO.tmp" && mv "$INFER_GO.tmp" "$INFER_GO"
+  echo "torch: $2: $(torch_ready)/$n ready after $((t / 10)).$((t % 10)) s" |
+    tee -a "$RES"
+}
+
+if has f; then
+  say "(f) real inference loads: ${SLICER_F_PROCS:-4} processes of a model, plain vs arbiter"
+  for m in ${SLICER_F_MODELS:-resnet50 bert mlp gpt2}; do
+    for cfg in ${SLICER_F_CFGS:-alone plain arb arblease}; do
+      n=${SLICER_F_PROCS:-4}
+      lines=("policy: fair")
+      case $cfg in
+        alone) n=1 ;;
+        plain | arb) ;;
+        arblease) lines+=("gating: always") ;;
+        *) echo "bad SLICER_F_CFGS item: $cfg"; exit 2 ;;
+      esac
+      if [[ $cfg == arb* ]]; then
+        arbiter_start fair --config-file "$(arbiter_config "f-$m-$cfg" "${lines[@]}")" || continue
+      fi
+      torch_run
+      for i in $(seq "$n"); do client f "$cfg" "$m-$i" 1 normal $IL "$m" "$s" "$TD"; done
+      torch_go "$n" "f $m $cfg"
+      join
+      [[ $cfg == arb* ]] && arbiter_stop "f-$m-$cfg"
+    done
+  done
+  unset INFER_GO
+fi
+
+# g_run CFG PRIORITY_INFER PRIORITY_TRAINER CLIENTS...: one run of (g) (clients: infer, trainer).
+g_run() {
+  local cfg=$1 pi=$2 pt=$3 c
+  shift 3
+  torch_run
+  for c in "$@"; do
+    case $c in
+      infer) client g "$cfg" infer 1 "$pi" $IL resnet50 "$s" "$TD" ;;
+      trainer) client g "$cfg" trainer 1 "$pt" $IL trainer "$s" "$TD" ;;
+    esac
+  done
+  torch_go $# "g $cfg"
+  join
+}
+
+if has g; then
+  say "(g) resnet50 inference beside a saturating trainer"
+  for cfg in ${SLICER_G_CFGS:-alone plain arb arbhigh arblease}; do
+    case $cfg in
+      alone) g_run alone normal normal infer; g_run alone normal normal trainer ;;
+      plain) g_run plain normal normal infer trainer ;;
+      arb | arbhigh | arblease)
+        pol=fair pi=normal pt=normal
+        lines=("policy: fair")
+        if [[ $cfg == arbhigh ]]; then
+          pol=priority pi=high pt=low
+          lines=("policy: priority")
+        fi
+        [[ $cfg == arblease ]] && lines+=("gating: always")
+        arbiter_start "$pol" --config-file "$(arbiter_config "g-$cfg" "${lines[@]}")" && {
+          g_run "$cfg" "$pi" "$pt" infer trainer
+          arbiter_stop "g-$cfg"
+        }
+        ;;
+      *) echo "bad SLICER_G_CFGS item: $cfg"; exit 2 ;;
+    esac
+  done
+  unset INFER_GO
 fi
 say "done"

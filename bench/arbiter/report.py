@@ -3,8 +3,10 @@
     python3 bench/arbiter/report.py RESULTS SUMMARY_MD [PLOT_PNG]
 
 Each workload line of RESULTS is `case=.. cfg=.. client=.. weight=.. priority=.. key=value...`
-(see bench/arbiter/workload.cu and torch_loop.py). `alone` runs are the baselines; `plain` is
-driver time-slicing without the shim; `arb*` runs under libslicer.so and `slicer arbiter`.
+(see bench/arbiter/workload.cu, torch_loop.py and infer_loop.py). `alone` runs are the
+baselines; `plain` is driver time-slicing without the shim; `arb*` runs under libslicer.so and
+`slicer arbiter`. (f) and (g) (infer_loop.py's real models) get a row per check in the table and
+a table of their own per model and configuration below it.
 """
 import collections
 import re
@@ -276,10 +278,188 @@ def main():
                    f"{min(drv) / 1000:.2f}..{max(drv) / 1000:.2f} µs a launch) | < 1% | - | "
                    f"{'; '.join(cells)} | {'yes' if g < 0.01 else 'NO'} |")
 
+    out += torch_tables(pick, pick_case)
+
     open(sys.argv[2], "w").write("\n".join(out) + "\n")
     print("\n".join(out))
     if len(sys.argv) > 3:
         draw(plot, sys.argv[3])
+
+
+def ms(x):
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def yes(ok):
+    return "yes" if ok else "NO"
+
+
+def procs(rs):
+    """infer_loop.py processes of one run: aggregate rate, p50/p99 over the processes, failures.
+    None when none of them reported a rate."""
+    ok = [r for r in rs if "error" not in r and num(r, "rate") == num(r, "rate")]
+    if not ok:
+        return None
+    p50s, p99s = [num(r, "p50_ms") for r in ok], [num(r, "p99_ms") for r in ok]
+    late = [num(r, "late_ms") for r in ok if r.get("late_ms")]
+    return {
+        "rate": sum(num(r, "rate") for r in ok), "n": len(ok), "failed": len(rs) - len(ok),
+        "p50": statistics.median(p50s), "p99max": max(p99s), "p99med": statistics.median(p99s),
+        "late": max(late) if late else float("nan"),
+    }
+
+
+def failure(rs):
+    """The first failed process's error (infer_loop.py's error=...), shortened."""
+    for r in rs:
+        if "error" in r or not r.get("rate"):
+            return r.get("error", "no result line")[:80].replace("|", "/")
+    return ""
+
+
+def warn(v):
+    """What makes a run's figures doubtful: failed processes, or a start more than 100 ms late
+    (the start barrier missed; its window is shorter than the others')."""
+    w = []
+    if v["failed"]:
+        w.append(f"{v['failed']} failed")
+    if v["late"] > 100:
+        w.append(f"started {v['late']:.0f} ms late")
+    return f" ({', '.join(w)})" if w else ""
+
+
+def torch_tables(pick, pick_case):
+    """(f) and (g): rows for the main table, then a table per part. Empty without their lines."""
+    rows, extra = [], []
+
+    # (f) SLICER_F_PROCS processes of one model; cfgs alone (1 process), plain, arb (fair, the
+    # default gating), arblease (gating: always).
+    def model_of(r):
+        return r.get("model") or r.get("client", "").rsplit("-", 1)[0]
+
+    fs = pick_case("f")
+    models = list(dict.fromkeys(model_of(r) for r in fs))
+    detail = []
+    for m in models:
+        res = {}
+        for cfg in ("alone", "plain", "arb", "arblease"):
+            rs = [r for r in pick("f", cfg) if model_of(r) == m]
+            v = procs(rs)
+            if v:
+                res[cfg] = v
+            elif rs:
+                detail.append(f"| {m} | {cfg} (all {len(rs)} failed: {failure(rs)}) | 0 |"
+                              + " - |" * 7)
+        pl = res.get("plain")
+        for cfg, v in res.items():
+            vs_plain = (f"x{v['rate'] / pl['rate']:.3f}" if pl else "-")
+            p99_vs = (f"x{v['p99max'] / pl['p99max']:.3f}" if pl else "-")
+            vs_alone = (f"x{v['rate'] / res['alone']['rate']:.3f}" if "alone" in res else "-")
+            detail.append(f"| {m} | {cfg}{warn(v)} | {v['n']} | {v['rate']:.1f} | {vs_plain} | "
+                          f"{vs_alone} | {ms(v['p50'])} | {ms(v['p99max'])} | {ms(v['p99med'])} | "
+                          f"{p99_vs} |")
+        if not pl:
+            continue
+
+        def cell(v):
+            return (f"{v['rate']:.1f} req/s (x{v['rate'] / pl['rate']:.3f}), p99 {ms(v['p99max'])} / "
+                    f"{ms(v['p99med'])} ms (x{v['p99max'] / pl['p99max']:.3f}){warn(v)}")
+
+        al = res.get("alone")
+        alone = (f"; alone {al['rate']:.1f} req/s, p99 {ms(al['p99max'])} ms" if al else "")
+        cells = [f"fair: {cell(res['arb'])}"] if "arb" in res else []
+        if "arblease" in res:
+            cells.append(f"gating always (reference): {cell(res['arblease'])}")
+        ok = "-"
+        if "arb" in res:
+            a = res["arb"]
+            ok_rate, ok_p99 = a["rate"] >= 0.97 * pl["rate"], a["p99max"] <= 1.1 * pl["p99max"]
+            ok = (f"{yes(ok_rate and ok_p99 and not a['failed'])} (rate {yes(ok_rate)}, "
+                  f"p99 {yes(ok_p99)})")
+        rows.append(f"| (f) {m}, {pl['n']} processes: aggregate req/s, p99 max / median of the "
+                    f"processes (x plain){alone} | rate ≥ 0.97 x plain ({0.97 * pl['rate']:.1f}), "
+                    f"p99 ≤ 1.1 x plain ({ms(1.1 * pl['p99max'])} ms) | "
+                    f"{pl['rate']:.1f} req/s, p99 {ms(pl['p99max'])} / {ms(pl['p99med'])} ms"
+                    f"{warn(pl)} | {'; '.join(cells) or '-'} | {ok} |")
+    if detail:
+        extra += ["", "(f) per model and configuration (x: ratio to plain time-slicing; p99 max: "
+                  "the worst process's)", "",
+                  "| model | cfg | processes | req/s (sum) | vs plain | vs alone | p50 median ms | "
+                  "p99 max ms | p99 median ms | p99 max vs plain |",
+                  "|---|---|---|---|---|---|---|---|---|---|"] + detail
+
+    # (g) resnet50 inference (client infer) beside the trainer; cfgs alone (each by itself),
+    # plain, arb (fair, equal weights), arbhigh (priority: infer high, trainer low), arblease.
+    gi = {}
+    gt = {}
+    for cfg in ("alone", "plain", "arb", "arbhigh", "arblease"):
+        i = procs(pick("g", cfg, "infer"))
+        t = [r for r in pick("g", cfg, "trainer") if "error" not in r and r.get("rate")]
+        if i:
+            gi[cfg] = i
+        if t:
+            gt[cfg] = num(t[0], "rate")
+        elif pick("g", cfg, "trainer"):
+            gt[cfg] = float("nan")  # failed
+    detail = []
+    ia, ta = gi.get("alone"), gt.get("alone")
+    ip, tp = gi.get("plain"), gt.get("plain")
+    for cfg in ("alone", "plain", "arb", "arbhigh", "arblease"):
+        i, t = gi.get(cfg), gt.get(cfg)
+        bad = [r for r in pick("g", cfg) if "error" in r or not r.get("rate")]
+        note = (f" ({', '.join(r.get('client', '?') for r in bad)} failed: {failure(bad)})"
+                if bad else "")
+        if not i and t is None:
+            if bad:
+                detail.append(f"| {cfg}{note} |" + " - |" * 9)
+            continue
+
+        def ratio(a, b):
+            return f"x{a / b:.3f}" if a is not None and b else "-"
+
+        ic = (f"{i['rate']:.1f} | {ratio(i['rate'], ip and ip['rate'])} | "
+              f"{ratio(i['rate'], ia and ia['rate'])} | {ms(i['p50'])} | {ms(i['p99max'])} | "
+              f"{ratio(i['p99max'], ip and ip['p99max'])}" if i else "- | - | - | - | - | -")
+        tc = (f"{t:.2f} | {ratio(t, tp)} | {ratio(t, ta)}" if t is not None else "- | - | -")
+        tc = "- | - | -" if t != t else tc  # failed
+        detail.append(f"| {cfg}{warn(i) if i else ''}{note} | {ic} | {tc} |")
+    if detail:
+        extra += ["", "(g) resnet50 inference (batch 8) beside a saturating bf16 trainer "
+                  "(alone: each by itself)", "",
+                  "| cfg | inference req/s | vs plain | vs alone | p50 ms | p99 ms | p99 vs plain | "
+                  "trainer it/s | vs plain | vs alone |",
+                  "|---|---|---|---|---|---|---|---|---|---|"] + detail
+    if ip and tp:
+        def gcell(cfg):
+            i, t = gi[cfg], gt.get(cfg, float("nan"))
+            tc = f"{t:.2f} it/s (x{t / tp:.3f})" if t == t else "failed or missing"
+            return (f"inference {i['rate']:.1f} req/s (x{i['rate'] / ip['rate']:.3f}), p99 "
+                    f"{ms(i['p99max'])} ms (x{i['p99max'] / ip['p99max']:.3f}); trainer {tc}"
+                    f"{warn(i)}")
+
+        plain = (f"inference {ip['rate']:.1f} req/s, p99 {ms(ip['p99max'])} ms; trainer "
+                 f"{tp:.2f} it/s{warn(ip)}")
+        alone = (f" (alone: inference {ia['rate']:.1f} req/s, p99 {ms(ia['p99max'])} ms; trainer "
+                 f"{ta:.2f} it/s)" if ia and ta else "")
+        if "arb" in gi:
+            i, t = gi["arb"], gt.get("arb", float("nan"))
+            oks = (i["rate"] >= ip["rate"], i["p99max"] <= ip["p99max"], t >= 0.95 * tp)
+            cells = gcell("arb")
+            if "arblease" in gi:
+                cells += f"; gating always (reference): {gcell('arblease')}"
+            rows.append(f"| (g) resnet50 inference beside a bf16 trainer, arbiter fair, equal weights"
+                        f"{alone} | inference rate ≥ plain ({ip['rate']:.1f}), p99 ≤ plain "
+                        f"({ms(ip['p99max'])} ms), trainer ≥ 0.95 x plain ({0.95 * tp:.2f} it/s) | "
+                        f"{plain} | {cells} | {yes(all(oks) and not i['failed'])} (rate "
+                        f"{yes(oks[0])}, p99 {yes(oks[1])}, trainer {yes(oks[2])}) |")
+        if "arbhigh" in gi and ia:
+            i = gi["arbhigh"]
+            target = 1.5 * ia["p99max"] + 2
+            rows.append(f"| (g) as above, arbiter priority: inference high, trainer low; inference p99 "
+                        f"(alone {ms(ia['p99max'])} ms) | p99 ≤ 1.5 x alone + 2 ms ({ms(target)} ms) | "
+                        f"{plain} | {gcell('arbhigh')} | "
+                        f"{yes(i['p99max'] <= target and not i['failed'])} |")
+    return rows + extra
 
 
 def draw(plot, path):
