@@ -379,7 +379,16 @@ void Server::HandleMessage(Session& s, const char* buf, ssize_t n) {
       auto ns = [](uint64_t v) {
         return Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX)));
       };
-      gpus_[s.gpus[m.gpu].uuid].sched->Load(s.id, ns(m.busy_total_ns), ns(m.blocked_total_ns));
+      GpuScheduler& sched = *gpus_[s.gpus[m.gpu].uuid].sched;
+      bool was = sched.Stats(s.id).bound;
+      sched.Load(s.id, ns(m.busy_total_ns), ns(m.blocked_total_ns));
+      if (sched.Stats(s.id).bound != was) {
+        SLOG(kInfo, "client_load")
+            .Kv("client", s.id)
+            .Kv("gpu", s.gpus[m.gpu].uuid)
+            .Kv("bound", was ? "false" : "true")
+            .Kv("effect", was ? "submits beside the others" : "leased among bound clients");
+      }
       return;
     }
     case SLICER_ARB_BYE:

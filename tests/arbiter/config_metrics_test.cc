@@ -25,6 +25,7 @@ TEST(ArbiterConfigTest, ParsesEveryKey) {
   revokeGrace: 300ms
   maxQueued: 5ms
   handover: overlap
+  gating: always
   trustClaims: false
 )",
                               "a.yaml");
@@ -41,6 +42,7 @@ TEST(ArbiterConfigTest, ParsesEveryKey) {
   EXPECT_EQ(c->max_queued, std::optional<Clock::Duration>(5ms));
   EXPECT_EQ(MaxQueued(*c), 5ms);
   EXPECT_EQ(c->scheduler.handover, Handover::kOverlap);
+  EXPECT_EQ(c->scheduler.gating, Gating::kAlways);
   EXPECT_EQ(c->trust_claims, std::optional<bool>(false));
 }
 
@@ -63,6 +65,7 @@ TEST(ArbiterConfigTest, SectionMayBeTheWholeFile) {
   EXPECT_EQ(c->scheduler.policy, Policy::kOff);
   EXPECT_EQ(c->scheduler.quantum, 20ms);  // default kept
   EXPECT_EQ(c->scheduler.batch_quantum, 80ms);
+  EXPECT_EQ(c->scheduler.gating, Gating::kContended);
 }
 
 TEST(ArbiterConfigTest, ErrorsNameTheKeyAndLine) {
@@ -76,6 +79,10 @@ TEST(ArbiterConfigTest, ErrorsNameTheKeyAndLine) {
       << c.status();
   c = ParseArbiterConfig("arbiter:\n  handover: early\n", "i.yaml");
   EXPECT_NE(c.status().message().find("i.yaml:2: handover: unknown handover \"early\""),
+            std::string::npos)
+      << c.status();
+  c = ParseArbiterConfig("arbiter:\n  policy: fair\n  gating: sometimes\n", "g.yaml");
+  EXPECT_NE(c.status().message().find("g.yaml:3: gating: unknown gating \"sometimes\""),
             std::string::npos)
       << c.status();
   c = ParseArbiterConfig("arbiter:\n  priorityFloor: 0.9\n", "e.yaml");
