@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -24,6 +26,7 @@
 #include "src/arbiter/server.h"
 #include "src/cli/commands.h"
 #include "src/cli/flags.h"
+#include "src/cli/socket_lock.h"
 #include "src/common/log.h"
 #include "src/common/units.h"
 #include "src/k8s/api_client.h"
@@ -119,6 +122,48 @@ void CloseOnExecAll() {
   ::closedir(d);
 }
 
+// Claims `socket` for the whole life of this process (src/cli/socket_lock.h): returns the open,
+// locked <socket>.lock, or -1 with a message printed when another arbiter holds it. Taken before
+// the server replaces a stale socket file and binds its own, so that two arbiters started at once
+// cannot both do it (each would find nobody answering yet, and the later one would unlink the
+// other's socket). The kernel releases it when the process ends; a reload passes it on.
+int ClaimSocket(const std::string& socket) {
+  const std::string path = ArbiterLockPath(socket);
+  // Handed over already locked: by the `slicer run` that started this arbiter, or by this
+  // arbiter before a reload.
+  if (const char* env = std::getenv(kArbiterLockFdEnv); env && *env) {
+    int fd = std::atoi(env);
+    ::unsetenv(kArbiterLockFdEnv);
+    struct stat held{}, file{};
+    if (fd > 2 && ::fstat(fd, &held) == 0 && ::stat(path.c_str(), &file) == 0 &&
+        held.st_dev == file.st_dev && held.st_ino == file.st_ino) {
+      if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {  // ours already: a no-op
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+        WriteLockPid(fd);
+        return fd;
+      }
+      ::close(fd);
+    }
+  }
+  MakeParentDirs(socket);
+  LockAttempt lock = TryLock(path);
+  if (lock.fd >= 0) {
+    WriteLockPid(lock.fd);
+    return lock.fd;
+  }
+  if (lock.busy) {
+    std::string pid = ReadLockPid(path);
+    std::fprintf(stderr,
+                 "slicer arbiter: another arbiter%s serves %s (or is starting to): it holds %s; "
+                 "not starting a second one\n",
+                 pid.empty() ? "" : (" (pid " + pid + ")").c_str(), socket.c_str(), path.c_str());
+  } else {
+    std::fprintf(stderr, "slicer arbiter: cannot claim %s: %s\n", socket.c_str(),
+                 lock.error.c_str());
+  }
+  return -1;
+}
+
 }  // namespace
 
 int ArbiterMain(int argc, char** argv) {
@@ -161,6 +206,12 @@ int ArbiterMain(int argc, char** argv) {
       return 2;
     }
     idle_exit = *d;
+  }
+  // One arbiter per socket, held until the process ends (a reload keeps it).
+  int socket_lock = -1;
+  if (!flags.Get("socket").empty()) {
+    socket_lock = ClaimSocket(flags.Get("socket"));
+    if (socket_lock < 0) return 1;
   }
 
   // Attribution: the kubelet's records when on a node, none on a workstation.
@@ -279,6 +330,11 @@ int ArbiterMain(int argc, char** argv) {
     args.push_back(nullptr);
     pthread_sigmask(SIG_UNBLOCK, &mask, nullptr);
     CloseOnExecAll();  // the old sockets must not outlive it in the new process
+    // ... but the socket's lock must: the new process takes it over, so that no other arbiter
+    // can claim the socket in between.
+    if (socket_lock >= 0 && ::fcntl(socket_lock, F_SETFD, 0) == 0) {
+      ::setenv(kArbiterLockFdEnv, std::to_string(socket_lock).c_str(), 1);
+    }
     ::execv(self.c_str(), args.data());
     SLOG(kError, "reload_failed").Kv("error", std::strerror(errno));
     return 1;

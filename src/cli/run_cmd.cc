@@ -10,7 +10,9 @@
 // answers on the chosen socket, an arbiter is started there, detached: policy `priority`, no
 // kubelet (so the claimed weight and priority count), /metrics on 127.0.0.1:--metrics-port,
 // its log in arbiter.log beside the socket; it exits after 60 s without clients
-// (SLICER_RUN_ARBITER_IDLE overrides), so the next `slicer run` starts a fresh one.
+// (SLICER_RUN_ARBITER_IDLE overrides), so the next `slicer run` starts a fresh one. `slicer run`s
+// started at once end on one arbiter: they take turns under <socket>.run.lock, and the arbiter
+// owns <socket>.lock (src/cli/socket_lock.h).
 //
 // The shim is found at $SLICER_SHIM when set, else next to the slicer binary, else in
 // ../lib/gpu-slicer/ beside it. The command's exit status is returned (128 + signal when it was
@@ -21,6 +23,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -40,6 +43,7 @@
 #include <vector>
 
 #include "src/cli/commands.h"
+#include "src/cli/socket_lock.h"
 #include "src/common/arbiter_protocol.h"
 #include "src/common/shim_contract.h"
 #include "src/common/units.h"
@@ -156,10 +160,17 @@ bool PortFree(int port) {
   return ok;
 }
 
-// Starts `slicer arbiter` on `socket`, detached (its own session, reparented to init), and waits
-// up to 5 s for it to answer. Another `slicer run` racing to start one is fine: whichever binds
-// first serves both. Returns "" or what went wrong.
-std::string StartArbiter(const std::string& socket, int metrics_port, std::string* note) {
+// How long `slicer run` waits for the arbiter of its socket: for its turn to start one, and for
+// the one started (by it or by another `slicer run`) to answer. Generous: it runs out only when
+// something is wrong (the arbiter's log says what).
+constexpr int kArbiterWaitSeconds = 30;
+
+// Starts `slicer arbiter` on `socket`, detached (its own session, reparented to init), handing it
+// `lock_fd`, the socket's lock, held: the arbiter owns the socket from its first instruction on.
+// *ended: the read end of a pipe whose write end only the arbiter holds, so it reads EOF once the
+// arbiter process is gone. Returns "" or what went wrong.
+std::string SpawnArbiter(const std::string& socket, int metrics_port, int lock_fd,
+                         std::string* note, int* ended) {
   std::string dir = socket.substr(0, socket.rfind('/'));
   std::string log = dir + "/arbiter.log";
   const char* idle_env = std::getenv("SLICER_RUN_ARBITER_IDLE");
@@ -187,12 +198,24 @@ std::string StartArbiter(const std::string& socket, int metrics_port, std::strin
                                    "--metrics-address=127.0.0.1",
                                    "--metrics-port=" + std::to_string(metrics_port),
                                    "--exit-when-idle=" + idle};
+  int alive[2];
+  if (pipe2(alive, O_CLOEXEC) != 0) return std::string("pipe: ") + std::strerror(errno);
   pid_t pid = fork();
-  if (pid < 0) return std::string("fork: ") + std::strerror(errno);
+  if (pid < 0) {
+    int err = errno;
+    close(alive[0]);
+    close(alive[1]);
+    return std::string("fork: ") + std::strerror(err);
+  }
   if (pid == 0) {
     // Grandchild: the daemon, in its own session; this child exits at once.
     if (fork() != 0) _exit(0);
     setsid();
+    // Copies above stderr that survive exec (the originals are close-on-exec): the lock, which
+    // the arbiter finds through SLICER_ARBITER_LOCK_FD, and the pipe's write end.
+    int lock = fcntl(lock_fd, F_DUPFD, 3);
+    int keep = fcntl(alive[1], F_DUPFD, 3);
+    (void)keep;
     int in = open("/dev/null", O_RDONLY);
     int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (in >= 0) dup2(in, 0);
@@ -206,17 +229,86 @@ std::string StartArbiter(const std::string& socket, int metrics_port, std::strin
     // The node's environment for the shim is not the daemon's.
     unsetenv("LD_PRELOAD");
     unsetenv(SLICER_ENV_ARBITER_SOCKET);
+    if (lock >= 0) setenv(kArbiterLockFdEnv, std::to_string(lock).c_str(), 1);
     execv(exe.c_str(), argv.data());
     _exit(127);
   }
+  close(alive[1]);
   while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (std::chrono::steady_clock::now() < deadline) {
+  *ended = alive[0];
+  return "";
+}
+
+// True once the arbiter behind SpawnArbiter's `ended` pipe is gone.
+bool Ended(int ended) {
+  pollfd p{ended, POLLIN, 0};
+  return poll(&p, 1, 0) > 0;
+}
+
+// Finds or starts the arbiter of `socket`. Returns "" once an arbiter answers there (*started:
+// this process started it), or what went wrong. Several `slicer run`s at once must end on one
+// arbiter: each takes its turn under the socket's run lock, and under it looks again; the one
+// that finds nobody answering starts the arbiter, holding the socket's own lock from before the
+// start (so no other arbiter can claim the socket), and the others then find it answering. An
+// arbiter that holds the socket's lock but does not answer is starting, or exiting: the first is
+// waited for, after the second one a fresh arbiter is started.
+std::string EnsureArbiter(const std::string& socket, int metrics_port, std::string* note,
+                          bool* started) {
+  const std::string log = socket.substr(0, socket.rfind('/')) + "/arbiter.log";
+  const std::string within = " within " + std::to_string(kArbiterWaitSeconds) + " s";
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(kArbiterWaitSeconds);
+  auto late = [&] { return std::chrono::steady_clock::now() >= deadline; };
+  MakeParentDirs(socket);
+  int run_lock = -1;
+  for (;;) {
     if (Answers(socket)) return "";
+    LockAttempt turn = TryLock(RunLockPath(socket));
+    if (turn.fd >= 0) {
+      run_lock = turn.fd;
+      break;
+    }
+    if (!turn.busy) return turn.error;
+    if (late()) {
+      return "another slicer run is starting one and it did not answer" + within + " (see " + log +
+             ")";
+    }
     usleep(20000);
   }
-  return "it did not answer within 5 s (see " + log + ")";
+  std::string err;
+  int ended = -1;
+  for (;;) {
+    if (Answers(socket)) break;
+    if (!*started) {
+      LockAttempt own = TryLock(ArbiterLockPath(socket));
+      if (own.fd >= 0) {
+        if (ftruncate(own.fd, 0) != 0) {
+          // Only the pid in it is stale; the arbiter writes its own.
+        }
+        err = SpawnArbiter(socket, metrics_port, own.fd, note, &ended);
+        close(own.fd);
+        if (!err.empty()) break;
+        *started = true;
+      } else if (!own.busy) {
+        err = own.error;
+        break;
+      }
+    } else if (Ended(ended)) {
+      if (!Answers(socket)) err = "it exited without answering (see " + log + ")";
+      break;
+    }
+    if (late()) {
+      err = *started ? "it did not answer" + within + " (see " + log + ")"
+                     : "an arbiter holds " + ArbiterLockPath(socket) + " but did not answer" +
+                           within + " (see " + log + ")";
+      break;
+    }
+    usleep(20000);
+  }
+  if (ended >= 0) close(ended);
+  close(run_lock);
+  return err;
 }
 
 // Picks (and if need be starts) the arbiter for this tree. Returns its socket, or "" with a
@@ -233,16 +325,19 @@ std::string ArbiterSocket(int metrics_port) {
   }
   if (Answers(socket)) return socket;
   std::string note;
-  std::string err = StartArbiter(socket, metrics_port, &note);
+  bool started = false;
+  std::string err = EnsureArbiter(socket, metrics_port, &note, &started);
   if (!err.empty()) {
     std::fprintf(stderr, "slicer run: cannot start an arbiter on %s: %s\n", socket.c_str(),
                  err.c_str());
     return "";
   }
-  std::fprintf(stderr,
-               "slicer run: started an arbiter on %s (%s; log %s/arbiter.log; it exits when no "
-               "client is left for a while)\n",
-               socket.c_str(), note.c_str(), socket.substr(0, socket.rfind('/')).c_str());
+  if (started) {
+    std::fprintf(stderr,
+                 "slicer run: started an arbiter on %s (%s; log %s/arbiter.log; it exits when no "
+                 "client is left for a while)\n",
+                 socket.c_str(), note.c_str(), socket.substr(0, socket.rfind('/')).c_str());
+  }
   return socket;
 }
 
