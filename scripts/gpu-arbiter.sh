@@ -122,9 +122,12 @@ fi
 # ---- arbiter and clients ----
 ARB_PID=
 ARB_SOCK=
+ARB_LOG_FROM=1
 arbiter_start() {  # POLICY [extra flags]
   ARB_SOCK=$W/arb-$RANDOM.sock
-  SLICER_ARBITER_SPIN=${SPIN:-0} LD_LIBRARY_PATH=$CARRY/lib "$CARRY/slicer" arbiter --socket "$ARB_SOCK" --attribution none \
+  ARB_LOG_FROM=$(($(wc -l <"$W/arbiter.log" 2>/dev/null || echo 0) + 1))
+  # Debug: a client_window line per Load window (each client's blocked fraction), for `load:`.
+  SLICER_LOG_LEVEL=debug SLICER_ARBITER_SPIN=${SPIN:-0} LD_LIBRARY_PATH=$CARRY/lib "$CARRY/slicer" arbiter --socket "$ARB_SOCK" --attribution none \
     --policy "$1" --metrics-address 127.0.0.1 --metrics-port 19400 "${@:2}" >>"$W/arbiter.log" 2>&1 &
   ARB_PID=$!
   for _ in $(seq 200); do [[ -S $ARB_SOCK ]] && return 0; sleep 0.05; done
@@ -138,6 +141,24 @@ arbiter_stop() {  # TAG: keeps its /metrics
   kill "$ARB_PID" 2>/dev/null
   wait "$ARB_PID" 2>/dev/null
   ARB_PID=
+  # How the arbiter judged each client (gating: contended): windows, blocked fraction quartiles,
+  # windows judged bound, transitions.
+  tail -n +"$ARB_LOG_FROM" "$W/arbiter.log" | python3 -c '
+import re, sys, statistics
+names, fr, bound, flips = {}, {}, {}, {}
+for line in sys.stdin:
+    kv = dict(re.findall(r"(\w+)=(\"[^\"]*\"|\S+)", line))
+    c, ev = kv.get("client"), kv.get("event")
+    if ev == "client_hello": names[c] = kv.get("container", c)
+    elif ev == "client_window":
+        fr.setdefault(c, []).append(float(kv["blocked"]))
+        bound[c] = bound.get(c, 0) + (kv["bound"] == "true")
+    elif ev == "client_load": flips[c] = flips.get(c, 0) + 1
+for c, v in fr.items():
+    q = statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3
+    print(f"load: tag=%s client={names.get(c, c)} windows={len(v)} blocked_q1={q[0]:.2f} "
+          f"blocked_med={q[1]:.2f} blocked_q3={q[2]:.2f} bound_windows={bound[c]} flips={flips.get(c, 0)}")
+' "$1" | sed "s/tag=%s/tag=$1/" >>"$RES"
 }
 start_at() { python3 -c "import time; print(time.monotonic_ns() + int($1 * 1e9))"; }
 
@@ -158,6 +179,9 @@ client() {
   local tag=${2//[^a-zA-Z0-9_-]/_}
   shift 5
   (
+    if [[ $cfg == shim ]]; then  # the shim without an arbiter: what preloading it costs
+      export LD_PRELOAD=$SHIM SLICER_CONTAINER_ID=$c-$tag-$name SLICER_LEDGER_DIR=$W
+    fi
     if [[ $cfg == arb* ]]; then
       export LD_PRELOAD=$SHIM SLICER_ARBITER_SOCKET=$ARB_SOCK SLICER_CONTAINER_ID=$c-$tag-$name \
         SLICER_WEIGHT=$w SLICER_PRIORITY=$p SLICER_LEDGER_DIR=$W SLICER_LOG=debug \
@@ -419,7 +443,7 @@ if has f; then
       lines=("policy: fair")
       case $cfg in
         alone) n=1 ;;
-        plain | arb) ;;
+        plain | arb | shim) ;;
         arblease) lines+=("gating: always") ;;
         *) echo "bad SLICER_F_CFGS item: $cfg"; exit 2 ;;
       esac

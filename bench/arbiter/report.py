@@ -342,7 +342,7 @@ def torch_tables(pick, pick_case):
     detail = []
     for m in models:
         res = {}
-        for cfg in ("alone", "plain", "arb", "arblease"):
+        for cfg in ("alone", "plain", "shim", "arb", "arblease"):
             rs = [r for r in pick("f", cfg) if model_of(r) == m]
             v = procs(rs)
             if v:
@@ -368,6 +368,8 @@ def torch_tables(pick, pick_case):
         al = res.get("alone")
         alone = (f"; alone {al['rate']:.1f} req/s, p99 {ms(al['p99max'])} ms" if al else "")
         cells = [f"fair: {cell(res['arb'])}"] if "arb" in res else []
+        if "shim" in res:
+            cells.append(f"shim without arbiter (reference): {cell(res['shim'])}")
         if "arblease" in res:
             cells.append(f"gating always (reference): {cell(res['arblease'])}")
         ok = "-"

@@ -1,5 +1,6 @@
 #include "src/arbiter/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -191,6 +192,15 @@ Clock::Duration MaxQueued(const ArbiterConfig& c) {
   if (c.max_queued) return *c.max_queued;
   return c.scheduler.policy == Policy::kPriority ? std::chrono::milliseconds(2)
                                                  : std::chrono::milliseconds(10);
+}
+
+SchedulerConfig SchedulerFor(const ArbiterConfig& c) {
+  SchedulerConfig s = c.scheduler;
+  Clock::Duration mq = MaxQueued(c);
+  s.queue_leased = mq;
+  s.queue_alone = s.policy == Policy::kPriority ? mq : std::max(mq, Clock::Duration(std::chrono::milliseconds(50)));
+  s.queue_shared = std::max(mq, Clock::Duration(std::chrono::milliseconds(100)));
+  return s;
 }
 
 absl::StatusOr<ArbiterConfig> ParseArbiterConfig(const std::string& text, const std::string& name,

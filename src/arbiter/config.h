@@ -49,6 +49,10 @@ absl::StatusOr<ArbiterConfig> LoadArbiterConfig(const std::string& path, Arbiter
 // lower holder's queue is what a higher class waits behind) and 10 ms otherwise (a smaller queue
 // costs a saturating client 1-2% of its throughput in checkpoint waits: docs/arbiter.md).
 Clock::Duration MaxQueued(const ArbiterConfig& c);
+// The scheduler's settings with its queue bounds from MaxQueued: among bound clients maxQueued;
+// the only bound client max(maxQueued, 50 ms) under fair (under priority, maxQueued: a higher
+// class preempting it waits for that queue); a shared lease max(maxQueued, 100 ms).
+SchedulerConfig SchedulerFor(const ArbiterConfig& c);
 
 // Checks ranges; the error names the setting.
 absl::Status ValidateArbiterConfig(const ArbiterConfig& c);

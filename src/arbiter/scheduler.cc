@@ -256,13 +256,15 @@ void GpuScheduler::Load(ClientKey key, Clock::Duration busy_total, Clock::Durati
   Clock::Duration busy = busy_total - c.load_busy;
   Clock::Duration blocked = std::min(blocked_total - c.load_blocked, busy);
   if (busy < config_.load_window &&
-      (now - c.load_at < config_.load_window_wall || busy < config_.load_window / 10)) {
+      (now - c.load_at < config_.load_window_wall || busy < config_.load_window / 20)) {
     return;
   }
   double fraction = busy.count() > 0 ? static_cast<double>(blocked.count()) / busy.count() : 0;
   c.load_busy = busy_total;
   c.load_blocked = blocked_total;
   c.load_at = now;
+  c.blocked_fraction = fraction;
+  ++c.load_windows;
   bool was = c.bound;
   if (!c.bound && fraction >= config_.bound_enter) c.bound = true;
   if (c.bound && fraction < config_.bound_leave) c.bound = false;
@@ -335,6 +337,30 @@ std::optional<ClientKey> GpuScheduler::PickNext(Clock::TimePoint now, bool* floo
 }
 
 std::vector<Action> GpuScheduler::Poll() {
+  std::vector<Action> actions = PollLeases();
+  if (config_.policy != Policy::kOff) QueueBounds(actions);
+  return actions;
+}
+
+void GpuScheduler::QueueBounds(std::vector<Action>& actions) {
+  for (const Action& a : actions) {
+    // A grant puts the client back at queue_leased (WELCOME's maxQueued).
+    if (a.kind == Action::kGrant) clients_.at(a.client).queue = config_.queue_leased;
+  }
+  for (auto& [k, c] : clients_) {
+    if (!c.holding || c.revoked) continue;
+    Clock::Duration want = c.shared ? config_.queue_shared
+                           : c.quantum.count() == 0 && !AnyLeasedActive(k) ? config_.queue_alone
+                                                                            : config_.queue_leased;
+    if (want == c.queue) continue;
+    c.queue = want;
+    Action q{Action::kQueue, k};
+    q.queue = want;
+    actions.push_back(q);
+  }
+}
+
+std::vector<Action> GpuScheduler::PollLeases() {
   std::vector<Action> actions;
   actions.swap(pending_);
   Clock::TimePoint now = clock_.Now();
@@ -470,6 +496,8 @@ ClientStats GpuScheduler::Stats(ClientKey key) const {
   s.waited = c.waited + (c.waiting ? now - c.wait_start : Clock::Duration(0));
   s.grants = c.grants;
   s.bound = c.bound;
+  s.blocked_fraction = c.blocked_fraction;
+  s.load_windows = c.load_windows;
   s.shared = c.holding && c.shared;
   double total = ClassRecent(-1, now);
   if (total > 0) {

@@ -95,22 +95,34 @@ struct SchedulerConfig {
   // Who is leased: only bound clients (kContended), or everyone (kAlways).
   Gating gating = Gating::kContended;
   // A client is judged over windows of its Load reports: a window closes once it holds
-  // `load_window` of busy time, or `load_window_wall` of wall time with at least a tenth of that
-  // busy. It becomes bound when the blocked fraction of a window reaches `bound_enter`, and
-  // shared again below `bound_leave` (hysteresis).
+  // `load_window` of busy time, or `load_window_wall` of wall time with at least a twentieth of
+  // `load_window` busy (a bursty client is judged within a few of its requests). It becomes bound
+  // when the blocked fraction of a window reaches `bound_enter`, and shared again below
+  // `bound_leave`. The gap is wide on purpose: taking a CPU-bound client for a bound one costs
+  // it its concurrency, the other mistake costs only what plain time-slicing costs; and a
+  // trainer beside busy neighbours waits 60-80% of its time (H200, 2026-12-03).
   Clock::Duration load_window = std::chrono::milliseconds(100);
-  Clock::Duration load_window_wall = std::chrono::milliseconds(200);
+  Clock::Duration load_window_wall = std::chrono::milliseconds(50);
   double bound_enter = 0.8;
-  double bound_leave = 0.6;
+  double bound_leave = 0.4;
+  // How much work a holder of an open-ended lease may keep queued (Action::kQueue): a shared
+  // lease (nobody waits to take it over: the bound only keeps a checkpoint for Load), the only
+  // bound client's (a hand-over may come: one drain of this much), a lease among others (after
+  // every grant; the client's checkpoints). The owner sets them from its maxQueued.
+  Clock::Duration queue_shared = std::chrono::milliseconds(100);
+  Clock::Duration queue_alone = std::chrono::milliseconds(50);
+  Clock::Duration queue_leased = std::chrono::milliseconds(10);
 };
 
 using ClientKey = uint64_t;
 
 struct Action {
-  enum Kind { kGrant, kRevoke, kForcedOff };
+  // kQueue: the holder's bound on queued work is now `queue` (after a grant it is queue_leased).
+  enum Kind { kGrant, kRevoke, kForcedOff, kQueue };
   Kind kind;
   ClientKey client;
   Clock::Duration quantum{0};  // kGrant: lease length; 0 = open-ended
+  Clock::Duration queue{0};    // kQueue
 };
 
 struct ClientStats {
@@ -125,6 +137,8 @@ struct ClientStats {
   double configured_share = 0;  // weight / sum of weights of the GPU's clients (same class)
   bool bound = false;   // keeps the GPU busy on its own: leased (Gating::kContended)
   bool shared = false;  // holds a shared lease (submits beside everyone)
+  double blocked_fraction = 0;  // of its last Load window
+  uint64_t load_windows = 0;    // Load windows closed so far
 };
 
 class GpuScheduler {
@@ -192,6 +206,9 @@ class GpuScheduler {
     Clock::Duration load_busy{0}, load_blocked{0};
     Clock::TimePoint load_at{};
     bool load_started = false;
+    double blocked_fraction = 0;  // of its last window
+    uint64_t load_windows = 0;
+    Clock::Duration queue{0};  // the bound on queued work it was told since its grant
     double recent = 0;  // decayed GPU ns
     Clock::TimePoint recent_at{};
   };
@@ -201,6 +218,10 @@ class GpuScheduler {
   bool Leased(const Client& c) const { return config_.gating == Gating::kAlways || c.bound; }
   // Some leased client other than `except` holds or waits.
   bool AnyLeasedActive(ClientKey except) const;
+  // Poll without the queue bounds; QueueBounds appends a kQueue for each holder whose bound
+  // changed.
+  std::vector<Action> PollLeases();
+  void QueueBounds(std::vector<Action>& actions);
   Clock::Duration QuantumFor(const Client& c) const;
   // The lease of a holder that only saturating clients wait behind (batch_quantum x weight).
   Clock::Duration BatchQuantumFor(const Client& c) const;

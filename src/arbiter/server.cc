@@ -380,12 +380,22 @@ void Server::HandleMessage(Session& s, const char* buf, ssize_t n) {
         return Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX)));
       };
       GpuScheduler& sched = *gpus_[s.gpus[m.gpu].uuid].sched;
-      bool was = sched.Stats(s.id).bound;
+      ClientStats before = sched.Stats(s.id);
       sched.Load(s.id, ns(m.busy_total_ns), ns(m.blocked_total_ns));
-      if (sched.Stats(s.id).bound != was) {
+      ClientStats after = sched.Stats(s.id);
+      if (after.load_windows != before.load_windows) {
+        SLOG(kDebug, "client_window")
+            .Kv("client", s.id)
+            .Kv("gpu", s.gpus[m.gpu].uuid)
+            .Kv("blocked", after.blocked_fraction)
+            .Kv("bound", after.bound ? "true" : "false");
+      }
+      bool was = before.bound;
+      if (after.bound != was) {
         SLOG(kInfo, "client_load")
             .Kv("client", s.id)
             .Kv("gpu", s.gpus[m.gpu].uuid)
+            .Kv("blocked", after.blocked_fraction)
             .Kv("bound", was ? "false" : "true")
             .Kv("effect", was ? "submits beside the others" : "leased among bound clients");
       }
@@ -600,7 +610,7 @@ void Server::HandleAttach(Session& s, const slicer_arb_attach_msg& m) {
       return;
     }
     it = gpus_.emplace(uuid, Gpu{}).first;
-    it->second.sched = std::make_unique<GpuScheduler>(options_.config.scheduler, clock_);
+    it->second.sched = std::make_unique<GpuScheduler>(SchedulerFor(options_.config), clock_);
   }
   s.gpus[m.gpu].attached = true;
   s.gpus[m.gpu].uuid = uuid;
@@ -689,6 +699,13 @@ void Server::PollSchedulers() {
         case Action::kRevoke:
           Send(s, &m, SLICER_ARB_REVOKE);
           break;
+        case Action::kQueue: {
+          slicer_arb_queue_msg q{};
+          q.gpu = m.gpu;
+          q.max_queued_ns = static_cast<uint64_t>(a.queue.count());
+          Send(s, &q, SLICER_ARB_QUEUE);
+          break;
+        }
         case Action::kForcedOff:
           ++forced_handovers_;
           SLOG(kWarning, "lease_forced_off")

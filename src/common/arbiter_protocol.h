@@ -34,6 +34,9 @@
  *                            SLICER_ARB_FEATURE_LOAD: how much of its busy time the process
  *                            spent waiting for its own GPU work (the arbiter leases only the
  *                            clients that keep the GPU busy on their own; docs/arbiter.md)
+ *   a QUEUE(gpu, max_queued) how much work the holder of an open lease may keep queued (its
+ *                            checkpoints' bound): little among bound clients, so that a hand-over
+ *                            is quick; much for a shared lease, which nobody waits to take over
  *   c BYE                    orderly end (EOF means the same)
  * A GRANT with quantum_ns == 0 is open-ended: the client submits freely until REVOKE (the lone
  * client that saturates the GPU, and every client that does not, run ungated this way, paying
@@ -86,7 +89,8 @@ typedef enum {
   SLICER_ARB_BYE = 9,
   SLICER_ARB_ERROR = 10,
   SLICER_ARB_LOAD = 11,
-  SLICER_ARB_TYPE_MAX = 11,
+  SLICER_ARB_QUEUE = 12,
+  SLICER_ARB_TYPE_MAX = 12,
 } slicer_arb_type;
 
 typedef enum {
@@ -180,6 +184,15 @@ typedef struct {
   uint64_t blocked_total_ns;
 } slicer_arb_load_msg;
 
+/* QUEUE (arbiter to client; older clients ignore it): until the next GRANT, keep at most
+ * `max_queued_ns` of work queued on the GPU (WELCOME's max_queued after every GRANT). */
+typedef struct {
+  slicer_arb_hdr h;
+  uint32_t gpu;
+  uint32_t reserved;
+  uint64_t max_queued_ns;
+} slicer_arb_queue_msg;
+
 typedef struct {
   slicer_arb_hdr h;
   uint32_t code; /* slicer_arb_error */
@@ -205,6 +218,7 @@ static inline uint32_t slicer_arb_size_of(uint32_t type) {
     case SLICER_ARB_BYE: return (uint32_t)sizeof(slicer_arb_bye_msg);
     case SLICER_ARB_ERROR: return (uint32_t)sizeof(slicer_arb_err_msg);
     case SLICER_ARB_LOAD: return (uint32_t)sizeof(slicer_arb_load_msg);
+    case SLICER_ARB_QUEUE: return (uint32_t)sizeof(slicer_arb_queue_msg);
     default: return 0;
   }
 }

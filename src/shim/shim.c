@@ -1222,7 +1222,7 @@ static uint32_t arb_checkpoint(slicer_arb_client* c, int dev, int force, CUstrea
     return ARB_CK_FIRST_BUDGET;
   }
   if (!due) return e->budget;
-  uint64_t max_queued = slicer_arb_max_queued_ns(c);
+  uint64_t max_queued = slicer_arb_max_queued_ns(c, dev);
   ck_run(c, dev, e, stream, max_queued / 2, arb_mono_ns() - (int64_t)slicer_arb_busy_ns(c, dev));
   *waited = 1;
   pthread_mutex_lock(&g_ck_mu);

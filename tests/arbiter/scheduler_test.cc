@@ -155,6 +155,8 @@ class Sim {
           c.draining = false;
           c.waiting = false;
           break;
+        case Action::kQueue:  // what the client's checkpoints aim at; the Sim drains `drain`
+          break;
       }
     }
   }
@@ -178,6 +180,16 @@ SimClient Saturating(double weight, Priority p = Priority::kNormal) {
 // busy (they are what Load would judge bound), so these configurations lease every client from
 // its first request (Gating::kAlways) instead of after a first Load window; the tests of
 // Gating::kContended below classify clients through Load.
+// The lease decisions of a Poll (grants, revokes, forced hand-overs), without the queue bounds
+// (kQueue), which QueueBoundsFollowTheLease checks.
+std::vector<Action> Poll(GpuScheduler& s) {
+  std::vector<Action> out;
+  for (const Action& a : s.Poll()) {
+    if (a.kind != Action::kQueue) out.push_back(a);
+  }
+  return out;
+}
+
 SchedulerConfig Fair() {
   SchedulerConfig cfg;
   cfg.gating = Gating::kAlways;
@@ -191,14 +203,14 @@ TEST(SchedulerTest, LoneClientGetsOpenEndedLeaseAndNoDeadline) {
   GpuScheduler s(Fair(), clock);
   s.Add(1, 1, Priority::kNormal);
   s.Request(1);
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kGrant);
   EXPECT_EQ(a[0].client, 1u);
   EXPECT_EQ(a[0].quantum.count(), 0);  // ungated
   EXPECT_FALSE(s.NextDeadline().has_value());
   clock.Advance(std::chrono::seconds(10));
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
 }
 
 TEST(SchedulerTest, SecondClientRevokesOpenEndedHolderAfterItsQuantum) {
@@ -207,19 +219,19 @@ TEST(SchedulerTest, SecondClientRevokesOpenEndedHolderAfterItsQuantum) {
   s.Add(1, 1, Priority::kNormal);
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
-  ASSERT_EQ(s.Poll().size(), 1u);
+  ASSERT_EQ(Poll(s).size(), 1u);
   clock.Advance(milliseconds(5));
   s.Request(2);
-  EXPECT_TRUE(s.Poll().empty());  // holder's quantum (20 ms) not over yet
+  EXPECT_TRUE(Poll(s).empty());  // holder's quantum (20 ms) not over yet
   ASSERT_TRUE(s.NextDeadline().has_value());
   EXPECT_EQ(*s.NextDeadline() - clock.Now(), milliseconds(15));
   clock.Advance(milliseconds(15));
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
   EXPECT_EQ(a[0].client, 1u);
   s.Release(1, milliseconds(20), true);
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kGrant);
   EXPECT_EQ(a[0].client, 2u);
@@ -236,30 +248,30 @@ TEST(SchedulerTest, FreshWaiterCutsABatchLeaseBackToTheQuantum) {
   GpuScheduler s(Fair(), clock);
   for (ClientKey k : {1, 2, 3}) s.Add(k, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   s.Request(2);
   clock.Advance(milliseconds(20));
-  ASSERT_EQ(s.Poll().size(), 1u);  // revoke 1
+  ASSERT_EQ(Poll(s).size(), 1u);  // revoke 1
   s.Release(1, milliseconds(20), true);
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].client, 2u);
   EXPECT_EQ(a[0].quantum, milliseconds(80));
   // Only saturating client 1 waits: nothing until the batch lease ends.
   EXPECT_EQ(*s.NextDeadline() - clock.Now(), milliseconds(80));
   clock.Advance(milliseconds(10));
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
   // Client 3 asks from idle at 10 ms into the lease: the lease ends at 20 ms.
   s.Request(3);
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
   EXPECT_EQ(*s.NextDeadline() - clock.Now(), milliseconds(10));
   clock.Advance(milliseconds(10));
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
   EXPECT_EQ(a[0].client, 2u);
   s.Release(2, milliseconds(20), true);
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].client, 3u);  // least virtual time: it idled (lifted to the others' level)
   // Behind it only saturating clients wait: a batch lease (a bursty holder hands it back when
@@ -275,12 +287,12 @@ Duration LeaseLeftAfterReRequest(Duration later) {
   GpuScheduler s(Fair(), clock);
   for (ClientKey k : {1, 2}) s.Add(k, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   s.Request(2);
   clock.Advance(milliseconds(20));
-  s.Poll();
+  Poll(s);
   s.Release(1, milliseconds(20), false);
-  EXPECT_EQ(s.Poll().size(), 1u);  // 2 is granted, open-ended (nobody waits)
+  EXPECT_EQ(Poll(s).size(), 1u);  // 2 is granted, open-ended (nobody waits)
   clock.Advance(later);
   s.Request(1);
   EXPECT_TRUE(s.NextDeadline().has_value());
@@ -402,17 +414,17 @@ TEST(SchedulerTest, WakingClientBanksNoCredit) {
   s.Add(1, 1, Priority::kNormal);
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   clock.Advance(std::chrono::seconds(10));
   s.Release(1, std::chrono::seconds(10), true);  // ran alone for 10 s
-  s.Poll();                                      // re-granted (alone)
+  Poll(s);                                      // re-granted (alone)
   s.Request(2);                                  // wakes: must not get 10 s of catch-up
   clock.Advance(milliseconds(20));
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
   s.Release(1, milliseconds(20), true);
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a[0].client, 2u);
   // It starts one lease behind the active client (the credit any client keeps across a
   // hand-over), so it runs at most two leases before turns alternate.
@@ -420,7 +432,7 @@ TEST(SchedulerTest, WakingClientBanksNoCredit) {
   for (;;) {
     clock.Advance(milliseconds(20));
     s.Release(2, milliseconds(20), true);
-    a = s.Poll();
+    a = Poll(s);
     ASSERT_EQ(a.size(), 1u);
     if (a[0].client != 2u) break;
     ++leases_of_2;
@@ -429,7 +441,7 @@ TEST(SchedulerTest, WakingClientBanksNoCredit) {
   EXPECT_EQ(a[0].client, 1u);
   clock.Advance(milliseconds(20));
   s.Release(1, milliseconds(20), true);
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].client, 2u);  // and then they alternate
 }
@@ -475,10 +487,10 @@ TEST(SchedulerTest, PriorityHighPreemptsLowAtOnce) {
   s.Add(1, 1, Priority::kLow);
   s.Add(2, 1, Priority::kHigh);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   clock.Advance(milliseconds(1));
   s.Request(2);
-  auto a = s.Poll();
+  auto a = Poll(s);
   // High runs at once, while low drains (it does not wait for low's queued work).
   ASSERT_EQ(a.size(), 2u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
@@ -490,7 +502,7 @@ TEST(SchedulerTest, PriorityHighPreemptsLowAtOnce) {
   // Low's release after draining ends only its own lease.
   clock.Advance(milliseconds(3));
   s.Release(1, milliseconds(4), true);
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
   EXPECT_EQ(s.Holder(), std::optional<ClientKey>(2));
 }
 
@@ -500,16 +512,16 @@ TEST(SchedulerTest, FairHandOverWaitsForTheDrain) {
   s.Add(1, 1, Priority::kNormal);
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   clock.Advance(milliseconds(25));  // past 1's quantum
   s.Request(2);
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
   clock.Advance(milliseconds(2));
-  EXPECT_TRUE(s.Poll().empty()) << "no second holder while the first drains";
+  EXPECT_TRUE(Poll(s).empty()) << "no second holder while the first drains";
   s.Release(1, milliseconds(2), false);
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kGrant);
   EXPECT_EQ(a[0].client, 2u);
@@ -527,10 +539,10 @@ TEST(SchedulerTest, OverlapGrantsTheNextHolderAtTheRevoke) {
   s.Add(1, 1, Priority::kNormal);
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   clock.Advance(milliseconds(25));  // past 1's quantum
   s.Request(2);
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 2u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
   EXPECT_EQ(a[0].client, 1u);
@@ -542,7 +554,7 @@ TEST(SchedulerTest, OverlapGrantsTheNextHolderAtTheRevoke) {
   // 1's release after its drain ends only its own lease.
   clock.Advance(milliseconds(4));
   s.Release(1, milliseconds(29), true);
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
   EXPECT_EQ(s.Holder(), std::optional<ClientKey>(2));
   EXPECT_TRUE(s.Stats(1).waiting);
 }
@@ -553,10 +565,10 @@ TEST(SchedulerTest, OverlapChargesEachHalfOfTheSharedTime) {
   s.Add(1, 1, Priority::kNormal);
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   s.Request(2);
   clock.Advance(milliseconds(20));
-  ASSERT_EQ(s.Poll().size(), 2u);  // revoke 1, grant 2
+  ASSERT_EQ(Poll(s).size(), 2u);  // revoke 1, grant 2
   // Both had work queued for the 4 ms of 1's drain and both report it.
   clock.Advance(milliseconds(4));
   s.Release(1, milliseconds(24), true);
@@ -571,22 +583,22 @@ TEST(SchedulerTest, OverlapKeepsOneDrainingHolderBesideTheNext) {
   GpuScheduler s(Overlap(), clock);
   for (ClientKey k = 1; k <= 3; ++k) s.Add(k, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   s.Request(2);
   s.Request(3);
   clock.Advance(milliseconds(20));
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 2u);
   ClientKey second = a[1].client;
   // 1 is slow to drain; the second holder's quantum ends too: it is revoked, but nobody else
   // starts while two drain.
   clock.Advance(milliseconds(20));
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
   EXPECT_EQ(a[0].client, second);
   s.Release(1, milliseconds(40), true);
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kGrant);
   EXPECT_EQ(a[0].client, 5u - second);  // the third client (2 + 3 = 5)
@@ -600,16 +612,16 @@ TEST(SchedulerTest, OverlapHolderIgnoringRevokeIsStillForcedOff) {
   s.Add(1, 1, Priority::kNormal);
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   s.Request(2);
   clock.Advance(milliseconds(20));
-  ASSERT_EQ(s.Poll().size(), 2u);  // revoke 1, grant 2
+  ASSERT_EQ(Poll(s).size(), 2u);  // revoke 1, grant 2
   ASSERT_TRUE(s.NextDeadline().has_value());
   EXPECT_EQ(*s.NextDeadline() - clock.Now(), milliseconds(100)) << "1's grace";
   clock.Advance(milliseconds(99));
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
   clock.Advance(milliseconds(1));
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kForcedOff);
   EXPECT_EQ(a[0].client, 1u);
@@ -690,14 +702,14 @@ TEST(SchedulerTest, HolderIgnoringRevokeIsForcedOffAndCharged) {
   s.Add(1, 1, Priority::kNormal);
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   s.Request(2);
   clock.Advance(milliseconds(20));
-  ASSERT_EQ(s.Poll()[0].kind, Action::kRevoke);
+  ASSERT_EQ(Poll(s)[0].kind, Action::kRevoke);
   clock.Advance(milliseconds(99));
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
   clock.Advance(milliseconds(1));
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 2u);
   EXPECT_EQ(a[0].kind, Action::kForcedOff);
   EXPECT_EQ(a[0].client, 1u);
@@ -714,7 +726,7 @@ TEST(SchedulerTest, ChargesAreClampedToWallTime) {
   GpuScheduler s(Fair(), clock);
   s.Add(1, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   clock.Advance(milliseconds(10));
   s.Charge(1, std::chrono::seconds(100));
   EXPECT_EQ(s.Stats(1).used, milliseconds(10));
@@ -730,10 +742,10 @@ TEST(SchedulerTest, RemovingTheHolderHandsOverAtOnce) {
   s.Add(1, 1, Priority::kNormal);
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
-  s.Poll();
+  Poll(s);
   s.Request(2);
   s.Remove(1);
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].client, 2u);
   EXPECT_EQ(a[0].quantum.count(), 0);
@@ -748,11 +760,11 @@ TEST(SchedulerTest, OffPolicyGrantsEveryoneAndNeverRevokes) {
     s.Add(k, 1, Priority::kNormal);
     s.Request(k);
   }
-  auto a = s.Poll();
+  auto a = Poll(s);
   EXPECT_EQ(a.size(), 3u);
   for (const Action& x : a) EXPECT_EQ(x.kind, Action::kGrant);
   clock.Advance(std::chrono::seconds(5));
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
   EXPECT_FALSE(s.NextDeadline().has_value());
 }
 
@@ -811,17 +823,17 @@ TEST(SchedulerTest, ContendedClientsThatDoNotWaitAllRunAtOnce) {
     s.Add(k, 1, Priority::kNormal);
     s.Request(k);
   }
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 4u);  // no client was judged bound: everyone submits, as under plain slicing
   for (const Action& x : a) {
     EXPECT_EQ(x.kind, Action::kGrant);
     EXPECT_EQ(x.quantum.count(), 0);
   }
-  Loads l{s, clock};
+  Loads l{s, clock, {}};
   for (int i = 0; i < 20; ++i) {
     for (ClientKey k = 1; k <= 4; ++k) l.Window(k, 0.3);  // launch-bound: waits 30% of its busy time
   }
-  EXPECT_TRUE(s.Poll().empty());  // nobody revoked, ever
+  EXPECT_TRUE(Poll(s).empty());  // nobody revoked, ever
   EXPECT_FALSE(s.NextDeadline().has_value());
   for (ClientKey k = 1; k <= 4; ++k) {
     EXPECT_TRUE(s.Stats(k).shared);
@@ -835,24 +847,31 @@ TEST(SchedulerTest, LoadJudgesBoundWithHysteresisOverWholeWindows) {
   SimClock clock;
   GpuScheduler s(Contended(), clock);
   s.Add(1, 1, Priority::kNormal);
-  Loads l{s, clock};
+  Loads l{s, clock, {}};
   l.Window(1, 0.79);
   EXPECT_FALSE(s.Stats(1).bound);
   l.Window(1, 0.95, milliseconds(40));  // 40 ms of busy in 40 ms of wall: not a window yet
   EXPECT_FALSE(s.Stats(1).bound);
   l.Window(1, 0.95, milliseconds(70));  // the window closes at 110 ms of busy: 0.95 blocked
   EXPECT_TRUE(s.Stats(1).bound);
-  l.Window(1, 0.65);  // between leave (0.6) and enter (0.8): stays
+  l.Window(1, 0.45);  // between leave (0.4) and enter (0.8): stays
   EXPECT_TRUE(s.Stats(1).bound);
-  l.Window(1, 0.55);
+  EXPECT_DOUBLE_EQ(s.Stats(1).blocked_fraction, 0.45);
+  l.Window(1, 0.35);
   EXPECT_FALSE(s.Stats(1).bound);
-  // A bursty client: 5 ms busy per 50 ms of wall. Its window closes on wall time (200 ms) once
-  // it holds a tenth of load_window (10 ms) of busy time.
-  for (int i = 0; i < 4; ++i) {
-    clock.Advance(milliseconds(45));
-    l.Window(1, 1.0, milliseconds(5));
+  // A bursty client: 2 ms busy per 25 ms of wall. Its window closes on wall time (50 ms) once it
+  // holds a twentieth of load_window (5 ms) of busy time: here after three bursts.
+  uint64_t windows = s.Stats(1).load_windows;
+  for (int i = 0; i < 2; ++i) {
+    clock.Advance(milliseconds(23));
+    l.Window(1, 1.0, milliseconds(2));
   }
+  EXPECT_FALSE(s.Stats(1).bound);
+  EXPECT_EQ(s.Stats(1).load_windows, windows);
+  clock.Advance(milliseconds(23));
+  l.Window(1, 1.0, milliseconds(2));
   EXPECT_TRUE(s.Stats(1).bound);
+  EXPECT_EQ(s.Stats(1).load_windows, windows + 1);
   // Counters that go back (a reconnect, a fork) restart the window instead of going negative.
   s.Load(1, milliseconds(1), Duration(0));
   s.Load(1, milliseconds(200), Duration(0));
@@ -866,12 +885,12 @@ TEST(SchedulerTest, TheOnlyBoundClientKeepsItsOpenLeaseBesideSharedOnes) {
   s.Add(2, 1, Priority::kNormal);  // inference
   s.Request(1);
   s.Request(2);
-  ASSERT_EQ(s.Poll().size(), 2u);
-  Loads l{s, clock};
+  ASSERT_EQ(Poll(s).size(), 2u);
+  Loads l{s, clock, {}};
   l.Window(1, 0.97);
   l.Window(2, 0.2);
   EXPECT_TRUE(s.Stats(1).bound);
-  EXPECT_TRUE(s.Poll().empty());  // joined the leases in place: no revoke, no drain
+  EXPECT_TRUE(Poll(s).empty());  // joined the leases in place: no revoke, no drain
   EXPECT_EQ(s.Holder(), std::optional<ClientKey>(1));
   EXPECT_FALSE(s.Stats(1).shared);
   EXPECT_TRUE(s.Stats(2).shared);
@@ -879,7 +898,7 @@ TEST(SchedulerTest, TheOnlyBoundClientKeepsItsOpenLeaseBesideSharedOnes) {
     l.Window(1, 0.97);
     l.Window(2, 0.2);
   }
-  EXPECT_TRUE(s.Poll().empty());  // the shared client never makes the bound one hand over
+  EXPECT_TRUE(Poll(s).empty());  // the shared client never makes the bound one hand over
   EXPECT_FALSE(s.NextDeadline().has_value());
 }
 
@@ -890,12 +909,12 @@ TEST(SchedulerTest, ASecondBoundClientDrainsAndTheTwoAreLeasedByWeight) {
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
   s.Request(2);
-  ASSERT_EQ(s.Poll().size(), 2u);
-  Loads l{s, clock};
+  ASSERT_EQ(Poll(s).size(), 2u);
+  Loads l{s, clock, {}};
   l.Window(1, 0.99);
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
   l.Window(2, 0.99);
-  auto a = s.Poll();  // 2 must stop submitting beside the lease holder: it drains and asks again
+  auto a = Poll(s);  // 2 must stop submitting beside the lease holder: it drains and asks again
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
   EXPECT_EQ(a[0].client, 2u);
@@ -905,16 +924,16 @@ TEST(SchedulerTest, ASecondBoundClientDrainsAndTheTwoAreLeasedByWeight) {
   // 1 was open-ended: a waiter revokes it once its lease (from its grant) is over; 2 asked
   // again at once, saturating, so that is a batch lease: 80 ms x weight 3, clamped to maxQuantum
   // (200 ms); it joined 102 ms ago.
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
   ASSERT_TRUE(s.NextDeadline().has_value());
   EXPECT_EQ(*s.NextDeadline() - clock.Now(), milliseconds(200 - 102));
   clock.Advance(*s.NextDeadline() - clock.Now());
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
   EXPECT_EQ(a[0].client, 1u);
   s.Release(1, milliseconds(10), true);
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kGrant);
   EXPECT_EQ(a[0].client, 2u);
@@ -927,8 +946,8 @@ TEST(SchedulerTest, ABoundHolderThatStopsWaitingLeavesTheLeases) {
   s.Add(1, 1, Priority::kNormal);
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
-  ASSERT_EQ(s.Poll().size(), 1u);
-  Loads l{s, clock};
+  ASSERT_EQ(Poll(s).size(), 1u);
+  Loads l{s, clock, {}};
   l.Window(1, 0.99);
   ASSERT_EQ(s.Holder(), std::optional<ClientKey>(1));
   l.Window(1, 0.1);  // its load changed: now mostly on the CPU
@@ -938,11 +957,11 @@ TEST(SchedulerTest, ABoundHolderThatStopsWaitingLeavesTheLeases) {
   // A new bound client is not held behind it.
   s.Request(2);
   l.Window(2, 0.99);
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].client, 2u);
   clock.Advance(milliseconds(500));
-  EXPECT_TRUE(s.Poll().empty());
+  EXPECT_TRUE(Poll(s).empty());
 }
 
 TEST(SchedulerTest, UnderPriorityOnlyABoundHigherClassPreempts) {
@@ -952,26 +971,26 @@ TEST(SchedulerTest, UnderPriorityOnlyABoundHigherClassPreempts) {
   s.Add(2, 1, Priority::kHigh);  // launch-bound inference
   s.Add(3, 1, Priority::kHigh);  // a high client that waits on its bursts
   s.Request(1);
-  ASSERT_EQ(s.Poll().size(), 1u);
-  Loads l{s, clock};
+  ASSERT_EQ(Poll(s).size(), 1u);
+  Loads l{s, clock, {}};
   l.Window(1, 0.99);
   s.Request(2);
   l.Window(2, 0.2);
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 1u);  // 2 runs beside the trainer: a shared lease, nobody preempted
   EXPECT_EQ(a[0].client, 2u);
   EXPECT_EQ(a[0].kind, Action::kGrant);
   EXPECT_EQ(s.Holder(), std::optional<ClientKey>(1));
   // 3 is bound: its request preempts the low holder at once.
   s.Request(3);
-  s.Poll();  // granted shared while not judged yet
+  Poll(s);  // granted shared while not judged yet
   l.Window(3, 0.95);
-  a = s.Poll();
+  a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].kind, Action::kRevoke);
   EXPECT_EQ(a[0].client, 3u);  // leaves its shared lease to join the leases
   s.Release(3, milliseconds(1), true);
-  a = s.Poll();
+  a = Poll(s);
   bool revoked_low = false, granted_high = false;
   for (const Action& x : a) {
     revoked_low |= x.kind == Action::kRevoke && x.client == 1u;
@@ -979,6 +998,43 @@ TEST(SchedulerTest, UnderPriorityOnlyABoundHigherClassPreempts) {
   }
   EXPECT_TRUE(revoked_low);
   EXPECT_TRUE(granted_high);
+}
+
+// The bound a holder's checkpoints aim at: large for a shared lease (nobody waits to take it
+// over), medium for the only bound client, maxQueued once another bound client is active.
+TEST(SchedulerTest, QueueBoundsFollowTheLease) {
+  SimClock clock;
+  SchedulerConfig cfg = Contended();
+  cfg.queue_shared = milliseconds(100);
+  cfg.queue_alone = milliseconds(50);
+  cfg.queue_leased = milliseconds(10);
+  GpuScheduler s(cfg, clock);
+  auto queue_of = [](const std::vector<Action>& a, ClientKey k) {
+    Duration q{-1};
+    for (const Action& x : a) {
+      if (x.kind == Action::kQueue && x.client == k) q = x.queue;
+    }
+    return q;
+  };
+  s.Add(1, 1, Priority::kNormal);
+  s.Add(2, 1, Priority::kNormal);
+  s.Request(1);
+  auto a = s.Poll();
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].kind, Action::kGrant);  // the grant first: a grant resets the client's bound
+  EXPECT_EQ(queue_of(a, 1), milliseconds(100));
+  EXPECT_TRUE(s.Poll().empty());  // said once
+  Loads l{s, clock, {}};
+  l.Window(1, 0.99);
+  EXPECT_EQ(queue_of(s.Poll(), 1), milliseconds(50));  // the only bound client
+  s.Request(2);
+  a = s.Poll();
+  EXPECT_EQ(queue_of(a, 2), milliseconds(100));
+  EXPECT_EQ(queue_of(a, 1), Duration(-1));  // a shared neighbour changes nothing
+  l.Window(2, 0.99);  // 2 joins: revoked (its drain), and 1's queue is cut for the hand-over
+  a = s.Poll();
+  EXPECT_EQ(queue_of(a, 1), milliseconds(10));
+  EXPECT_EQ(queue_of(a, 2), Duration(-1));  // revoked: no bound while it drains
 }
 
 TEST(SchedulerTest, SharedTimeIsNotChargedAsVirtualTime) {
@@ -990,19 +1046,19 @@ TEST(SchedulerTest, SharedTimeIsNotChargedAsVirtualTime) {
   s.Add(2, 1, Priority::kNormal);
   s.Request(1);
   s.Request(2);
-  s.Poll();
-  Loads l{s, clock};
+  Poll(s);
+  Loads l{s, clock, {}};
   l.Window(1, 0.99);
   for (int i = 0; i < 30; ++i) {
     l.Window(2, 0.3);
     s.Charge(2, milliseconds(100));  // charged (metrics), but no virtual time
   }
   l.Window(2, 0.99);  // now bound: revoked, then asks again
-  s.Poll();
+  Poll(s);
   s.Release(2, Duration(0), true);
-  s.Poll();  // 1 revoked (its quantum from the grant is long over)
+  Poll(s);  // 1 revoked (its quantum from the grant is long over)
   s.Release(1, milliseconds(20), true);
-  auto a = s.Poll();
+  auto a = Poll(s);
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].client, 2u);  // 2 goes next, as a fresh joiner would
 }

@@ -75,6 +75,7 @@ typedef struct {
   int64_t blocked_since; /* the current waits began; valid while `waiting` > 0 */
   uint32_t waiting;
   uint64_t load_sent_busy;  /* connection thread only: busy_total at the last LOAD */
+  int64_t queue_ns;         /* atomic: QUEUE's bound since the last GRANT; 0: max_queued_ns */
   int64_t last_checkpoint;  /* atomic */
   int64_t idle_since;       /* atomic; TIMED: when a sync left nothing queued; 0: not idle */
   uint64_t mem_used, mem_cap; /* atomic */
@@ -480,6 +481,15 @@ static void on_message(slicer_arb_client* c, const void* buf, ssize_t n) {
     clog_line("level=error event=arbiter_error detail=\"%s\" code=%ld", e.text, (long)e.code);
     return;
   }
+  if (h->type == SLICER_ARB_QUEUE) {
+    slicer_arb_queue_msg q;
+    memcpy(&q, buf, sizeof q);
+    if (q.gpu >= SLICER_ARB_MAX_GPUS) return;
+    uint64_t v = q.max_queued_ns;
+    v = v < 100000 ? 100000 : (v > 10000000000ull ? 10000000000ull : v);
+    __atomic_store_n(&c->gpus[q.gpu].queue_ns, (int64_t)v, __ATOMIC_RELAXED);
+    return;
+  }
   if (h->type != SLICER_ARB_GRANT && h->type != SLICER_ARB_REVOKE) return;
   slicer_arb_lease_msg m;
   memcpy(&m, buf, sizeof m);
@@ -492,6 +502,7 @@ static void on_message(slicer_arb_client* c, const void* buf, ssize_t n) {
     if (st == ST_WAIT || st == ST_IDLE) {
       int64_t now = mono_ns();
       g->lease = 1;
+      __atomic_store_n(&g->queue_ns, 0, __ATOMIC_RELAXED);
       __atomic_add_fetch(&c->grants, 1, __ATOMIC_RELAXED);
       __atomic_store_n(&g->last_checkpoint, now, __ATOMIC_RELAXED);
       __atomic_store_n(&g->idle_since, 0, __ATOMIC_RELEASE);
@@ -984,8 +995,12 @@ uint64_t slicer_arb_busy_ns(slicer_arb_client* c, int dev) {
   return busy_now(&c->gpus[dev]);
 }
 
-uint64_t slicer_arb_max_queued_ns(slicer_arb_client* c) {
+uint64_t slicer_arb_max_queued_ns(slicer_arb_client* c, int dev) {
   if (c == NULL) return 10000000;
+  if (dev >= 0 && dev < SLICER_ARB_MAX_GPUS) {
+    int64_t q = __atomic_load_n(&c->gpus[dev].queue_ns, __ATOMIC_RELAXED);
+    if (q > 0) return (uint64_t)q;
+  }
   return (uint64_t)__atomic_load_n(&c->max_queued_ns, __ATOMIC_RELAXED);
 }
 
@@ -1021,6 +1036,7 @@ void slicer_arb_after_fork_child(slicer_arb_client* c) {
     g->blocked_total = 0;
     g->waiting = 0;
     g->load_sent_busy = 0;
+    g->queue_ns = 0;
     g->idle_since = 0;
     g->inflight = 0;
     set_state(g, g->attached ? ST_RESTART : ST_PASS);

@@ -191,9 +191,10 @@ void slicer_arb_wait_end(slicer_arb_client* c, int dev);
 /* The time (ns) this process has had work queued on `dev` so far (what it reports as busy). */
 uint64_t slicer_arb_busy_ns(slicer_arb_client* c, int dev);
 
-/* The most work (ns) the arbiter wants queued at once while the GPU is contended (WELCOME's
- * max_queued; 10 ms until told). The shim sizes its checkpoints by it. */
-uint64_t slicer_arb_max_queued_ns(slicer_arb_client* c);
+/* The most work (ns) the arbiter wants queued at once on `dev`: its QUEUE bound for the current
+ * open lease (large for a shared lease, which nobody waits to take over), else WELCOME's
+ * max_queued (10 ms until told). The shim sizes its checkpoints by it. */
+uint64_t slicer_arb_max_queued_ns(slicer_arb_client* c, int dev);
 
 /* The process's memory on `dev` and the container's cap (0: none). */
 void slicer_arb_memory(slicer_arb_client* c, int dev, uint64_t used, uint64_t cap);
