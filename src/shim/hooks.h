@@ -125,6 +125,29 @@
     hook_stream_synchronize_ptsz, (CUstream hStream), (hStream))                                 \
   X(CUDA, CUresult, cuEventSynchronize, cuEventSynchronize, 2000, PLAIN, hook_event_synchronize, \
     (CUevent hEvent), (hEvent))                                                                  \
+  /* copies to the host, which wait for the stream's work (PyTorch's .item() and .cpu() wait  \
+   * here, not in a synchronize): their wait is the process's blocked time (arbiter LOAD) */  \
+  X(CUDA, CUresult, cuMemcpyDtoH, cuMemcpyDtoH_v2, 3020, PLAIN, hook_memcpy_dtoh,                \
+    (void* dstHost, CUdeviceptr srcDevice, size_t ByteCount), (dstHost, srcDevice, ByteCount))   \
+  X(CUDA, CUresult, cuMemcpyDtoH, cuMemcpyDtoH_v2_ptds, 7000, PTSZ, hook_memcpy_dtoh_ptds,       \
+    (void* dstHost, CUdeviceptr srcDevice, size_t ByteCount), (dstHost, srcDevice, ByteCount))   \
+  X(CUDA, CUresult, cuMemcpyDtoHAsync, cuMemcpyDtoHAsync_v2, 3020, PLAIN, hook_memcpy_dtoh_async, \
+    (void* dstHost, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream),                  \
+    (dstHost, srcDevice, ByteCount, hStream))                                                    \
+  X(CUDA, CUresult, cuMemcpyDtoHAsync, cuMemcpyDtoHAsync_v2_ptsz, 7000, PTSZ,                    \
+    hook_memcpy_dtoh_async_ptsz,                                                                 \
+    (void* dstHost, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream),                  \
+    (dstHost, srcDevice, ByteCount, hStream))                                                    \
+  X(CUDA, CUresult, cuMemcpy, cuMemcpy, 4000, PLAIN, hook_memcpy,                                \
+    (CUdeviceptr dst, CUdeviceptr src, size_t ByteCount), (dst, src, ByteCount))                 \
+  X(CUDA, CUresult, cuMemcpy, cuMemcpy_ptds, 7000, PTSZ, hook_memcpy_ptds,                       \
+    (CUdeviceptr dst, CUdeviceptr src, size_t ByteCount), (dst, src, ByteCount))                 \
+  X(CUDA, CUresult, cuMemcpyAsync, cuMemcpyAsync, 4000, PLAIN, hook_memcpy_async,                \
+    (CUdeviceptr dst, CUdeviceptr src, size_t ByteCount, CUstream hStream),                      \
+    (dst, src, ByteCount, hStream))                                                              \
+  X(CUDA, CUresult, cuMemcpyAsync, cuMemcpyAsync_ptsz, 7000, PTSZ, hook_memcpy_async_ptsz,       \
+    (CUdeviceptr dst, CUdeviceptr src, size_t ByteCount, CUstream hStream),                      \
+    (dst, src, ByteCount, hStream))                                                              \
   /* what programs size themselves by */                                                         \
   X(CUDA, CUresult, cuMemGetInfo, cuMemGetInfo_v2, 3020, PLAIN, hook_mem_get_info,               \
     (size_t * free, size_t * total), (free, total))                                              \

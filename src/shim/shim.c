@@ -1543,6 +1543,48 @@ static CUresult hook_event_synchronize(pfn_cuEventSynchronize real, CUevent hEve
   return r;
 }
 
+/* ---- Copies to the host: they wait for the stream's work before they copy (pageable memory, or
+ * a synchronous copy), and that wait is blocked time like a synchronize's. Not gated: a copy
+ * usually follows the kernels that produced its data. */
+
+#define COPY_BODY(name, call)             \
+  if (real == NULL) return missing(name); \
+  int w = arb_wait_begin();               \
+  CUresult r = call;                      \
+  arb_wait_end(w);                        \
+  return r;
+
+static CUresult hook_memcpy_dtoh(pfn_cuMemcpyDtoH_v2 real, void* dst, CUdeviceptr src, size_t n) {
+  COPY_BODY("cuMemcpyDtoH_v2", real(dst, src, n))
+}
+static CUresult hook_memcpy_dtoh_ptds(pfn_cuMemcpyDtoH_v2_ptds real, void* dst, CUdeviceptr src,
+                                      size_t n) {
+  COPY_BODY("cuMemcpyDtoH_v2_ptds", real(dst, src, n))
+}
+static CUresult hook_memcpy_dtoh_async(pfn_cuMemcpyDtoHAsync_v2 real, void* dst, CUdeviceptr src,
+                                       size_t n, CUstream s) {
+  COPY_BODY("cuMemcpyDtoHAsync_v2", real(dst, src, n, s))
+}
+static CUresult hook_memcpy_dtoh_async_ptsz(pfn_cuMemcpyDtoHAsync_v2_ptsz real, void* dst,
+                                            CUdeviceptr src, size_t n, CUstream s) {
+  COPY_BODY("cuMemcpyDtoHAsync_v2_ptsz", real(dst, src, n, s))
+}
+static CUresult hook_memcpy(pfn_cuMemcpy real, CUdeviceptr dst, CUdeviceptr src, size_t n) {
+  COPY_BODY("cuMemcpy", real(dst, src, n))
+}
+static CUresult hook_memcpy_ptds(pfn_cuMemcpy_ptds real, CUdeviceptr dst, CUdeviceptr src,
+                                 size_t n) {
+  COPY_BODY("cuMemcpy_ptds", real(dst, src, n))
+}
+static CUresult hook_memcpy_async(pfn_cuMemcpyAsync real, CUdeviceptr dst, CUdeviceptr src,
+                                  size_t n, CUstream s) {
+  COPY_BODY("cuMemcpyAsync", real(dst, src, n, s))
+}
+static CUresult hook_memcpy_async_ptsz(pfn_cuMemcpyAsync_ptsz real, CUdeviceptr dst,
+                                       CUdeviceptr src, size_t n, CUstream s) {
+  COPY_BODY("cuMemcpyAsync_ptsz", real(dst, src, n, s))
+}
+
 /* ---- cuGetProcAddress ------------------------------------------------------------------------ */
 
 /* The hooked variant that the driver's answer `p` for (symbol, version, flags) is, or NULL when

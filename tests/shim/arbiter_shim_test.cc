@@ -277,6 +277,22 @@ TEST_F(ArbiterShimTest, LaunchBoundProcessesRunBesideEveryoneUngated) {
   EXPECT_GT(Num(c1, "waited_ms"), 50) << c1;
 }
 
+// A saturating process that waits for its work only in copies to the host (PyTorch's .item())
+// is seen waiting too: two of them are leased, 3:1 and serialized, not left to run side by side
+// (on the fake driver side by side would do ~2 GPUs' worth).
+TEST_F(ArbiterShimTest, WaitsInCopiesToTheHostCountAsBlocked) {
+  StartArbiter();
+  auto a = Client("a", {"init", "work:3:1000:4:copy"}, {{"SLICER_WEIGHT", "3"}});
+  auto b = Client("b", {"init", "work:3:1000:4:copy"}, {{"SLICER_WEIGHT", "1"}});
+  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+  ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
+  std::string oa = ReadFile(Out("a")), ob = ReadFile(Out("b"));
+  double wa = Num(oa, "work_ns"), wb = Num(ob, "work_ns");
+  ASSERT_GT(wb, 0) << ob;
+  EXPECT_LT((wa + wb) / 1e9, 3 * 1.2) << oa << ob;
+  EXPECT_NEAR(wa / wb, 3.0, 0.8) << oa << ob;
+}
+
 // SLICER_ARB_TRACE: the client's lease timeline (bench/arbiter/handover.py reads it beside the
 // GPU's kernel times). Each hand-over of a contended client is request/grant -> go -> drained ->
 // release, in time order.

@@ -31,8 +31,10 @@
 //                            cuGetProcAddress_v2, per-thread flag), ex (cuLaunchKernelEx), coop
 //                            (cuLaunchCooperativeKernel), graph (one captured graph, launched n
 //                            times), then cuCtxSynchronize
-//   work:<s>:<us>:<every>    a saturating loop for s seconds: sleep kernels of us microseconds on
-//                            a stream of its own, cuStreamSynchronize every `every` launches;
+//   work:<s>:<us>:<every>[:copy]
+//                            a saturating loop for s seconds: sleep kernels of us microseconds on
+//                            a stream of its own, cuStreamSynchronize every `every` launches (with
+//                            `copy`: a 4-byte cuMemcpyDtoHAsync_v2 instead, as PyTorch's .item());
 //                            prints work_ns (kernel time done), launches, and the launches that
 //                            blocked > 2 ms: longest_wait_ms, waits=<end, CLOCK_MONOTONIC
 //                            ns>/<ms>,...
@@ -335,10 +337,14 @@ int main(int argc, char** argv) {
       double seconds = std::atof(arg(1).c_str());
       uint64_t ns = Size(arg(2)) * 1000;
       uint64_t every = Size(arg(3, "4"));
+      bool copy = arg(4) == "copy";
       CUfunction f;
       CUstream stream = nullptr;
+      CUdeviceptr word = 0;
+      uint32_t host_word = 0;
       r = SleepFunction(&f);
       if (r == CUDA_SUCCESS) r = cuStreamCreate(&stream, 0);
+      if (r == CUDA_SUCCESS && copy) r = cuMemAlloc_v2(&word, sizeof host_word);
       void* params[] = {&ns};
       int64_t end = MonoNs() + static_cast<int64_t>(seconds * 1e9);
       uint64_t launches = 0;
@@ -355,7 +361,10 @@ int main(int argc, char** argv) {
           waits += (waits.empty() ? "" : ",") + std::to_string(t1) + "/" + std::to_string(ms);
         }
         ++launches;
-        if (r == CUDA_SUCCESS && launches % every == 0) r = cuStreamSynchronize(stream);
+        if (r == CUDA_SUCCESS && launches % every == 0) {
+          r = copy ? cuMemcpyDtoHAsync_v2(&host_word, word, sizeof host_word, stream)
+                   : cuStreamSynchronize(stream);
+        }
       }
       if (r == CUDA_SUCCESS) r = cuStreamSynchronize(stream);
       extra =

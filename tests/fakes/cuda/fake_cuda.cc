@@ -580,6 +580,29 @@ FAKE_EXPORT CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
 FAKE_EXPORT CUresult cuMemcpyDtoH_v2_ptds(void* dst, CUdeviceptr src, size_t n) {
   return cuMemcpyDtoH_v2(dst, src, n);
 }
+// Copies on a stream wait for its queued work first, as a copy to pageable host memory does on
+// a real driver (PyTorch's .item() waits there).
+FAKE_EXPORT CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream h) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  SyncStream(StreamOf(h));
+  std::memcpy(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), n);
+  return CUDA_SUCCESS;
+}
+FAKE_EXPORT CUresult cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream h) {
+  return cuMemcpyAsync(dst, src, n, h == nullptr ? CU_STREAM_PER_THREAD : h);
+}
+FAKE_EXPORT CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+  return cuMemcpyAsync(dst, src, n, nullptr);
+}
+FAKE_EXPORT CUresult cuMemcpy_ptds(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+  return cuMemcpyAsync(dst, src, n, CU_STREAM_PER_THREAD);
+}
+FAKE_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream h) {
+  return cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(dst), src, n, h);
+}
+FAKE_EXPORT CUresult cuMemcpyDtoHAsync_v2_ptsz(void* dst, CUdeviceptr src, size_t n, CUstream h) {
+  return cuMemcpyAsync_ptsz(reinterpret_cast<CUdeviceptr>(dst), src, n, h);
+}
 
 // ---- Modules, streams, kernels ----------------------------------------------------------------
 
@@ -950,6 +973,12 @@ const ProcEntry kProcs[] = {
     E(cuMemcpyHtoD, cuMemcpyHtoD_v2_ptds, 7000, kPerThread),
     E(cuMemcpyDtoH, cuMemcpyDtoH_v2, 3020, kPlain),
     E(cuMemcpyDtoH, cuMemcpyDtoH_v2_ptds, 7000, kPerThread),
+    E(cuMemcpyDtoHAsync, cuMemcpyDtoHAsync_v2, 3020, kPlain),
+    E(cuMemcpyDtoHAsync, cuMemcpyDtoHAsync_v2_ptsz, 7000, kPerThread),
+    E(cuMemcpy, cuMemcpy, 4000, kPlain),
+    E(cuMemcpy, cuMemcpy_ptds, 7000, kPerThread),
+    E(cuMemcpyAsync, cuMemcpyAsync, 4000, kPlain),
+    E(cuMemcpyAsync, cuMemcpyAsync_ptsz, 7000, kPerThread),
     E(cuModuleLoadData, cuModuleLoadData, 2000, kPlain),
     E(cuModuleUnload, cuModuleUnload, 2000, kPlain),
     E(cuModuleGetFunction, cuModuleGetFunction, 2000, kPlain),
