@@ -241,9 +241,9 @@ bool GpuScheduler::AnyLeasedActive(ClientKey except) const {
   return false;
 }
 
-void GpuScheduler::Load(ClientKey key, Clock::Duration busy_total, Clock::Duration blocked_total) {
+GpuScheduler::LoadWindow GpuScheduler::Load(ClientKey key, Clock::Duration busy_total, Clock::Duration blocked_total) {
   auto it = clients_.find(key);
-  if (it == clients_.end()) return;
+  if (it == clients_.end()) return {};
   Client& c = it->second;
   Clock::TimePoint now = clock_.Now();
   if (!c.load_started || busy_total < c.load_busy || blocked_total < c.load_blocked) {
@@ -251,13 +251,13 @@ void GpuScheduler::Load(ClientKey key, Clock::Duration busy_total, Clock::Durati
     c.load_busy = busy_total;
     c.load_blocked = blocked_total;
     c.load_at = now;
-    return;
+    return {};
   }
   Clock::Duration busy = busy_total - c.load_busy;
   Clock::Duration blocked = std::min(blocked_total - c.load_blocked, busy);
   if (busy < config_.load_window &&
       (now - c.load_at < config_.load_window_wall || busy < config_.load_window / 20)) {
-    return;
+    return {};
   }
   double fraction = busy.count() > 0 ? static_cast<double>(blocked.count()) / busy.count() : 0;
   c.load_busy = busy_total;
@@ -268,7 +268,8 @@ void GpuScheduler::Load(ClientKey key, Clock::Duration busy_total, Clock::Durati
   bool was = c.bound;
   if (!c.bound && fraction >= config_.bound_enter) c.bound = true;
   if (c.bound && fraction < config_.bound_leave) c.bound = false;
-  if (config_.gating == Gating::kAlways || was == c.bound || !c.holding) return;
+  LoadWindow window{true, fraction, c.bound};
+  if (config_.gating == Gating::kAlways || was == c.bound || !c.holding) return window;
   if (c.bound && c.shared) {
     c.shared = false;
     c.in_ring = false;  // re-joins at the leased clients' virtual time
@@ -277,9 +278,8 @@ void GpuScheduler::Load(ClientKey key, Clock::Duration busy_total, Clock::Durati
       c.in_ring = true;
       c.quantum = Clock::Duration(0);
       c.grant_time = now;
-      c.last_charge = std::min(c.last_charge, now);
       holders_.push_back(key);
-      return;
+      return window;
     }
     // Others are leased: it drains and asks again, joining them (in holders_ as a revoked holder,
     // so that the next lease waits for its drain and revokeGrace applies).
@@ -294,6 +294,7 @@ void GpuScheduler::Load(ClientKey key, Clock::Duration busy_total, Clock::Durati
     c.shared = true;
     c.in_ring = false;
   }
+  return window;
 }
 
 std::optional<ClientKey> GpuScheduler::PickNext(Clock::TimePoint now, bool* floor) const {

@@ -162,7 +162,13 @@ class GpuScheduler {
   // at once when no other bound client is active, else by a Revoke (it drains and asks again).
   // A bound holder that becomes shared is moved to a shared lease when its lease is open-ended;
   // a timed lease runs out first.
-  void Load(ClientKey key, Clock::Duration busy_total, Clock::Duration blocked_total);
+  // Returns whether a window closed (and then the client's fraction and judgement).
+  struct LoadWindow {
+    bool closed = false;
+    double blocked_fraction = 0;
+    bool bound = false;
+  };
+  LoadWindow Load(ClientKey key, Clock::Duration busy_total, Clock::Duration blocked_total);
 
   // Decisions due now: grants, revokes, forced hand-overs. Call after every event.
   std::vector<Action> Poll();
@@ -170,6 +176,11 @@ class GpuScheduler {
   std::optional<Clock::TimePoint> NextDeadline() const;
 
   bool Has(ClientKey key) const { return clients_.count(key) != 0; }
+  // Judged bound by Load (cheap, unlike Stats).
+  bool Bound(ClientKey key) const {
+    auto it = clients_.find(key);
+    return it != clients_.end() && it->second.bound;
+  }
   ClientStats Stats(ClientKey key) const;
   std::vector<ClientKey> Clients() const;
   // The active (not revoked) holder, else a draining one.

@@ -380,17 +380,16 @@ void Server::HandleMessage(Session& s, const char* buf, ssize_t n) {
         return Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX)));
       };
       GpuScheduler& sched = *gpus_[s.gpus[m.gpu].uuid].sched;
-      ClientStats before = sched.Stats(s.id);
-      sched.Load(s.id, ns(m.busy_total_ns), ns(m.blocked_total_ns));
-      ClientStats after = sched.Stats(s.id);
-      if (after.load_windows != before.load_windows) {
-        SLOG(kDebug, "client_window")
-            .Kv("client", s.id)
-            .Kv("gpu", s.gpus[m.gpu].uuid)
-            .Kv("blocked", after.blocked_fraction)
-            .Kv("bound", after.bound ? "true" : "false");
-      }
-      bool was = before.bound;
+      // Not Stats(), which sums every client's recent use: LOAD comes 20 times a second a client.
+      bool was = sched.Bound(s.id);
+      GpuScheduler::LoadWindow after =
+          sched.Load(s.id, ns(m.busy_total_ns), ns(m.blocked_total_ns));
+      if (!after.closed) return;
+      SLOG(kDebug, "client_window")
+          .Kv("client", s.id)
+          .Kv("gpu", s.gpus[m.gpu].uuid)
+          .Kv("blocked", after.blocked_fraction)
+          .Kv("bound", after.bound ? "true" : "false");
       if (after.bound != was) {
         SLOG(kInfo, "client_load")
             .Kv("client", s.id)
