@@ -1424,13 +1424,40 @@ __attribute__((destructor)) static void arb_at_exit(void) {
 /* The per-thread default stream made explicit, for the calls the shim makes itself. */
 static CUstream per_thread(CUstream s) { return s == NULL ? CU_STREAM_PER_THREAD : s; }
 
+/* Waits inside a launch: when the device's queue is full (about a thousand launches), the driver
+ * holds the launch until room frees up. A process that keeps the GPU busy without ever
+ * synchronizing (a trainer that reads a loss every few hundred launches) waits there and nowhere
+ * else, and that wait is what tells the arbiter it is bound. One launch in 16 is timed (a clock
+ * read before and after: under 1% of a launch); one that took longer than a launch can take
+ * without waiting reports its wait and times the next launch too, so that while the queue stays
+ * full every launch's wait is counted, until one is fast again. Per thread: no atomic. */
+#define ARB_LAUNCH_SAMPLE_MASK 15u
+#define ARB_LAUNCH_SLOW_NS 50000 /* a launch is a few microseconds when nothing holds it back */
+static __thread uint32_t t_arb_tick __attribute__((tls_model("initial-exec")));
+
+/* Before a launch: its start time when this launch is to be timed, else 0. */
+static inline __attribute__((always_inline)) int64_t arb_launch_clock(void) {
+  if (__builtin_expect((++t_arb_tick & ARB_LAUNCH_SAMPLE_MASK) != 0, 1)) return 0;
+  return arb_mono_ns();
+}
+
+/* After a timed launch on `dev` (-1: not counted) that began at `t0`. */
+static __attribute__((noinline)) void arb_launch_timed(slicer_arb_client* c, int dev, int64_t t0) {
+  int64_t t1 = arb_mono_ns();
+  if (t1 - t0 <= ARB_LAUNCH_SLOW_NS) return;
+  if (dev >= 0) slicer_arb_wait_add(c, dev, t0, t1);
+  t_arb_tick = ARB_LAUNCH_SAMPLE_MASK; /* the next launch is timed too */
+}
+
 #define LAUNCH_BODY(name, stream, call)                \
   if (real == NULL) return missing(name);              \
   slicer_arb_client* c = arb_for_launch();             \
   if (__builtin_expect(c == NULL, 1)) return call;     \
   const slicer_arb_gate** mark;                        \
   int dev = arb_gate(c, stream, &mark);                \
+  int64_t t0 = arb_launch_clock();                     \
   CUresult r = call;                                   \
+  if (__builtin_expect(t0 != 0, 0)) arb_launch_timed(c, dev, t0); \
   if (__builtin_expect(mark != NULL, 1)) {             \
     slicer_arb_unmark(mark);                           \
   } else if (dev >= 0) {                               \

@@ -293,6 +293,26 @@ TEST_F(ArbiterShimTest, WaitsInCopiesToTheHostCountAsBlocked) {
   EXPECT_NEAR(wa / wb, 3.0, 0.8) << oa << ob;
 }
 
+// A saturating process that never synchronizes (a trainer that reads its loss every few thousand
+// launches) waits only inside its launches once the driver's queue is full: those waits count as
+// blocked too, so two of them are leased 3:1 and serialized. Without that they would look idle
+// and run side by side (~2 GPUs' worth on the fake driver).
+TEST_F(ArbiterShimTest, WaitsForRoomInAFullQueueCountAsBlocked) {
+  StartArbiter();
+  auto a = Client("a", {"init", "work:3:1000:1000000"},
+                  {{"SLICER_WEIGHT", "3"}, {"SLICER_FAKE_CUDA_QUEUE", "64"}});
+  auto b = Client("b", {"init", "work:3:1000:1000000"},
+                  {{"SLICER_WEIGHT", "1"}, {"SLICER_FAKE_CUDA_QUEUE", "64"}});
+  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+  ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
+  std::string oa = ReadFile(Out("a")), ob = ReadFile(Out("b"));
+  double wa = Num(oa, "work_ns"), wb = Num(ob, "work_ns");
+  ASSERT_GT(wb, 0) << ob;
+  // Until the first LOAD windows judge them bound both run side by side: 1.25, not 1.2.
+  EXPECT_LT((wa + wb) / 1e9, 3 * 1.25) << oa << ob;
+  EXPECT_NEAR(wa / wb, 3.0, 0.8) << oa << ob;
+}
+
 // SLICER_ARB_TRACE: the client's lease timeline (bench/arbiter/handover.py reads it beside the
 // GPU's kernel times). Each hand-over of a contended client is request/grant -> go -> drained ->
 // release, in time order.

@@ -990,6 +990,16 @@ void slicer_arb_wait_end(slicer_arb_client* c, int dev) {
   pthread_mutex_unlock(&c->wait_mu);
 }
 
+void slicer_arb_wait_add(slicer_arb_client* c, int dev, int64_t begin_ns, int64_t end_ns) {
+  if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS || end_ns <= begin_ns) return;
+  gpu_slot* g = &c->gpus[dev];
+  pthread_mutex_lock(&c->wait_mu);
+  /* A wait in progress already counts from blocked_since on: only the part before it is new. */
+  if (g->waiting > 0 && end_ns > g->blocked_since) end_ns = g->blocked_since;
+  if (end_ns > begin_ns) g->blocked_total += (uint64_t)(end_ns - begin_ns);
+  pthread_mutex_unlock(&c->wait_mu);
+}
+
 uint64_t slicer_arb_busy_ns(slicer_arb_client* c, int dev) {
   if (c == NULL || dev < 0 || dev >= SLICER_ARB_MAX_GPUS) return 0;
   return busy_now(&c->gpus[dev]);

@@ -18,6 +18,7 @@
  *                                   Synchronize returned success and the process has nothing
  *                                   else queued on `dev` (ends a busy interval)
  *   slicer_arb_wait_begin/_end(c, dev) around a synchronize or checkpoint wait on `dev`
+ *   slicer_arb_wait_add(c, dev, b, e) after a launch that waited for room in the driver's queue
  *   slicer_arb_memory(c, dev, used, cap) after the ledger changes (stored; sent periodically)
  *   slicer_arb_after_fork_child(c)  from the shim's pthread_atfork child handler
  *
@@ -187,6 +188,13 @@ void slicer_arb_synced(slicer_arb_client* c, int dev);
  * lock). */
 void slicer_arb_wait_begin(slicer_arb_client* c, int dev);
 void slicer_arb_wait_end(slicer_arb_client* c, int dev);
+
+/* A wait that already ended: [begin_ns, end_ns) on CLOCK_MONOTONIC, spent by one thread inside a
+ * submission the driver held back because the device's queue was full (the shim times a sample
+ * of launches, and every launch while they are slow). Counted as blocked like the waits above;
+ * the part that overlaps a wait in progress on `dev` is not counted twice. Takes a lock: only
+ * for a launch that already waited. */
+void slicer_arb_wait_add(slicer_arb_client* c, int dev, int64_t begin_ns, int64_t end_ns);
 
 /* The time (ns) this process has had work queued on `dev` so far (what it reports as busy). */
 uint64_t slicer_arb_busy_ns(slicer_arb_client* c, int dev);

@@ -19,6 +19,8 @@
 //   every stream's has (the legacy stream 0/0x1, the per-thread stream 0x2 -- one for the
 //   process -- and each created stream); cuStreamQuery says whether it has. Any other function
 //   name is a kernel of zero duration. Streams overlap freely (no time-slicing between them).
+//   With SLICER_FAKE_CUDA_QUEUE=<n>, a launch onto a stream with n kernels queued waits for the
+//   oldest to finish (the real driver's full queue).
 // - Events: an event recorded on a stream completes when the work queued before it does;
 //   cuEventSynchronize sleeps until then, cuEventElapsedTime gives the time between two.
 // - Stream capture: between cuStreamBeginCapture_v2 and cuStreamEndCapture a stream's launches
@@ -50,6 +52,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <string>
@@ -74,7 +77,19 @@ struct Stream {
   Clock::time_point busy_until{};
   bool capturing = false;    // between cuStreamBeginCapture and cuStreamEndCapture
   uint64_t captured_ns = 0;  // sleep kernels captured so far
+  std::deque<Clock::time_point> pending;  // end times of queued kernels (only with a queue limit)
 };
+
+// SLICER_FAKE_CUDA_QUEUE=<n>: a launch on a stream that already has n kernels queued waits until
+// the oldest has run, as the real driver holds a launch when its queue is full. 0 (unset): no
+// limit, launches return at once.
+size_t QueueLimit() {
+  static const size_t limit = [] {
+    const char* v = std::getenv("SLICER_FAKE_CUDA_QUEUE");
+    return v != nullptr ? static_cast<size_t>(std::strtoull(v, nullptr, 10)) : 0;
+  }();
+  return limit;
+}
 
 struct Allocation {
   int device;
@@ -182,7 +197,18 @@ void Enqueue(Stream* st, uint64_t ns) {
     st->captured_ns += ns;
     return;
   }
-  st->busy_until = std::max(st->busy_until, Clock::now()) + std::chrono::nanoseconds(ns);
+  size_t limit = QueueLimit();
+  Clock::time_point now = Clock::now();
+  if (limit > 0) {
+    while (!st->pending.empty() && st->pending.front() <= now) st->pending.pop_front();
+    if (st->pending.size() >= limit) {
+      std::this_thread::sleep_until(st->pending.front());  // the stream's lock held: it is full
+      st->pending.pop_front();
+      now = Clock::now();
+    }
+  }
+  st->busy_until = std::max(st->busy_until, now) + std::chrono::nanoseconds(ns);
+  if (limit > 0) st->pending.push_back(st->busy_until);
 }
 
 bool Capturing(Stream* st) {
