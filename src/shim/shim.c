@@ -1158,6 +1158,17 @@ static int64_t arb_mono_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* For the exit log (SLICER_LOG=debug): how often and how long the shim saw its process wait, by
+ * kind. Slow paths only. */
+typedef struct {
+  uint64_t n, ns;
+} arb_wait_count;
+static arb_wait_count g_arb_ck_waits, g_arb_slow_launches;
+static void arb_count(arb_wait_count* w, int64_t ns) {
+  __atomic_add_fetch(&w->n, 1, __ATOMIC_RELAXED);
+  if (ns > 0) __atomic_add_fetch(&w->ns, (uint64_t)ns, __ATOMIC_RELAXED);
+}
+
 static void ck_run(slicer_arb_client* c, int dev, ck_entry* e, CUstream stream, uint64_t target_ns,
                    int64_t idle) {
   pfn_cuEventSynchronize wait = (pfn_cuEventSynchronize)real_of(IDX_cuEventSynchronize);
@@ -1179,7 +1190,9 @@ static void ck_run(slicer_arb_client* c, int dev, ck_entry* e, CUstream stream, 
   int on = e->one_at_a_time ? k : prev;
   if (!e->recorded[on] || wait == NULL) return;
   slicer_arb_wait_begin(c, dev);
+  int64_t w0 = arb_mono_ns();
   CUresult waited = wait(e->ev[on]);
+  arb_count(&g_arb_ck_waits, arb_mono_ns() - w0);
   slicer_arb_wait_end(c, dev);
   if (waited != CUDA_SUCCESS) return;
   float ms = 0;
@@ -1412,11 +1425,14 @@ __attribute__((destructor)) static void arb_at_exit(void) {
   slog("debug",
        "event=arbiter_stats connected=%d client_id=%llu grants=%llu waited_ms=%.1f "
        "connects=%llu busy_ms_gpu0=%.1f syncs_ending_busy=%llu syncs_leaving_work=%llu "
-       "streams_overflow_gpu0=%d",
+       "streams_overflow_gpu0=%d blocked_ms_gpu0=%.1f checkpoint_waits=%llu checkpoint_wait_ms=%.1f "
+       "slow_launches=%llu slow_launch_ms=%.1f",
        st.connected, (unsigned long long)st.client_id, (unsigned long long)st.grants,
        st.waited_ns / 1e6, (unsigned long long)st.connects, st.busy_total_ns[0] / 1e6,
        (unsigned long long)g_arb_synced_calls, (unsigned long long)g_arb_busy_syncs,
-       g_arb_hot.streams0.overflow);
+       g_arb_hot.streams0.overflow, st.blocked_total_ns[0] / 1e6,
+       (unsigned long long)g_arb_ck_waits.n, g_arb_ck_waits.ns / 1e6,
+       (unsigned long long)g_arb_slow_launches.n, g_arb_slow_launches.ns / 1e6);
 }
 
 /* ---- Launch and synchronize hooks ---- */
@@ -1446,6 +1462,7 @@ static __attribute__((noinline)) void arb_launch_timed(slicer_arb_client* c, int
   int64_t t1 = arb_mono_ns();
   if (t1 - t0 <= ARB_LAUNCH_SLOW_NS) return;
   if (dev >= 0) slicer_arb_wait_add(c, dev, t0, t1);
+  arb_count(&g_arb_slow_launches, t1 - t0);
   t_arb_tick = ARB_LAUNCH_SAMPLE_MASK; /* the next launch is timed too */
 }
 
