@@ -937,11 +937,11 @@ typedef struct {
 
 /* What a launch under an open lease reads and writes of the shim's own globals, in one cache
  * line: a real launch evicts the hook's data between launches (bench/shim/launch_ab.cc). Device
- * 0's per-device entries live here, the others' in the arrays below (arb_streams, arb_budget). */
+ * 0's per-device entries live here, the others' in the array below (arb_streams). */
 static struct {
   arb_stream_set streams0;
   int mode;                /* atomic: ARB_* */
-  uint32_t budget0;        /* atomic */
+  uint32_t pad_;
   slicer_arb_client* arb;  /* set before `mode` becomes ARB_ON */
   /* atomic: device 0's gate once attached, in a process that sees one device (then every launch
    * is on device 0): arb_gate's inline path. NULL: the general path. */
@@ -949,16 +949,11 @@ static struct {
 } g_arb_hot __attribute__((aligned(64)));
 _Static_assert(sizeof g_arb_hot == 64, "the launch path's globals fill one cache line");
 static arb_stream_set g_arb_streams_more[SLICER_ARB_MAX_GPUS - 1];
-/* atomic: launches between checkpoints under an open lease (arb_pass_launch); 0: not known yet */
-static uint32_t g_arb_budget_more[SLICER_ARB_MAX_GPUS - 1];
 static int g_arb_attached[SLICER_ARB_MAX_GPUS];  /* atomic */
 static CUcontext g_arb_ctx[SLICER_ARB_MAX_GPUS]; /* atomic: the context to drain per device */
 
 static inline arb_stream_set* arb_streams(int dev) {
   return dev == 0 ? &g_arb_hot.streams0 : &g_arb_streams_more[dev - 1];
-}
-static inline uint32_t* arb_budget(int dev) {
-  return dev == 0 ? &g_arb_hot.budget0 : &g_arb_budget_more[dev - 1];
 }
 #define kArbNullStream ((CUstream)(uintptr_t) ~(uintptr_t)0)
 
@@ -1200,17 +1195,29 @@ static void ck_run(slicer_arb_client* c, int dev, ck_entry* e, CUstream stream, 
   if (e->recorded[prev2] && n > 0 && g_drv.event_elapsed != NULL &&
       g_drv.event_elapsed(&ms, e->ev[prev2], e->ev[prev]) == CUDA_SUCCESS) {
     double span = (double)ms * 1e6 - (double)(e->idle_at[prev] - e->idle_at[prev2]);
-    if (span <= 0) return; /* mostly idle: says nothing about the launches */
+    if (span <= 0) { /* mostly idle: says nothing about the launches */
+      SLOG_DEBUG("event=checkpoint n=%u span_us=%.0f effect=\"budget kept\"", n, span / 1e3);
+      return;
+    }
     double per_launch = span / n;
     double b = per_launch > 0 ? (double)target_ns / per_launch : ARB_CK_MAX_BUDGET;
+    /* At most double at a time: one span of small kernels must not let the queue grow tenfold. */
+    double most = 2.0 * (e->budget > 0 ? e->budget : ARB_CK_FIRST_BUDGET);
+    if (b > most) b = most;
     e->budget = b < 1 ? 1 : (b > ARB_CK_MAX_BUDGET ? ARB_CK_MAX_BUDGET : (uint32_t)b);
     e->one_at_a_time = b < 1;
+    uint64_t seen = __atomic_load_n(&g_arb_ck_waits.n, __ATOMIC_RELAXED);
+    if (g_cfg.debug && (seen <= 32 || seen % 64 == 0)) {
+      slog("debug", "event=checkpoint n=%u span_us=%.0f target_us=%.0f budget=%u", n, span / 1e3,
+           target_ns / 1e3, e->budget);
+    }
   }
 }
 
 /* Counts `launches` on `stream` and runs a checkpoint when its budget is spent or `force`.
- * Returns the stream's budget (launches between checkpoints); `*waited` says whether this thread
- * waited for earlier work (the lease may have been revoked meanwhile). */
+ * Returns the stream's budget (launches between checkpoints) when one ran, 0 when none was due;
+ * `*waited` says whether this thread waited for earlier work (the lease may have been revoked
+ * meanwhile). */
 static uint32_t arb_checkpoint(slicer_arb_client* c, int dev, int force, CUstream stream,
                                uint32_t launches, int* waited) {
   *waited = 0;
@@ -1234,7 +1241,7 @@ static uint32_t arb_checkpoint(slicer_arb_client* c, int dev, int force, CUstrea
     if (force && ssync != NULL) *waited = ssync(stream) == CUDA_SUCCESS;
     return ARB_CK_FIRST_BUDGET;
   }
-  if (!due) return e->budget;
+  if (!due) return 0;
   uint64_t max_queued = slicer_arb_max_queued_ns(c, dev);
   ck_run(c, dev, e, stream, max_queued / 2, arb_mono_ns() - (int64_t)slicer_arb_busy_ns(c, dev));
   *waited = 1;
@@ -1251,6 +1258,12 @@ static uint32_t arb_checkpoint(slicer_arb_client* c, int dev, int force, CUstrea
  * when another client arrives and revokes it (a preempted holder's queued work is what a higher
  * class would otherwise share the GPU with). The count is per thread: no atomic on this path. */
 static __thread uint32_t t_arb_pass_launches __attribute__((tls_model("initial-exec")));
+/* Launches between this thread's checkpoints: the budget of the stream its last checkpoint ran on
+ * (0: not known yet). Per thread, not per device: threads launching onto different streams (the
+ * main thread and autograd's, a side stream of small kernels) each keep their own; one budget for
+ * the process let the stream of small kernels (a few microseconds each, budget ~3000) set the
+ * count for the thread queueing the big ones, whose queue then grew to seconds. */
+static __thread uint32_t t_arb_budget __attribute__((tls_model("initial-exec")));
 
 /* After a checkpoint wait, before submitting: the lease may have been revoked while this thread
  * waited (a saturating holder spends most of its time in checkpoint waits, so that is where a
@@ -1271,8 +1284,10 @@ static __attribute__((noinline)) void arb_pass_checkpoint(slicer_arb_client* c, 
   if (g_drv.stream_is_capturing == NULL || g_drv.stream_is_capturing(stream, &cs) != CUDA_SUCCESS ||
       cs == CU_STREAM_CAPTURE_STATUS_NONE) {
     int waited;
-    __atomic_store_n(arb_budget(dev), arb_checkpoint(c, dev, 1, stream, n, &waited),
-                     __ATOMIC_RELAXED);
+    uint32_t b = arb_checkpoint(c, dev, 1, stream, n, &waited);
+    /* Not due on this stream (0): the thread keeps its count. A stream of small kernels may raise
+     * it only gradually, so that the next checkpoint of the thread's big ones is not far off. */
+    if (b != 0) t_arb_budget = t_arb_budget != 0 && b > 2 * t_arb_budget ? 2 * t_arb_budget : b;
     if (waited) arb_regate(c, dev);
   }
 }
@@ -1306,7 +1321,7 @@ static inline __attribute__((always_inline)) int arb_pass_launch(slicer_arb_clie
    * early, and the next launch starts it again. Only the busy time reported is affected. */
   arb_note_stream(dev, stream);
   uint32_t n = ++t_arb_pass_launches;
-  uint32_t budget = __atomic_load_n(arb_budget(dev), __ATOMIC_RELAXED);
+  uint32_t budget = t_arb_budget;
   if (__builtin_expect(n >= (budget ? budget : ARB_CK_FIRST_BUDGET), 0)) {
     arb_pass_checkpoint(c, dev, stream, n);
     return 1;
@@ -1410,8 +1425,7 @@ static void arb_after_fork_child(void) {
   memset(g_arb_streams_more, 0, sizeof g_arb_streams_more);
   memset(g_arb_ctx, 0, sizeof g_arb_ctx);
   t_arb_pass_launches = 0;
-  g_arb_hot.budget0 = 0;
-  memset(g_arb_budget_more, 0, sizeof g_arb_budget_more);
+  t_arb_budget = 0;
   if (g_arb_hot.arb != NULL) slicer_arb_after_fork_child(g_arb_hot.arb);
 }
 
