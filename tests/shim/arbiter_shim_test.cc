@@ -313,6 +313,23 @@ TEST_F(ArbiterShimTest, WaitsForRoomInAFullQueueCountAsBlocked) {
   EXPECT_NEAR(wa / wb, 3.0, 0.8) << oa << ob;
 }
 
+// A thread queueing big kernels beside a thread of small ones on another stream (autograd's
+// thread, a side stream): each thread keeps the checkpoint budget of its own stream. With one
+// budget for the process, the small kernels' (thousands of launches) let the big ones queue
+// seconds of work without a wait, and two such processes looked idle and ran side by side.
+TEST_F(ArbiterShimTest, ASideStreamOfSmallKernelsDoesNotUnboundTheBigOnes) {
+  StartArbiter();
+  auto a = Client("a", {"init", "work:3:1000:1000000:side"}, {{"SLICER_WEIGHT", "3"}});
+  auto b = Client("b", {"init", "work:3:1000:1000000:side"}, {{"SLICER_WEIGHT", "1"}});
+  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+  ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
+  std::string oa = ReadFile(Out("a")), ob = ReadFile(Out("b"));
+  double wa = Num(oa, "work_ns"), wb = Num(ob, "work_ns");
+  ASSERT_GT(wb, 0) << ob;
+  EXPECT_LT((wa + wb) / 1e9, 3 * 1.25) << oa << ob;
+  EXPECT_NEAR(wa / wb, 3.0, 0.8) << oa << ob;
+}
+
 // SLICER_ARB_TRACE: the client's lease timeline (bench/arbiter/handover.py reads it beside the
 // GPU's kernel times). Each hand-over of a contended client is request/grant -> go -> drained ->
 // release, in time order.

@@ -31,10 +31,13 @@
 //                            cuGetProcAddress_v2, per-thread flag), ex (cuLaunchKernelEx), coop
 //                            (cuLaunchCooperativeKernel), graph (one captured graph, launched n
 //                            times), then cuCtxSynchronize
-//   work:<s>:<us>:<every>[:copy]
+//   work:<s>:<us>:<every>[:copy|:side]
 //                            a saturating loop for s seconds: sleep kernels of us microseconds on
 //                            a stream of its own, cuStreamSynchronize every `every` launches (with
-//                            `copy`: a 4-byte cuMemcpyDtoHAsync_v2 instead, as PyTorch's .item());
+//                            `copy`: a 4-byte cuMemcpyDtoHAsync_v2 instead, as PyTorch's .item();
+//                            with `side`: a second thread meanwhile launches zero-length kernels
+//                            back to back on another stream, as a thread of small kernels beside
+//                            a trainer's);
 //                            prints work_ns (kernel time done), launches, and the launches that
 //                            blocked > 2 ms: longest_wait_ms, waits=<end, CLOCK_MONOTONIC
 //                            ns>/<ms>,...
@@ -58,11 +61,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #undef cuGetProcAddress
@@ -338,6 +343,26 @@ int main(int argc, char** argv) {
       uint64_t ns = Size(arg(2)) * 1000;
       uint64_t every = Size(arg(3, "4"));
       bool copy = arg(4) == "copy";
+      std::atomic<bool> stop{false};
+      std::thread side;
+      if (arg(4) == "side") {
+        CUcontext ctx = nullptr;
+        cuCtxGetCurrent(&ctx);
+        side = std::thread([ctx, &stop] {
+          CUmodule mod;
+          CUfunction empty;
+          CUstream s2 = nullptr;
+          if (cuCtxSetCurrent(ctx) != CUDA_SUCCESS || cuModuleLoadData(&mod, "") != CUDA_SUCCESS ||
+              cuModuleGetFunction(&empty, mod, "empty") != CUDA_SUCCESS ||
+              cuStreamCreate(&s2, 0) != CUDA_SUCCESS) {
+            return;
+          }
+          while (!stop.load(std::memory_order_relaxed)) {
+            cuLaunchKernel(empty, 1, 1, 1, 1, 1, 1, 0, s2, nullptr, nullptr);
+          }
+          cuStreamSynchronize(s2);
+        });
+      }
       CUfunction f;
       CUstream stream = nullptr;
       CUdeviceptr word = 0;
@@ -366,6 +391,8 @@ int main(int argc, char** argv) {
                    : cuStreamSynchronize(stream);
         }
       }
+      stop = true;
+      if (side.joinable()) side.join();
       if (r == CUDA_SUCCESS) r = cuStreamSynchronize(stream);
       extra =
           " launches=" + std::to_string(launches) + " work_ns=" + std::to_string(launches * ns) +

@@ -7,6 +7,7 @@
 STUB(cuInit)
 STUB(cuDevicePrimaryCtxRetain)
 STUB(cuCtxSetCurrent)
+STUB(cuCtxGetCurrent)
 STUB(cuMemAlloc_v2)
 STUB(cuGetProcAddress_v2)
 STUB(cuGetProcAddress)
