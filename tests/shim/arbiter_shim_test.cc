@@ -216,6 +216,25 @@ class ArbiterShimTest : public ::testing::Test {
   }
   std::string Out(const std::string& name) const { return dir_ + "/" + name + ".out"; }
 
+  // Two processes running `op` (a saturating loop of 3 s) at weights 3 and 1, each with `env`: they
+  // must be judged bound, so leased 3:1 and serialized (about one GPU's worth of work in 3 s; side
+  // by side, the fake driver would do ~2 GPUs' worth). `slack`: the total allowed past 3 s, for the
+  // LOAD windows before they are judged bound.
+  void ExpectLeased3To1(const std::string& op, const Env& env, double slack) {
+    Env ea = env, eb = env;
+    ea["SLICER_WEIGHT"] = "3";
+    eb["SLICER_WEIGHT"] = "1";
+    auto a = Client("a", {"init", op}, ea);
+    auto b = Client("b", {"init", op}, eb);
+    ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
+    ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
+    std::string oa = ReadFile(Out("a")), ob = ReadFile(Out("b"));
+    double wa = Num(oa, "work_ns"), wb = Num(ob, "work_ns");
+    ASSERT_GT(wb, 0) << ob;
+    EXPECT_LT((wa + wb) / 1e9, 3 * slack) << oa << ob;
+    EXPECT_NEAR(wa / wb, 3.0, 0.8) << oa << ob;
+  }
+
   std::string dir_, socket_;
   std::unique_ptr<Child> arbiter_;
 };
@@ -278,56 +297,27 @@ TEST_F(ArbiterShimTest, LaunchBoundProcessesRunBesideEveryoneUngated) {
 }
 
 // A saturating process that waits for its work only in copies to the host (PyTorch's .item())
-// is seen waiting too: two of them are leased, 3:1 and serialized, not left to run side by side
-// (on the fake driver side by side would do ~2 GPUs' worth).
+// is seen waiting too.
 TEST_F(ArbiterShimTest, WaitsInCopiesToTheHostCountAsBlocked) {
   StartArbiter();
-  auto a = Client("a", {"init", "work:3:1000:4:copy"}, {{"SLICER_WEIGHT", "3"}});
-  auto b = Client("b", {"init", "work:3:1000:4:copy"}, {{"SLICER_WEIGHT", "1"}});
-  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
-  ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
-  std::string oa = ReadFile(Out("a")), ob = ReadFile(Out("b"));
-  double wa = Num(oa, "work_ns"), wb = Num(ob, "work_ns");
-  ASSERT_GT(wb, 0) << ob;
-  EXPECT_LT((wa + wb) / 1e9, 3 * 1.2) << oa << ob;
-  EXPECT_NEAR(wa / wb, 3.0, 0.8) << oa << ob;
+  ExpectLeased3To1("work:3:1000:4:copy", {}, 1.2);
 }
 
 // A saturating process that never synchronizes (a trainer that reads its loss every few thousand
 // launches) waits only inside its launches once the driver's queue is full: those waits count as
-// blocked too, so two of them are leased 3:1 and serialized. Without that they would look idle
-// and run side by side (~2 GPUs' worth on the fake driver).
+// blocked too.
 TEST_F(ArbiterShimTest, WaitsForRoomInAFullQueueCountAsBlocked) {
   StartArbiter();
-  auto a = Client("a", {"init", "work:3:1000:1000000"},
-                  {{"SLICER_WEIGHT", "3"}, {"SLICER_FAKE_CUDA_QUEUE", "64"}});
-  auto b = Client("b", {"init", "work:3:1000:1000000"},
-                  {{"SLICER_WEIGHT", "1"}, {"SLICER_FAKE_CUDA_QUEUE", "64"}});
-  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
-  ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
-  std::string oa = ReadFile(Out("a")), ob = ReadFile(Out("b"));
-  double wa = Num(oa, "work_ns"), wb = Num(ob, "work_ns");
-  ASSERT_GT(wb, 0) << ob;
-  // Until the first LOAD windows judge them bound both run side by side: 1.25, not 1.2.
-  EXPECT_LT((wa + wb) / 1e9, 3 * 1.25) << oa << ob;
-  EXPECT_NEAR(wa / wb, 3.0, 0.8) << oa << ob;
+  ExpectLeased3To1("work:3:1000:1000000", {{"SLICER_FAKE_CUDA_QUEUE", "64"}}, 1.25);
 }
 
 // A thread queueing big kernels beside a thread of small ones on another stream (autograd's
 // thread, a side stream): each thread keeps the checkpoint budget of its own stream. With one
 // budget for the process, the small kernels' (thousands of launches) let the big ones queue
-// seconds of work without a wait, and two such processes looked idle and ran side by side.
+// seconds of work without a wait: such processes looked idle and ran side by side.
 TEST_F(ArbiterShimTest, ASideStreamOfSmallKernelsDoesNotUnboundTheBigOnes) {
   StartArbiter();
-  auto a = Client("a", {"init", "work:3:1000:1000000:side"}, {{"SLICER_WEIGHT", "3"}});
-  auto b = Client("b", {"init", "work:3:1000:1000000:side"}, {{"SLICER_WEIGHT", "1"}});
-  ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
-  ASSERT_EQ(b->Wait(), 0) << ReadFile(Out("b"));
-  std::string oa = ReadFile(Out("a")), ob = ReadFile(Out("b"));
-  double wa = Num(oa, "work_ns"), wb = Num(ob, "work_ns");
-  ASSERT_GT(wb, 0) << ob;
-  EXPECT_LT((wa + wb) / 1e9, 3 * 1.25) << oa << ob;
-  EXPECT_NEAR(wa / wb, 3.0, 0.8) << oa << ob;
+  ExpectLeased3To1("work:3:1000:1000000:side", {}, 1.25);
 }
 
 // SLICER_ARB_TRACE: the client's lease timeline (bench/arbiter/handover.py reads it beside the
