@@ -169,19 +169,7 @@ int ClaimSocket(const std::string& socket) {
 int ArbiterMain(int argc, char** argv) {
   FlagSet flags("slicer arbiter [flags]");
   DefineFlags(flags);
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "slicer arbiter: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
-  std::string level = flags.Get("log-level");
-  SetLogLevel(level == "debug"     ? LogLevel::kDebug
-              : level == "warning" ? LogLevel::kWarning
-              : level == "error"   ? LogLevel::kError
-                                   : LogLevel::kInfo);
+  if (int rc = ParseCommandLine(flags, argc, argv, "slicer arbiter"); rc >= 0) return rc;
   // Blocked before any thread starts (metrics, attribution), so that only the signal thread
   // below takes them: a SIGHUP landing on another thread would end the process.
   sigset_t mask;

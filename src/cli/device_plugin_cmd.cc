@@ -20,6 +20,7 @@
 #include "src/cli/commands.h"
 #include "src/cli/config_source.h"
 #include "src/cli/flags.h"
+#include "src/common/paths.h"
 #include "src/common/log.h"
 #include "src/common/units.h"
 #include "src/config/config.h"
@@ -152,34 +153,12 @@ std::optional<config::Config> LoadConfig(const FlagSet& flags, ConfigSource& sou
   return cfg;
 }
 
-std::string Dirname(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
-
-std::string Basename(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 }  // namespace
 
 int DevicePluginMain(int argc, char** argv) {
   FlagSet flags("slicer device-plugin [flags]");
   DefineFlags(flags);
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "slicer device-plugin: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
-  std::string level = flags.Get("log-level");
-  SetLogLevel(level == "debug"     ? LogLevel::kDebug
-              : level == "warning" ? LogLevel::kWarning
-              : level == "error"   ? LogLevel::kError
-                                   : LogLevel::kInfo);
+  if (int rc = ParseCommandLine(flags, argc, argv, "slicer device-plugin"); rc >= 0) return rc;
 
   plugin::PluginOptions options;
   options.kubelet_socket = flags.Get("kubelet-socket");

@@ -1,8 +1,10 @@
 #include "src/cli/flags.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "src/common/log.h"
 
 namespace slicer::cli {
 
@@ -94,6 +96,28 @@ std::string FlagSet::Usage() const {
     out += "\n";
   }
   return out;
+}
+
+int ParseCommandLine(FlagSet& flags, int argc, char** argv, const char* command) {
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", command, std::string(s.message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (flags.Has("log-level")) {
+    std::string name = flags.Get("log-level");
+    std::optional<LogLevel> level = ParseLogLevel(name);
+    if (!level) {
+      std::fprintf(stderr, "%s: --log-level (SLICER_LOG_LEVEL) wants debug, info, warning or error, got \"%s\"\n",
+                   command, name.c_str());
+      return 2;
+    }
+    SetLogLevel(*level);
+  }
+  return -1;
 }
 
 }  // namespace slicer::cli

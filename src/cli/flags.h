@@ -29,6 +29,7 @@ class FlagSet {
   const std::vector<std::string>& positional() const { return positional_; }
   bool help_requested() const { return help_requested_; }
   std::string Usage() const;
+  bool Has(const std::string& name) const { return Find(name) != nullptr; }
 
  private:
   struct Flag {
@@ -43,6 +44,11 @@ class FlagSet {
   std::vector<std::string> positional_;
   bool help_requested_ = false;
 };
+
+// The start of a subcommand: parses argv. On a bad flag prints "<command>: <error>" to stderr and
+// returns 2; on --help prints the usage to stdout and returns 0. When the set defines
+// "log-level", applies it (an unknown level is a bad flag). Returns -1 to go on.
+int ParseCommandLine(FlagSet& flags, int argc, char** argv, const char* command);
 
 }  // namespace slicer::cli
 

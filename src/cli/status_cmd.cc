@@ -113,14 +113,7 @@ int StatusMain(int argc, char** argv) {
             "the arbiter's /metrics URL");
   flags.Add("watch", "", "false", "refresh until interrupted", true);
   flags.Add("interval", "", "2s", "refresh interval with --watch");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "slicer status: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
+  if (int rc = ParseCommandLine(flags, argc, argv, "slicer status"); rc >= 0) return rc;
   auto watch = ParseBool(flags.Get("watch"));
   auto interval = ParseDuration(flags.Get("interval"));
   if (!watch.ok() || !interval.ok() || interval->count() <= 0) {

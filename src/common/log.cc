@@ -55,6 +55,13 @@ void AppendValue(std::string& out, std::string_view v) {
 
 }  // namespace
 
+std::optional<LogLevel> ParseLogLevel(std::string_view name) {
+  for (LogLevel l : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarning, LogLevel::kError}) {
+    if (name == LevelName(l)) return l;
+  }
+  return std::nullopt;
+}
+
 void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
 LogLevel GetLogLevel() { return static_cast<LogLevel>(g_level.load()); }
 void SetLogFd(int fd) { g_fd = fd; }

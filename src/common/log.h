@@ -9,6 +9,7 @@
 #define SLICER_COMMON_LOG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -16,6 +17,9 @@
 namespace slicer {
 
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
+
+// "debug", "info", "warning" or "error"; nullopt for anything else.
+std::optional<LogLevel> ParseLogLevel(std::string_view name);
 
 // Lines below this level are dropped. Set once at start-up (from SLICER_LOG_LEVEL or a flag).
 void SetLogLevel(LogLevel level);

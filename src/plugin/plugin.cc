@@ -8,17 +8,13 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "src/common/paths.h"
 #include "src/common/log.h"
 #include "src/common/shim_contract.h"
 #include "src/plugin/labels.h"
 
 namespace slicer::plugin {
 namespace {
-
-std::string Dirname(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
 
 bool Exists(const std::string& path) {
   struct stat st;

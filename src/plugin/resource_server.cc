@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "src/common/paths.h"
 #include "src/common/arbiter_protocol.h"
 #include "src/common/log.h"
 
@@ -18,16 +19,6 @@ namespace {
 constexpr char kApiVersion[] = "v1beta1";
 constexpr char kHealthy[] = "Healthy";
 constexpr char kUnhealthy[] = "Unhealthy";
-
-std::string Dirname(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
-
-std::string Basename(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 // 128 random bits as hex: unique per container for CDI annotation keys and the shim's ledger.
 std::string RandomId() {

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "src/common/log.h"
+
 namespace slicer::cli {
 namespace {
 
@@ -56,6 +58,34 @@ TEST(Flags, FormsAndErrors) {
   FlagSet d = Make();
   Parse(d, {"x", "--pass-device-specs", "false"}, &s);
   EXPECT_EQ(d.Get("pass-device-specs"), "false");
+}
+
+// The shared start of every subcommand: exit statuses, and the log level applied or refused.
+TEST(Flags, ParseCommandLineAppliesOrRefusesTheLogLevel) {
+  auto run = [](std::vector<std::string> args) {
+    FlagSet f("test");
+    f.Add("log-level", "", "info", "level");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return ParseCommandLine(f, static_cast<int>(argv.size()), argv.data(), "slicer test");
+  };
+  SetLogLevel(LogLevel::kInfo);
+  EXPECT_EQ(run({"x", "--log-level=debug"}), -1);
+  EXPECT_EQ(GetLogLevel(), LogLevel::kDebug);
+  EXPECT_EQ(run({"x", "--log-level=error"}), -1);
+  EXPECT_EQ(GetLogLevel(), LogLevel::kError);
+  // A typo is an error, not a silent "info"; the level in force stays.
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(run({"x", "--log-level=warn"}), 2);
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("slicer test: --log-level"), std::string::npos) << err;
+  EXPECT_NE(err.find("\"warn\""), std::string::npos) << err;
+  EXPECT_EQ(GetLogLevel(), LogLevel::kError);
+  EXPECT_EQ(run({"x", "--nope"}), 2);
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(run({"x", "--help"}), 0);
+  EXPECT_NE(testing::internal::GetCapturedStdout().find("log-level"), std::string::npos);
+  SetLogLevel(LogLevel::kInfo);
 }
 
 }  // namespace

@@ -48,5 +48,15 @@ TEST(Log, DropsLinesBelowLevel) {
   EXPECT_NE(out.find("event=shown"), std::string::npos);
 }
 
+TEST(Log, LevelNamesParseBothWays) {
+  EXPECT_EQ(ParseLogLevel("debug"), LogLevel::kDebug);
+  EXPECT_EQ(ParseLogLevel("info"), LogLevel::kInfo);
+  EXPECT_EQ(ParseLogLevel("warning"), LogLevel::kWarning);
+  EXPECT_EQ(ParseLogLevel("error"), LogLevel::kError);
+  EXPECT_EQ(ParseLogLevel("warn"), std::nullopt);
+  EXPECT_EQ(ParseLogLevel("DEBUG"), std::nullopt);
+  EXPECT_EQ(ParseLogLevel(""), std::nullopt);
+}
+
 }  // namespace
 }  // namespace slicer
