@@ -703,6 +703,20 @@ static void copy_str(char* dst, size_t n, const char* src) {
   dst[len] = '\0';
 }
 
+/* The client's locks and condition variable (CLOCK_MONOTONIC), made anew: at start, and in a
+ * fork child, where a lock another thread held at the fork would never be released. */
+static void init_locks(slicer_arb_client* c) {
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_mutex_init(&c->send_mu, NULL);
+  pthread_mutex_init(&c->wait_mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&c->cv, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
+
 static const char* libc_getenv(const char* name) { return getenv(name); }
 
 slicer_arb_client* slicer_arb_start(const slicer_arb_options* opts) {
@@ -763,14 +777,7 @@ slicer_arb_client* slicer_arb_start(const slicer_arb_options* opts) {
   c->fd = -1;
   c->report_ms = 1000;
   c->max_queued_ns = 10000000;
-  pthread_mutex_init(&c->mu, NULL);
-  pthread_mutex_init(&c->send_mu, NULL);
-  pthread_mutex_init(&c->wait_mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&c->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  init_locks(c);
   if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
     free(c);
     return NULL;
@@ -1023,14 +1030,7 @@ void slicer_arb_memory(slicer_arb_client* c, int dev, uint64_t used, uint64_t ca
 void slicer_arb_after_fork_child(slicer_arb_client* c) {
   if (c == NULL) return;
   /* Only this thread exists now: locks held by others at fork time are re-made. */
-  pthread_mutex_init(&c->mu, NULL);
-  pthread_mutex_init(&c->send_mu, NULL);
-  pthread_mutex_init(&c->wait_mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&c->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  init_locks(c);
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
   c->thread_running = 0;
