@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "src/cli/commands.h"
+#include "src/arbiter/scheduler.h"
 #include "src/cli/socket_lock.h"
 #include "src/common/arbiter_protocol.h"
 #include "src/common/shim_contract.h"
@@ -413,9 +414,8 @@ int RunMain(int argc, char** argv) {
       return 2;
     }
   }
-  if (!priority.empty() && priority != "high" && priority != "normal" && priority != "low") {
-    std::fprintf(stderr, "slicer run: --priority \"%s\": want high, normal or low\n",
-                 priority.c_str());
+  if (absl::StatusOr<arbiter::Priority> p = arbiter::ParsePriority(priority); !p.ok()) {
+    std::fprintf(stderr, "slicer run: --priority: %s\n", std::string(p.status().message()).c_str());
     return 2;
   }
   char* port_end = nullptr;

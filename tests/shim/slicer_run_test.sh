@@ -37,7 +37,7 @@ check $? 2 "a zero weight is refused"
 [[ "$out" == *'--weight "0" is not a weight'* ]]; check $? 0 "the message names the bad weight"
 out=$("$slicer" run --priority urgent -- true 2>&1)
 check $? 2 "an unknown priority is refused"
-[[ "$out" == *'want high, normal or low'* ]]; check $? 0 "the message says what is right"
+[[ "$out" == *'use high, normal or low'* ]]; check $? 0 "the message says what is right"
 mkdir -p "$tmp/xdg"
 export XDG_RUNTIME_DIR=$tmp/xdg SLICER_RUN_ARBITER_IDLE=1s
 unset SLICER_ARBITER_SOCKET
