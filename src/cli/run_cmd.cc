@@ -117,10 +117,10 @@ std::string NewContainerId() {
 void RemoveLedgers(const std::string& dir, const std::string& id) {
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return;
-  std::string prefix = "slicer-" + id + "-";
+  std::string prefix = SLICER_LEDGER_PREFIX + id + "-";
   while (dirent* e = readdir(d)) {
     std::string_view name = e->d_name;
-    if (name.starts_with(prefix) && name.ends_with(".ledger")) {
+    if (name.starts_with(prefix) && name.ends_with(SLICER_LEDGER_SUFFIX)) {
       unlink((dir + "/" + std::string(name)).c_str());
     }
   }

@@ -35,5 +35,9 @@
 #define SLICER_SHIM_NAME "libslicer.so"
 /* Where Allocate mounts the shim's directory inside a container. */
 #define SLICER_SHIM_CONTAINER_DIR "/usr/local/lib/gpu-slicer"
+/* A ledger's file in SLICER_LEDGER_DIR: PREFIX <container id> "-" <GPU key> SUFFIX (both parts
+ * with characters other than [A-Za-z0-9._-] replaced by '_'). `slicer run` removes its own. */
+#define SLICER_LEDGER_PREFIX "slicer-"
+#define SLICER_LEDGER_SUFFIX ".ledger"
 
 #endif /* SLICER_COMMON_SHIM_CONTRACT_H_ */

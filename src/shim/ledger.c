@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/common/shim_contract.h"
+
 #define MAX_SLOT_BYTES (UINT64_C(1) << 56)
 
 typedef struct {
@@ -178,7 +180,7 @@ slicer_ledger* slicer_ledger_open(const char* dir, const char* container, const 
   char c[130], g[100], path[768];
   sanitize(c, sizeof c, container);
   sanitize(g, sizeof g, gpu_key);
-  snprintf(path, sizeof path, "%s/slicer-%s-%s.ledger", dir, c, g);
+  snprintf(path, sizeof path, "%s/" SLICER_LEDGER_PREFIX "%s-%s" SLICER_LEDGER_SUFFIX, dir, c, g);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
   if (fd < 0) {
     snprintf(err, errlen, "cannot open ledger %s: %s", path, strerror(errno));
