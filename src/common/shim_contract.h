@@ -1,6 +1,6 @@
 /* The contract between the device plugin (which sets these variables in a container's
  * environment through Allocate), `slicer run`, the shim libslicer.so (which reads them in every
- * process of the container) and, later, the arbiter. Plain C: the shim includes it and nothing
+ * process of the container) and the arbiter client compiled into it. Plain C: the shim includes it and nothing
  * else from src/.
  *
  * SLICER_MEMORY_LIMITS   Comma-separated `<GPU-UUID>=<bytes>` pairs, one per GPU the container

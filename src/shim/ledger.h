@@ -66,9 +66,9 @@ uint64_t slicer_ledger_mine(slicer_ledger* l);
 /* In a forked child: the parent's slot and lock are not the child's; start with nothing. */
 void slicer_ledger_after_fork_child(slicer_ledger* l);
 
-/* The seam for the node arbiter (issue 6): the shim talks to a ledger only through these
- * operations. The file ledger above is the one that caps rely on; an arbiter client will wrap it
- * (charge locally first, then report to the arbiter), so caps never wait on the arbiter. */
+/* The shim talks to a ledger only through these operations. The file ledger above is the one
+ * caps rely on; the arbiter only hears of the result (slicer_arb_memory, after a charge), so a
+ * cap never waits on the arbiter. */
 typedef struct {
   int (*reserve)(void* impl, uint64_t bytes, uint64_t cap, uint64_t* used_out);
   void (*release)(void* impl, uint64_t bytes);

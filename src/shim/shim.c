@@ -4,8 +4,12 @@
  * calls bind here first (LD_PRELOAD or /etc/ld.so.preload); dlsym is interposed so that lookups
  * by handle (dlopen("libcuda.so.1") + dlsym, as the CUDA runtime and pynvml do) return the same
  * wrappers; and cuGetProcAddress / cuGetProcAddress_v2 return the wrapper of the variant that the
- * driver chose. Every other function goes to the driver untouched: the launch path never enters
- * the shim.
+ * driver chose. Every other function goes to the driver untouched.
+ *
+ * Launches (cuLaunchKernel*, cuLaunchCooperativeKernel*, cuGraphLaunch*) and synchronizes do
+ * enter the shim when the node arbiter is in use (SLICER_ARBITER_SOCKET): they are gated by its
+ * leases and timed for its LOAD reports (docs/arbiter.md, "Shim integration"). Without an
+ * arbiter a launch hook is a load, a compare and the driver's call (bench/shim/launch_ab.cc).
  *
  * Policy (docs/shim.md): each allocation is charged to the container's ledger for its GPU before
  * the driver is asked, and given back if the driver fails or when it is freed. Past the cap the

@@ -5,10 +5,12 @@
  * What the shim calls (docs/arbiter.md, "Shim integration"):
  *   slicer_arb_start(&opts)        once, lazily (first launch), when SLICER_ARBITER_SOCKET is set
  *   slicer_arb_attach(c, dev, uuid) when it first sees device ordinal `dev` (its UUID)
- *   slicer_arb_launch(c, dev)       before every work submission on `dev` (cuLaunchKernel*,
- *                                   cuLaunchCooperativeKernel*, cuGraphLaunch*, cuMemcpy*Async,
- *                                   cuMemsetD*Async), EXCEPT on a stream that is capturing a
- *                                   CUDA graph (nothing runs then: never block during capture);
+ *   slicer_arb_launch(c, dev)       before every kernel or graph launch on `dev` (cuLaunchKernel*,
+ *                                   cuLaunchKernelEx*, cuLaunchCooperativeKernel*,
+ *                                   cuGraphLaunch*; copies and memsets are not gated: they
+ *                                   usually follow the kernels they serve), EXCEPT on a stream
+ *                                   that is capturing a CUDA graph (nothing runs then: never
+ *                                   block during capture);
  *                                   on SLICER_ARB_CHECKPOINT, wait for earlier work first;
  *   slicer_arb_launched(c, dev)     once that submission has reached the driver
  *   slicer_arb_open_fast(gate), slicer_arb_unmark(slot)
