@@ -186,7 +186,8 @@ up() {
       --service-account-issuer=https://kubernetes.default.svc.cluster.local \
       --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
       --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
-      --kubelet-client-key="$pki/apiserver-kubelet-client.key"
+      --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+      --kubelet-preferred-address-types=InternalIP,Hostname
   fi
   e2e_wait 90 "kube-apiserver /readyz" kubectl get --raw /readyz ||
     e2e_die "kube-apiserver: $(tail -5 "$E2E_STATE/log/kube-apiserver.log")"
