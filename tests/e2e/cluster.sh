@@ -274,15 +274,19 @@ down() {
   done
   for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns del "$ns" 2>/dev/null || true; done
   ip link del "$E2E_BRIDGE" 2>/dev/null || true
-  # kube-proxy's and the CNI plugins' iptables rules.
-  iptables-save 2>/dev/null | grep -q 'KUBE-\|CNI-' && {
+  # The iptables rules of kube-proxy, the kubelet and the CNI plugins: every rule that jumps to
+  # or lives in a KUBE-*/CNI-* chain, then those chains.
+  local ipt t rules chain
+  for ipt in iptables ip6tables; do
+    command -v "$ipt" >/dev/null || continue
     for t in nat filter mangle; do
-      iptables -t "$t" -S 2>/dev/null | grep -E '^-A .*(KUBE-|CNI-)' | sed 's/^-A/-D/' |
-        while read -r rule; do eval "iptables -t $t $rule" 2>/dev/null || true; done
-      iptables -t "$t" -S 2>/dev/null | awk '/^-N (KUBE-|CNI-)/{print $2}' |
-        while read -r ch; do iptables -t "$t" -F "$ch" 2>/dev/null; iptables -t "$t" -X "$ch" 2>/dev/null || true; done
+      rules=$("$ipt" -t "$t" -S 2>/dev/null || true)
+      grep -E '^-A .*(KUBE-|CNI-)' <<<"$rules" | sed 's/^-A/-D/' |
+        while read -r rule; do eval "$ipt -t $t $rule" 2>/dev/null || true; done || true
+      for chain in $(awk '/^-N (KUBE-|CNI-)/{print $2}' <<<"$rules"); do "$ipt" -t "$t" -F "$chain" 2>/dev/null || true; done
+      for chain in $(awk '/^-N (KUBE-|CNI-)/{print $2}' <<<"$rules"); do "$ipt" -t "$t" -X "$chain" 2>/dev/null || true; done
     done
-  }
+  done
   # The images are imported again by `up` (seconds): no container of an old cluster survives.
   rm -rf "${E2E_STATE:?}"/{etcd,pki,kubelet,containerd,cni,run,node-ip,kube-proxy.yaml} "$E2E_KUBELET_ROOT"
   rm -rf /var/run/gpu-slicer /usr/local/lib/gpu-slicer /etc/kubernetes/node-feature-discovery "$E2E_DRIVER_ROOT"
