@@ -19,7 +19,11 @@ helm_bin() {
   ver=$(sed -n 's/^HELM_VERSION=\(v[0-9.]*\).*/\1/p' "$repo/tests/deploy/run.sh")
   if [[ ! -x $cache/bin/helm || ! -e $cache/bin/.helm-$ver ]]; then
     e2e_log "installing helm $ver"
-    (cd /tmp && GOTOOLCHAIN=local GOFLAGS=-mod=mod GOBIN=$cache/bin go install "helm.sh/helm/v3/cmd/helm@$ver") >&2 &&
+    # Go's caches where tests/deploy/run.sh keeps them.
+    (cd /tmp && if [[ -n ${SLICER_CACHE_DIR:-} ]]; then
+        export GOCACHE=${GOCACHE:-$cache/go-build} GOMODCACHE=${GOMODCACHE:-$cache/go-mod}
+      fi
+      GOTOOLCHAIN=local GOFLAGS=-mod=mod GOBIN=$cache/bin go install "helm.sh/helm/v3/cmd/helm@$ver") >&2 &&
       touch "$cache/bin/.helm-$ver"
   fi
   echo "$cache/bin/helm"
