@@ -59,7 +59,7 @@ share_pod() {
   kubectl -n "$NS" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
-metadata: {name: $name, labels: {app: e2e-share}}
+metadata: {name: $name, labels: {app: e2e-share}, annotations: {${ANNOTATIONS:-}}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
@@ -154,12 +154,14 @@ YAML
   kubectl -n "$NS" wait --for=delete pod -l app=one-share --timeout=90s >/dev/null 2>&1 || true
 }
 
+# client_cmd: the test program holding 256 MiB on the pod's GPU and launching a few kernels (the
+# shim joins the arbiter at the first launch), until the pod ends. The fake libcuda shows every
+# GPU of the machine (the NVIDIA runtime would show only the pod's): it uses the pod's.
+client_cmd=(sh -c 'exec /e2e/cuda_client init "device:$(expr "$NVIDIA_VISIBLE_DEVICES" : ".*-0*\([0-9][0-9]*\)$")" alloc:256M launch:4:1000000 hold')
+
 probe_ready() {
   kubectl -n "$NS" get pod probe >/dev/null 2>&1 && return 0
-  # It holds 256 MiB on its GPU for the life of the pod, and launches a few kernels (the shim
-  # joins the arbiter at the first launch): a client the arbiter sees. The fake libcuda shows
-  # every GPU of the machine (the NVIDIA runtime would show only the pod's): use the pod's.
-  share_pod probe 2 sh -c 'exec /e2e/cuda_client init "device:$(expr "$NVIDIA_VISIBLE_DEVICES" : ".*-0*\([0-9][0-9]*\)$")" alloc:256M launch:4:1000000 hold'
+  share_pod probe 2 "${client_cmd[@]}"
   wait_running probe 120
 }
 
@@ -209,12 +211,34 @@ attribution() {
     sleep 1
   done
   if [[ -n $line ]]; then pass "arbiter metrics name the pod: $line"
-  else fail "no slicer_arbiter_clients{namespace=\"$NS\",pod=\"probe\"} in http://$ip:9400/metrics: $(grep '^slicer_arbiter_clients' <<<"$metrics" | head -3)"; fi
+  else
+    fail "no slicer_arbiter_clients{namespace=\"$NS\",pod=\"probe\"} in http://$ip:9400/metrics: $(grep '^slicer_arbiter_clients' <<<"$metrics" | head -3)"
+    echo "  probe's output:"; kubectl -n "$NS" logs probe 2>&1 | sed 's/^/    /'
+    echo "  arbiter's log:"; kubectl -n gpu-slicer logs "$pod" -c arbiter 2>&1 | tail -20 | sed 's/^/    /'
+  fi
   if [[ $mem == *" 268435456" ]]; then pass "memory the pod holds: $mem"
   else fail "slicer_arbiter_memory_used_bytes for probe: '$mem' (want 268435456)"; fi
   cap=$(grep '^slicer_arbiter_memory_cap_bytes{' <<<"$metrics" | grep 'pod="probe"' | head -1)
   if [[ $cap == *" $((15360 * 2 / E2E_REPLICAS * 1024 * 1024))" ]]; then pass "the pod's cap: $cap"
   else fail "slicer_arbiter_memory_cap_bytes for probe: '$cap'"; fi
+  # Its weight is the replicas the kubelet's PodResources says it holds (2).
+  line=$(grep '^slicer_arbiter_weight{' <<<"$metrics" | grep 'pod="probe"' | head -1)
+  if [[ $line == *" 2" ]]; then pass "weight = the pod's 2 replicas: $line"
+  else fail "slicer_arbiter_weight for probe: '$line' (want 2)"; fi
+  # A pod's gpu-slicer.io/weight annotation, read from the API server under the chart's RBAC.
+  ANNOTATIONS='gpu-slicer.io/weight: "3"' share_pod weighted 1 "${client_cmd[@]}"
+  if wait_running weighted 90; then
+    for ((i = 0; i < 30; i++)); do
+      line=$(curl -sf "http://$ip:9400/metrics" | grep '^slicer_arbiter_weight{' | grep 'pod="weighted"' | head -1)
+      [[ $line == *" 3" ]] && break
+      sleep 1
+    done
+    if [[ $line == *" 3" ]]; then pass "weight from the pod's annotation: $line"
+    else fail "slicer_arbiter_weight for pod weighted (annotation 3): '$line'"; fi
+  else
+    fail "pod weighted did not run"
+  fi
+  delete_pods weighted
 }
 
 relabel() {
