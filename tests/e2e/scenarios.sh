@@ -8,7 +8,8 @@
 #                  the rest stay Pending as Unschedulable for Insufficient nvidia.com/gpu
 #     container    inside a 2-share pod: NVIDIA_VISIBLE_DEVICES, the shim in /etc/ld.so.preload
 #                  and mapped, the fake libcuda reports the k/N cap and refuses past it
-#     attribution  the arbiter's /metrics name that pod (kubelet PodResources attribution)
+#     attribution  the arbiter's /metrics name that pod (kubelet PodResources attribution), with
+#                  its memory, cap and weight (its replicas; a pod annotation's weight)
 #     relabel      nvidia.com/device-plugin.config=ts-2 on the node switches config, and back
 #     restart      kubelet restart: the plugin re-registers; plugin pod deleted: DaemonSet
 #                  brings it back; both times a new pod gets a share
