@@ -291,7 +291,8 @@ down() {
     done
   done
   # The images are imported again by `up` (seconds): no container of an old cluster survives.
-  rm -rf "${E2E_STATE:?}"/{etcd,pki,kubelet,containerd,cni,run,node-ip,kube-proxy.yaml} "$E2E_KUBELET_ROOT"
+  # The daemons' logs stay (log/, appended to by the next up) for a look after a failed run.
+  rm -rf "${E2E_STATE:?}"/{etcd,pki,kubelet,containerd,cni,run,bin,assets,node-ip,kube-proxy.yaml} "$E2E_KUBELET_ROOT"
   rm -rf /var/run/gpu-slicer-e2e /usr/local/lib/gpu-slicer /etc/kubernetes/node-feature-discovery "$E2E_DRIVER_ROOT"
   e2e_log "cluster down"
 }
