@@ -278,6 +278,19 @@ func TestPathsAreWired(t *testing.T) {
 					errorf("device-plugin: --%s=%s: %s is not a hostPath mount", f, v, path.Dir(v))
 				}
 			}
+			// A driver under its own root: the plugin loads libnvidia-ml.so.1 from under the path
+			// --nvidia-driver-root names, inside its container, so that host folder must be
+			// mounted there.
+			if v, ok := flag(pa, "nvidia-driver-root"); ok && path.Clean(v) != "/" {
+				vol, m := mountedFrom(spec, dp, path.Clean(v))
+				switch {
+				case hostPathOf(vol) != path.Clean(v):
+					errorf("device-plugin: --nvidia-driver-root=%s is not the host folder mounted at "+
+						"the same path (the plugin would find no NVML)", v)
+				case !m.ReadOnly:
+					errorf("device-plugin: the driver root is mounted read-write")
+				}
+			}
 			if v, ok := flag(pa, "config-dir"); ok {
 				if vol, _ := mountedFrom(spec, dp, v); vol == nil || vol.ConfigMap == nil {
 					errorf("device-plugin: --config-dir=%s is not a ConfigMap mount", v)
