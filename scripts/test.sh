@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The Go tests need the toolchain their go.mod names: say so now, not as a ctest failure later.
+source scripts/go-toolchain.sh
+for mod in tests/conformance/go.mod tests/deploy/go.mod; do
+  (slicer_go_setup "$mod" >/dev/null) || { echo "test: no Go toolchain for $mod (above)" >&2; exit 1; }
+done
 build=${SLICER_BUILD_DIR:-build}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build"

@@ -29,15 +29,15 @@ KARPENTER_AWS_MODULE=github.com/aws/karpenter-provider-aws@v1.14.1
 PROMETHEUS_OPERATOR_MODULE=github.com/prometheus-operator/prometheus-operator@v0.85.0
 KUBE_VERSION=1.33.0 # the Kubernetes version charts are rendered for (EKS standard support)
 
-export PATH="$PATH:/usr/local/go/bin"
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 # Where CI caches only $SLICER_CACHE_DIR, keep Go's caches there too: compiling Karpenter's
 # dependencies is most of a cold run (about 7 CPU-minutes), a warm run takes seconds.
 if [[ -n ${SLICER_CACHE_DIR:-} ]]; then
   export GOCACHE=${GOCACHE:-$cache/go-build} GOMODCACHE=${GOMODCACHE:-$cache/go-mod}
 fi
-go=${GO:-go}
-command -v "$go" >/dev/null || { echo "FAIL: go not found (set GO or put it on PATH)"; exit 1; }
+# The Go toolchain (scripts/go-toolchain.sh: go.mod's version or newer, -mod=readonly: the
+# tests never rewrite go.mod/go.sum in the tree).
+source "$repo/scripts/go-toolchain.sh"
+slicer_go_setup "$here/go.mod" || { echo "FAIL: no usable Go toolchain"; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
