@@ -23,6 +23,9 @@
 //   array:<w>:<h>            cuArrayCreate_v2 (float, 1 channel); arraydestroy
 //   info / infoproc          cuMemGetInfo_v2 direct / via cuGetProcAddress (prints free, total)
 //   totalmem                 cuDeviceTotalMem_v2 of device 0 (prints bytes)
+//   nvml[:v2]                NVML as pynvml calls it (dlopen libnvidia-ml.so.1, nvmlInit_v2,
+//                            device 0 by index): nvmlDeviceGetMemoryInfo, or _v2 (prints free,
+//                            total, used)
 //   gpa:<sym>:<ver>:<flags>  cuGetProcAddress_v2; prints status and whether pfn is the shim's
 //   gpa1:<sym>:<ver>:<flags> cuGetProcAddress (v1)
 //   launch:<n>:<ns>          n "sleep" kernels of ns each, then cuStreamSynchronize; prints
@@ -53,6 +56,7 @@
 //   rtldnext                 dlsym(RTLD_NEXT, "cuMemAlloc_v2"): prints which library answered
 //   hold                     print "holding" and sleep until killed
 #include <cuda.h>
+#include <nvml.h>
 #include <dlfcn.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +74,40 @@ extern "C" CUresult cuGetProcAddress(const char*, void**, int, cuuint64_t);
 extern "C" CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr*, size_t, CUmemoryPool, CUstream);
 
 namespace {
+
+// NVML's memory query on device 0, looked up by handle as pynvml does; its nvmlReturn_t is
+// reported as a CUresult (0 = success, else CUDA_ERROR_UNKNOWN) and the numbers in *extra.
+CUresult NvmlMemoryInfo(bool v2, std::string* extra) {
+  void* h = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+  if (h == nullptr) return CUDA_ERROR_NOT_FOUND;
+  auto init = reinterpret_cast<nvmlReturn_t (*)()>(dlsym(h, "nvmlInit_v2"));
+  auto by_index =
+      reinterpret_cast<nvmlReturn_t (*)(unsigned, nvmlDevice_t*)>(dlsym(h, "nvmlDeviceGetHandleByIndex_v2"));
+  nvmlDevice_t dev = nullptr;
+  if (init == nullptr || by_index == nullptr || init() != NVML_SUCCESS ||
+      by_index(0, &dev) != NVML_SUCCESS) {
+    return CUDA_ERROR_UNKNOWN;
+  }
+  unsigned long long free = 0, total = 0, used = 0;
+  nvmlReturn_t r;
+  if (v2) {
+    auto fn = reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, nvmlMemory_v2_t*)>(
+        dlsym(h, "nvmlDeviceGetMemoryInfo_v2"));
+    nvmlMemory_v2_t m{};
+    m.version = nvmlMemory_v2;
+    r = fn ? fn(dev, &m) : NVML_ERROR_FUNCTION_NOT_FOUND;
+    free = m.free, total = m.total, used = m.used;
+  } else {
+    auto fn = reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, nvmlMemory_t*)>(
+        dlsym(h, "nvmlDeviceGetMemoryInfo"));
+    nvmlMemory_t m{};
+    r = fn ? fn(dev, &m) : NVML_ERROR_FUNCTION_NOT_FOUND;
+    free = m.free, total = m.total, used = m.used;
+  }
+  *extra = " free=" + std::to_string(free) + " total=" + std::to_string(total) +
+           " used=" + std::to_string(used);
+  return r == NVML_SUCCESS ? CUDA_SUCCESS : CUDA_ERROR_UNKNOWN;
+}
 
 std::vector<std::string> Split(const std::string& s) {
   std::vector<std::string> out;
@@ -266,6 +304,8 @@ int main(int argc, char** argv) {
       size_t f = 0, t = 0;
       if (r == CUDA_SUCCESS) r = fn(&f, &t);
       extra = " free=" + std::to_string(f) + " total=" + std::to_string(t);
+    } else if (op == "nvml") {
+      r = NvmlMemoryInfo(arg(1) == "v2", &extra);
     } else if (op == "totalmem") {
       size_t b = 0;
       r = cuDeviceTotalMem_v2(&b, 0);

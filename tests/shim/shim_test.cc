@@ -177,13 +177,28 @@ TEST_F(ShimTest, MemGetInfoAndTotalMemReportTheCap) {
   EXPECT_EQ(r.Field("totalmem", "bytes"), "1073741824");
 }
 
+// What nvidia-smi-like tools and pynvml see inside a container: NVML's memory queries report the
+// cap and this container's use of it (the fake NVML itself reports the whole 16 GiB, unused).
+TEST_F(ShimTest, NvmlMemoryInfoReportsTheCap) {
+  Result r = Run({"init", "alloc:256M", "nvml", "nvml:v2"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const char* op : {"nvml", "nvml:v2"}) {
+    EXPECT_EQ(r.Field(op, "total"), "1073741824") << r.out;
+    EXPECT_EQ(r.Field(op, "free"), std::to_string(768u << 20)) << r.out;
+    EXPECT_EQ(r.Field(op, "used"), std::to_string(256u << 20)) << r.out;
+  }
+  // Without the shim, the same program sees the fake's whole device: the check above can fail.
+  Result plain = Run({"init", "alloc:256M", "nvml"}, With({{"LD_PRELOAD", ""}}));
+  EXPECT_EQ(plain.Field("nvml", "total"), std::to_string(16384ull << 20)) << plain.out << plain.err;
+}
+
 TEST_F(ShimTest, EveryPathToTheDriverIsCapped) {
   for (const char* internal : {"0", "1"}) {
     for (std::string via : {"direct", "proc", "procv1", "dlsym", "procdl"}) {
       std::string op = "alloc:600M:" + via;
       Result r = Run({"init", op, op}, With({{"SLICER_FAKE_CUDA_PROC_INTERNAL", internal}}));
       EXPECT_EQ(r.Code(op, 0), 0) << via << " internal=" << internal << "\n" << r.out << r.err;
-      EXPECT_EQ(r.Field(op, "fn"), "shim") << via << " internal=" << internal;
+      EXPECT_EQ(r.Field("nvml", "fn"), "shim") << via << " internal=" << internal;
       EXPECT_EQ(r.Code(op, 1), kOom) << via << " internal=" << internal << "\n" << r.out;
     }
   }
