@@ -198,7 +198,7 @@ TEST_F(ShimTest, EveryPathToTheDriverIsCapped) {
       std::string op = "alloc:600M:" + via;
       Result r = Run({"init", op, op}, With({{"SLICER_FAKE_CUDA_PROC_INTERNAL", internal}}));
       EXPECT_EQ(r.Code(op, 0), 0) << via << " internal=" << internal << "\n" << r.out << r.err;
-      EXPECT_EQ(r.Field("nvml", "fn"), "shim") << via << " internal=" << internal;
+      EXPECT_EQ(r.Field(op, "fn"), "shim") << via << " internal=" << internal;
       EXPECT_EQ(r.Code(op, 1), kOom) << via << " internal=" << internal << "\n" << r.out;
     }
   }
