@@ -196,7 +196,7 @@ class ArbiterShimTest : public ::testing::Test {
   }
 
   Env ClientEnv(const std::string& container, Env more = {}) const {
-    Env env = {{"LD_PRELOAD", SHIM_PATH},
+    Env env = {{"LD_PRELOAD", SHIM_PRELOAD},
                {"LD_LIBRARY_PATH", FAKES_DIR},
                {"SLICER_FAKE_NVML", dir_ + "/machine.yaml"},
                {"SLICER_LEDGER_DIR", dir_},
@@ -382,9 +382,11 @@ TEST_F(ArbiterShimTest, BurstyRequestsAreNotLaunchedOneAtATime) {
   ASSERT_EQ(a->Wait(), 0) << ReadFile(Out("a"));
   std::string out = ReadFile(Out("a"));
   // One at a time, a request's launches take >= 3 ms (3.3 ms at most before the fix: the
-  // estimate swung between requests); all four queued at once, microseconds.
+  // estimate swung between requests); all four queued at once, microseconds. The 90th
+  // percentile, not the maximum: one request delayed by a loaded machine or a sanitizer build
+  // (3.7 ms seen under ASan) says nothing about the estimate; most requests one at a time do.
   EXPECT_LT(Num(out, "launch_ms_p50"), 1.0) << out;
-  EXPECT_LT(Num(out, "launch_ms_max"), 2.5) << out;
+  EXPECT_LT(Num(out, "launch_ms_p90"), 2.5) << out;
 }
 
 // The other side of the same estimate: a stream whose launches really are long (2 ms, over half

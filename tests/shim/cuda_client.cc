@@ -48,7 +48,7 @@
 //                            launch call (longest_wait_ms)
 //   requests:<n>:<k>:<us>:<gap_ms>
 //                            n requests of k sleep kernels of us microseconds, each synced and
-//                            followed by gap_ms idle; prints launch_ms_max / launch_ms_p50 (time in
+//                            followed by gap_ms idle; prints launch_ms_max / _p90 / _p50 (time in
 //                            a request's launch calls)
 //   capture:<n>:<ns>         on a new stream: begin capture, n sleep launches (prints capture_ms,
 //                            how long the launches took), end capture, instantiate, launch, sync
@@ -178,6 +178,7 @@ CUresult Capture(CUstream stream, uint64_t n, uint64_t ns, CUgraphExec* exec, do
   CUresult e = cuStreamEndCapture(stream, &graph);
   if (r == CUDA_SUCCESS) r = e;
   if (r == CUDA_SUCCESS) r = cuGraphInstantiate(exec, graph, 0);
+  if (graph != nullptr) cuGraphDestroy(graph);
   return r;
 }
 
@@ -373,6 +374,7 @@ int main(int argc, char** argv) {
         }
       }
       if (r == CUDA_SUCCESS) r = cuCtxSynchronize();
+      if (exec != nullptr) cuGraphExecDestroy(exec);
     } else if (op == "work") {
       double seconds = std::atof(arg(1).c_str());
       uint64_t ns = Size(arg(2)) * 1000;
@@ -436,7 +438,7 @@ int main(int argc, char** argv) {
     } else if (op == "requests") {
       // requests:<n>:<k>:<us>:<gap_ms>: n requests of k sleep kernels on a stream of its own,
       // each followed by cuStreamSynchronize and gap_ms idle; prints the longest time a request's
-      // k launch calls took (launch_ms_max; the sync excluded) and the median.
+      // k launch calls took (launch_ms_max; the sync excluded), the 90th percentile and the median.
       uint64_t n = Size(arg(1)), k = Size(arg(2)), ns = Size(arg(3)) * 1000;
       int gap_ms = std::atoi(arg(4, "10").c_str());
       CUfunction f;
@@ -455,9 +457,11 @@ int main(int argc, char** argv) {
         usleep(static_cast<useconds_t>(gap_ms) * 1000);
       }
       std::sort(launch_ms.begin(), launch_ms.end());
-      extra = " launch_ms_max=" + std::to_string(launch_ms.empty() ? 0 : launch_ms.back()) +
-              " launch_ms_p50=" +
-              std::to_string(launch_ms.empty() ? 0 : launch_ms[launch_ms.size() / 2]);
+      auto at = [&](double q) {
+        return launch_ms.empty() ? 0 : launch_ms[static_cast<size_t>(q * (launch_ms.size() - 1))];
+      };
+      extra = " launch_ms_max=" + std::to_string(at(1)) + " launch_ms_p90=" + std::to_string(at(0.9)) +
+              " launch_ms_p50=" + std::to_string(at(0.5));
     } else if (op == "capture") {
       CUstream stream = nullptr;
       CUgraphExec exec = nullptr;
@@ -466,6 +470,7 @@ int main(int argc, char** argv) {
       if (r == CUDA_SUCCESS) r = Capture(stream, Size(arg(1)), Size(arg(2)), &exec, &ms);
       if (r == CUDA_SUCCESS) r = cuGraphLaunch(exec, stream);
       if (r == CUDA_SUCCESS) r = cuStreamSynchronize(stream);
+      if (exec != nullptr) cuGraphExecDestroy(exec);
       extra = " capture_ms=" + std::to_string(ms);
     } else if (op == "sleepms") {
       usleep(static_cast<useconds_t>(std::atoi(arg(1).c_str())) * 1000);

@@ -57,7 +57,7 @@ class ShimTest : public ::testing::Test {
         << "driverVersion: \"580.159.04\"\ndevices:\n"
         << "  - {uuid: " << kGpu0 << ", name: Tesla T4, memoryMiB: 16384}\n"
         << "  - {uuid: " << kGpu1 << ", name: Tesla T4, memoryMiB: 16384}\n";
-    base_ = {{"LD_PRELOAD", SHIM_PATH},
+    base_ = {{"LD_PRELOAD", SHIM_PRELOAD},
              {"LD_LIBRARY_PATH", FAKES_DIR},
              {"SLICER_FAKE_NVML", dir_ + "/machine.yaml"},
              {"SLICER_LEDGER_DIR", dir_},
