@@ -15,6 +15,14 @@ B=${SLICER_GPU_BUILD:-/tmp/slicer-gpu-build}
 jobs=$(nproc)
 summary=()
 say() { echo "== $*"; }
+# ctest_summary LOG: ctest's pass line and how many tests it skipped, by name (ctest counts a
+# skipped test as passed: "100% tests passed" alone would hide a GPU test that never ran).
+ctest_summary() {
+  local line skipped
+  line=$(grep -E 'tests passed' "$1" | tail -1)
+  skipped=$(sed -n 's/^[[:space:]]*[0-9]* - \(.*\) (Skipped)$/\1/p' "$1" | sort -u)
+  echo "${line:-no ctest result (see $1)}; $(grep -c . <<<"$skipped") skipped${skipped:+: $(echo $skipped)}"
+}
 
 {
   date -u +%FT%TZ
@@ -52,13 +60,13 @@ fi
 if [[ $what == all || $what == *tests* ]]; then
   say "CPU tests (fake driver)"
   ctest --test-dir "$B" -LE gpu -R 'shim|Shim|Ledger' --output-on-failure -j4 >"$OUT/ctest-cpu.log" 2>&1
-  summary+=("cpu tests|$(grep -E 'tests passed' "$OUT/ctest-cpu.log" | tail -1)")
+  summary+=("cpu tests|$(ctest_summary "$OUT/ctest-cpu.log")")
   say "GPU tests"
   ctest --test-dir "$B" -L gpu -R "${SLICER_GPU_TEST_REGEX:-.}" -V >"$OUT/ctest-gpu.log" 2>&1
   grep -E '^[0-9]+: (ok|FAIL|\[|mem_get_info|allocated|at the cap|neighbour|model|capped|driver_paths|fill|async)' \
     "$OUT/ctest-gpu.log" | sed 's/^[0-9]*: //' | head -80
   grep -E 'Test +#[0-9]+: gpu_' "$OUT/ctest-gpu.log"
-  summary+=("gpu tests|$(grep -E 'tests passed' "$OUT/ctest-gpu.log" | tail -1)")
+  summary+=("gpu tests|$(ctest_summary "$OUT/ctest-gpu.log")")
 
   say "JAX sizes itself to the cap (report only)"
   tests/gpu/under_shim.sh "$B/libslicer.so" 8589934592 jax python3 -c '

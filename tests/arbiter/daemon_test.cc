@@ -416,7 +416,11 @@ TEST_F(DaemonTest, FourEqualClientsShareEqually) {
   for (auto& w : ws) EXPECT_NEAR(w->work() / total, 0.25, 0.05);
 }
 
-TEST_F(DaemonTest, ClientKilledMidLeaseIsReclaimedWithin100ms) {
+// The lease comes back on the hang-up, not on a timer: with a 30 s revoke grace the only timed
+// path (revoke, then force off) would take 30 s; the bound (2 s) is that far from it and from the
+// scheduling noise of a loaded machine or a sanitizer build (typically a few ms here).
+TEST_F(DaemonTest, ClientKilledMidLeaseIsReclaimedOnHangUp) {
+  options_.config.scheduler.revoke_grace = 30s;
   StartServer();
   // The child takes the lease and never hands it back (its drain never returns).
   Subprocess child = Spawn({"hold=1", "token=victim", "seconds=60"}, dir_ + "/child");
@@ -435,7 +439,7 @@ TEST_F(DaemonTest, ClientKilledMidLeaseIsReclaimedWithin100ms) {
   child.Signal(SIGKILL);
   t.join();
   auto took = SteadyClock::time_point(SteadyClock::duration(granted_at.load())) - killed_at;
-  EXPECT_LT(took, 100ms) << std::chrono::duration<double, std::milli>(took).count() << " ms";
+  EXPECT_LT(took, 2s) << std::chrono::duration<double, std::milli>(took).count() << " ms";
 }
 
 TEST_F(DaemonTest, HolderIgnoringRevokeIsForcedOff) {

@@ -7,7 +7,8 @@
 #   SLICER_FAKES_DIR  folder holding the fake libnvidia-ml.so.1 (default: env SLICER_FAKES_DIR)
 #   SLICER_CACHE_DIR  when set, Go's module and build caches live under it (CI keeps it between
 #                     runs); modules come from the Go module proxy (GOPROXY) on a cold cache.
-#   GO                the go command (default: go on PATH, else /usr/local/go/bin/go)
+#   GO                the go command (default: the first new enough of go on PATH and
+#                     /usr/local/go/bin/go; scripts/go-toolchain.sh)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -23,18 +24,12 @@ fi
 [[ -e "$fakes/libnvidia-ml.so.1" ]] || { echo "conformance: no libnvidia-ml.so.1 in $fakes" >&2; exit 2; }
 export SLICER_BIN=$(realpath "$bin") SLICER_FAKES_DIR=$(realpath "$fakes")
 
-go=${GO:-}
-if [[ -z "$go" ]]; then
-  if command -v go >/dev/null 2>&1; then go=go
-  elif [[ -x /usr/local/go/bin/go ]]; then go=/usr/local/go/bin/go
-  else echo "conformance: no Go toolchain (set GO or put go on PATH)" >&2; exit 2
-  fi
-fi
 if [[ -n "${SLICER_CACHE_DIR:-}" ]]; then
   export GOMODCACHE=$SLICER_CACHE_DIR/go/mod GOCACHE=$SLICER_CACHE_DIR/go/build
 fi
-# The toolchain at hand builds it (go.mod asks for go 1.26.0); never fetch another one.
-export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+# The Go toolchain (scripts/go-toolchain.sh: go.mod's version or newer, -mod=readonly).
+source "$here/../../scripts/go-toolchain.sh"
+slicer_go_setup "$here/go.mod" || exit 2
 
 cd "$here"
 start=$(date +%s)

@@ -29,15 +29,15 @@ KARPENTER_AWS_MODULE=github.com/aws/karpenter-provider-aws@v1.14.1
 PROMETHEUS_OPERATOR_MODULE=github.com/prometheus-operator/prometheus-operator@v0.85.0
 KUBE_VERSION=1.33.0 # the Kubernetes version charts are rendered for (EKS standard support)
 
-export PATH="$PATH:/usr/local/go/bin"
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 # Where CI caches only $SLICER_CACHE_DIR, keep Go's caches there too: compiling Karpenter's
 # dependencies is most of a cold run (about 7 CPU-minutes), a warm run takes seconds.
 if [[ -n ${SLICER_CACHE_DIR:-} ]]; then
   export GOCACHE=${GOCACHE:-$cache/go-build} GOMODCACHE=${GOMODCACHE:-$cache/go-mod}
 fi
-go=${GO:-go}
-command -v "$go" >/dev/null || { echo "FAIL: go not found (set GO or put it on PATH)"; exit 1; }
+# The Go toolchain (scripts/go-toolchain.sh: go.mod's version or newer, -mod=readonly: the
+# tests never rewrite go.mod/go.sum in the tree).
+source "$repo/scripts/go-toolchain.sh"
+slicer_go_setup "$here/go.mod" || { echo "FAIL: no usable Go toolchain"; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -115,8 +115,8 @@ for entry in "${values_sets[@]}"; do
 done
 
 # The chart against the binary: flags and variables known, paths wired (see the test's comment).
-# ctest passes SLICER_BIN; a build without the daemons (SLICER_DAEMONS=OFF) has no binary to
-# check against, and says so.
+# ctest passes SLICER_BIN (it registers this test only where the binary is built); without one
+# this check fails: a validation that did not run is not a pass.
 slicer_bin=${SLICER_BIN:-$repo/build/slicer}
 [[ $slicer_bin == /* ]] || slicer_bin=$PWD/$slicer_bin
 wiring() {
@@ -125,26 +125,36 @@ wiring() {
 }
 if [[ -x $slicer_bin ]]; then
   step "chart passes only flags and variables slicer knows, wired to its volumes (${#values_sets[@]} values sets, $slicer_bin)" wiring
-elif [[ -n ${SLICER_BIN:-} ]]; then
-  fail "chart flags against the binary: SLICER_BIN=$SLICER_BIN is not an executable"
 else
-  echo "SKIP: chart flags against the binary: no $slicer_bin (build slicer, or set SLICER_BIN)"
+  fail "chart flags against the binary: no executable $slicer_bin (build slicer, or set SLICER_BIN)"
 fi
 
-# A bad values file must fail `helm template` with the message its first line names.
-bad_values() { # FILE
-  local want out
-  want=$(sed -n '1s/^# expect: //p' "$1")
-  [[ -n $want ]] || { echo "$1: first line must be '# expect: <message part>'"; return 1; }
-  if out=$("$helm" template x "$chart" --namespace gpu-slicer --kube-version "$KUBE_VERSION" \
-    -f "$1" 2>&1); then
-    echo "rendered without error; expected: $want"
+# rejected FILE CMD...: CMD (given FILE last) must fail, saying what FILE's first line names
+# ('# expect: <message part>').
+rejected() {
+  local file=$1 want out
+  shift
+  want=$(sed -n '1s/^# expect: //p' "$file")
+  [[ -n $want ]] || { echo "$file: first line must be '# expect: <message part>'"; return 1; }
+  if out=$("$@" "$file" 2>&1); then
+    echo "accepted; expected a rejection saying: $want"
+    echo "$out"
     return 1
   fi
-  grep -qF -- "$want" <<<"$out" || { echo "error does not say '$want':"; echo "$out"; return 1; }
+  grep -qF -- "$want" <<<"$out" || { echo "the rejection does not say '$want':"; echo "$out"; return 1; }
 }
+# A bad values file must fail `helm template` with the message its first line names.
 for f in "$here"/bad-values/*.yaml; do
-  step "bad values rejected ($(basename "$f"))" bad_values "$f"
+  step "bad values rejected ($(basename "$f"))" rejected "$f" "$helm" template x "$chart" \
+    --namespace gpu-slicer --kube-version "$KUBE_VERSION" -f
+done
+
+# --- the validator itself: known-bad manifests must be rejected --------------------------------
+# The schemas are generated here (schemagen), so a generator that emitted empty or permissive
+# schemas would let everything pass: each file in bad-manifests/ breaks one rule and must fail
+# validation with the message its first line names.
+for f in "$here"/bad-manifests/*.yaml; do
+  step "schemas reject a known-bad manifest ($(basename "$f"))" rejected "$f" validate
 done
 
 # --- every manifest in deploy/ ---------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/str_join.h"
 #include "src/common/shim_contract.h"
 #include "src/common/subprocess.h"
 #include "src/demo/kubelet_sim.h"
@@ -426,8 +427,12 @@ TEST_F(PluginTest, NvmlMissingFailsOrWaitsPerFailOnInitError) {
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(WEXITSTATUS(*status), 1);
   StartPlugin(TimeSlicing(4), {"--fail-on-init-error=false"});
-  EXPECT_FALSE(plugin_->Wait(milliseconds(500)).has_value());  // still running, advertising nothing
+  // Still running, advertising nothing: no resource registered with the kubelet, as NVIDIA's
+  // plugin waits without devices.
+  EXPECT_FALSE(plugin_->Wait(milliseconds(500)).has_value());
   EXPECT_NE(Read(dir_ + "/plugin.log").find("nvml_init_failed"), std::string::npos);
+  EXPECT_TRUE(kubelet_->Resources().empty()) << absl::StrJoin(kubelet_->Resources(), ",");
+  EXPECT_EQ(kubelet_->Registrations("nvidia.com/gpu"), 0);
 }
 
 }  // namespace

@@ -23,6 +23,9 @@
 //   array:<w>:<h>            cuArrayCreate_v2 (float, 1 channel); arraydestroy
 //   info / infoproc          cuMemGetInfo_v2 direct / via cuGetProcAddress (prints free, total)
 //   totalmem                 cuDeviceTotalMem_v2 of device 0 (prints bytes)
+//   nvml[:v2]                NVML as pynvml calls it (dlopen libnvidia-ml.so.1, nvmlInit_v2,
+//                            device 0 by index): nvmlDeviceGetMemoryInfo, or _v2 (prints free,
+//                            total, used)
 //   gpa:<sym>:<ver>:<flags>  cuGetProcAddress_v2; prints status and whether pfn is the shim's
 //   gpa1:<sym>:<ver>:<flags> cuGetProcAddress (v1)
 //   launch:<n>:<ns>          n "sleep" kernels of ns each, then cuStreamSynchronize; prints
@@ -48,7 +51,7 @@
 //                            launch call (longest_wait_ms)
 //   requests:<n>:<k>:<us>:<gap_ms>
 //                            n requests of k sleep kernels of us microseconds, each synced and
-//                            followed by gap_ms idle; prints launch_ms_max / launch_ms_p50 (time in
+//                            followed by gap_ms idle; prints launch_ms_max / _p90 / _p50 (time in
 //                            a request's launch calls)
 //   capture:<n>:<ns>         on a new stream: begin capture, n sleep launches (prints capture_ms,
 //                            how long the launches took), end capture, instantiate, launch, sync
@@ -56,6 +59,7 @@
 //   rtldnext                 dlsym(RTLD_NEXT, "cuMemAlloc_v2"): prints which library answered
 //   hold                     print "holding" and sleep until killed
 #include <cuda.h>
+#include <nvml.h>
 #include <dlfcn.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,6 +79,40 @@ extern "C" CUresult cuGetProcAddress(const char*, void**, int, cuuint64_t);
 extern "C" CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr*, size_t, CUmemoryPool, CUstream);
 
 namespace {
+
+// NVML's memory query on device 0, looked up by handle as pynvml does; its nvmlReturn_t is
+// reported as a CUresult (0 = success, else CUDA_ERROR_UNKNOWN) and the numbers in *extra.
+CUresult NvmlMemoryInfo(bool v2, std::string* extra) {
+  void* h = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+  if (h == nullptr) return CUDA_ERROR_NOT_FOUND;
+  auto init = reinterpret_cast<nvmlReturn_t (*)()>(dlsym(h, "nvmlInit_v2"));
+  auto by_index =
+      reinterpret_cast<nvmlReturn_t (*)(unsigned, nvmlDevice_t*)>(dlsym(h, "nvmlDeviceGetHandleByIndex_v2"));
+  nvmlDevice_t dev = nullptr;
+  if (init == nullptr || by_index == nullptr || init() != NVML_SUCCESS ||
+      by_index(0, &dev) != NVML_SUCCESS) {
+    return CUDA_ERROR_UNKNOWN;
+  }
+  unsigned long long free = 0, total = 0, used = 0;
+  nvmlReturn_t r;
+  if (v2) {
+    auto fn = reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, nvmlMemory_v2_t*)>(
+        dlsym(h, "nvmlDeviceGetMemoryInfo_v2"));
+    nvmlMemory_v2_t m{};
+    m.version = nvmlMemory_v2;
+    r = fn ? fn(dev, &m) : NVML_ERROR_FUNCTION_NOT_FOUND;
+    free = m.free, total = m.total, used = m.used;
+  } else {
+    auto fn = reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, nvmlMemory_t*)>(
+        dlsym(h, "nvmlDeviceGetMemoryInfo"));
+    nvmlMemory_t m{};
+    r = fn ? fn(dev, &m) : NVML_ERROR_FUNCTION_NOT_FOUND;
+    free = m.free, total = m.total, used = m.used;
+  }
+  *extra = " free=" + std::to_string(free) + " total=" + std::to_string(total) +
+           " used=" + std::to_string(used);
+  return r == NVML_SUCCESS ? CUDA_SUCCESS : CUDA_ERROR_UNKNOWN;
+}
 
 std::vector<std::string> Split(const std::string& s) {
   std::vector<std::string> out;
@@ -145,6 +183,7 @@ CUresult Capture(CUstream stream, uint64_t n, uint64_t ns, CUgraphExec* exec, do
   CUresult e = cuStreamEndCapture(stream, &graph);
   if (r == CUDA_SUCCESS) r = e;
   if (r == CUDA_SUCCESS) r = cuGraphInstantiate(exec, graph, 0);
+  if (graph != nullptr) cuGraphDestroy(graph);
   return r;
 }
 
@@ -271,6 +310,8 @@ int main(int argc, char** argv) {
       size_t f = 0, t = 0;
       if (r == CUDA_SUCCESS) r = fn(&f, &t);
       extra = " free=" + std::to_string(f) + " total=" + std::to_string(t);
+    } else if (op == "nvml") {
+      r = NvmlMemoryInfo(arg(1) == "v2", &extra);
     } else if (op == "totalmem") {
       size_t b = 0;
       r = cuDeviceTotalMem_v2(&b, 0);
@@ -338,6 +379,7 @@ int main(int argc, char** argv) {
         }
       }
       if (r == CUDA_SUCCESS) r = cuCtxSynchronize();
+      if (exec != nullptr) cuGraphExecDestroy(exec);
     } else if (op == "work") {
       double seconds = std::atof(arg(1).c_str());
       uint64_t ns = Size(arg(2)) * 1000;
@@ -423,7 +465,7 @@ int main(int argc, char** argv) {
     } else if (op == "requests") {
       // requests:<n>:<k>:<us>:<gap_ms>: n requests of k sleep kernels on a stream of its own,
       // each followed by cuStreamSynchronize and gap_ms idle; prints the longest time a request's
-      // k launch calls took (launch_ms_max; the sync excluded) and the median.
+      // k launch calls took (launch_ms_max; the sync excluded), the 90th percentile and the median.
       uint64_t n = Size(arg(1)), k = Size(arg(2)), ns = Size(arg(3)) * 1000;
       int gap_ms = std::atoi(arg(4, "10").c_str());
       CUfunction f;
@@ -442,9 +484,11 @@ int main(int argc, char** argv) {
         usleep(static_cast<useconds_t>(gap_ms) * 1000);
       }
       std::sort(launch_ms.begin(), launch_ms.end());
-      extra = " launch_ms_max=" + std::to_string(launch_ms.empty() ? 0 : launch_ms.back()) +
-              " launch_ms_p50=" +
-              std::to_string(launch_ms.empty() ? 0 : launch_ms[launch_ms.size() / 2]);
+      auto at = [&](double q) {
+        return launch_ms.empty() ? 0 : launch_ms[static_cast<size_t>(q * (launch_ms.size() - 1))];
+      };
+      extra = " launch_ms_max=" + std::to_string(at(1)) + " launch_ms_p90=" + std::to_string(at(0.9)) +
+              " launch_ms_p50=" + std::to_string(at(0.5));
     } else if (op == "capture") {
       CUstream stream = nullptr;
       CUgraphExec exec = nullptr;
@@ -453,6 +497,7 @@ int main(int argc, char** argv) {
       if (r == CUDA_SUCCESS) r = Capture(stream, Size(arg(1)), Size(arg(2)), &exec, &ms);
       if (r == CUDA_SUCCESS) r = cuGraphLaunch(exec, stream);
       if (r == CUDA_SUCCESS) r = cuStreamSynchronize(stream);
+      if (exec != nullptr) cuGraphExecDestroy(exec);
       extra = " capture_ms=" + std::to_string(ms);
     } else if (op == "sleepms") {
       usleep(static_cast<useconds_t>(std::atoi(arg(1).c_str())) * 1000);

@@ -57,7 +57,7 @@ class ShimTest : public ::testing::Test {
         << "driverVersion: \"580.159.04\"\ndevices:\n"
         << "  - {uuid: " << kGpu0 << ", name: Tesla T4, memoryMiB: 16384}\n"
         << "  - {uuid: " << kGpu1 << ", name: Tesla T4, memoryMiB: 16384}\n";
-    base_ = {{"LD_PRELOAD", SHIM_PATH},
+    base_ = {{"LD_PRELOAD", SHIM_PRELOAD},
              {"LD_LIBRARY_PATH", FAKES_DIR},
              {"SLICER_FAKE_NVML", dir_ + "/machine.yaml"},
              {"SLICER_LEDGER_DIR", dir_},
@@ -175,6 +175,21 @@ TEST_F(ShimTest, MemGetInfoAndTotalMemReportTheCap) {
   EXPECT_EQ(r.Field("infoproc", "total"), "1073741824");
   EXPECT_EQ(r.Field("infoproc", "free"), std::to_string(768u << 20));
   EXPECT_EQ(r.Field("totalmem", "bytes"), "1073741824");
+}
+
+// What nvidia-smi-like tools and pynvml see inside a container: NVML's memory queries report the
+// cap and this container's use of it (the fake NVML itself reports the whole 16 GiB, unused).
+TEST_F(ShimTest, NvmlMemoryInfoReportsTheCap) {
+  Result r = Run({"init", "alloc:256M", "nvml", "nvml:v2"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const char* op : {"nvml", "nvml:v2"}) {
+    EXPECT_EQ(r.Field(op, "total"), "1073741824") << r.out;
+    EXPECT_EQ(r.Field(op, "free"), std::to_string(768u << 20)) << r.out;
+    EXPECT_EQ(r.Field(op, "used"), std::to_string(256u << 20)) << r.out;
+  }
+  // Without the shim, the same program sees the fake's whole device: the check above can fail.
+  Result plain = Run({"init", "alloc:256M", "nvml"}, With({{"LD_PRELOAD", ""}}));
+  EXPECT_EQ(plain.Field("nvml", "total"), std::to_string(16384ull << 20)) << plain.out << plain.err;
 }
 
 TEST_F(ShimTest, EveryPathToTheDriverIsCapped) {

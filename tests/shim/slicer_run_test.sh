@@ -27,6 +27,13 @@ check $? 2 "a bad size is refused"
 [[ "$out" == *'--memory "lots" is not a size'* ]]; check $? 0 "the message names the bad size"
 "$slicer" run -- sh -c 'exit 7'
 check $? 7 "the command's exit status comes back"
+# The tree's ledger exists while it runs (else "removed" below would prove nothing), and is gone
+# once slicer run returns.
+"$slicer" run --memory 1GiB -- sh -c "\"$client\" init alloc:100M hold >\"$tmp/hold.out\" & h=\$!; \
+  for i in \$(seq 100); do grep -q holding \"$tmp/hold.out\" && break; sleep 0.1; done; \
+  ls \"$tmp\"/slicer-run-*.ledger >\"$tmp/ledgers\" 2>&1; kill \$h"
+[[ -s $tmp/ledgers && $(cat "$tmp/ledgers") == "$tmp"/slicer-run-*.ledger* ]]
+check $? 0 "a ledger file exists while the tree runs ($(tr '\n' ' ' <"$tmp/ledgers"))"
 ls "$tmp"/slicer-run-*.ledger >/dev/null 2>&1
 check $? 2 "ledger files are removed at the end"
 
@@ -54,7 +61,10 @@ wait $a
 wa=$(grep -o 'work_ns=[0-9]*' "$tmp/a.out" | cut -d= -f2)
 wb=$(grep -o 'work_ns=[0-9]*' "$tmp/b.out" | cut -d= -f2)
 ratio=$(awk -v a="${wa:-0}" -v b="${wb:-1}" 'BEGIN { printf "%.2f", a / b }')
-awk -v r="$ratio" 'BEGIN { exit !(r > 2.2 && r < 4.0) }'; check $? 0 "weights 3:1 under slicer run give ~3:1 (got $ratio)"
+# Wide on purpose (2 shared cores, sanitizer builds): this checks that the weights reach the
+# arbiter and take effect (1:1 without them), not the precision of the share, which
+# arbiter_shim_test (+-0.6) and bench/results (on a GPU) measure.
+awk -v r="$ratio" 'BEGIN { exit !(r > 1.8 && r < 6.0) }'; check $? 0 "weights 3:1 under slicer run favour the weight-3 tree (1.8 < $ratio < 6)"
 sleep 3
 [[ ! -S $sock ]]; check $? 0 "the arbiter exits when no client is left"
 exit $((fails > 0))
