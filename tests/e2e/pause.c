@@ -1,4 +1,4 @@
-/* The pod sandbox's process (what registry.k8s.io/pause runs): sleeps until SIGINT/SIGTERM and
+/* The pod sandbox's process (what the Kubernetes pause image runs): sleeps until SIGINT/SIGTERM and
  * reaps orphans, as PID 1 of the pod's namespaces. Built static by tests/e2e/images.sh. */
 #include <signal.h>
 #include <stdlib.h>
