@@ -106,6 +106,10 @@ void Drain(int fd, int ms) {
 }
 
 void Send(int fd, const void* p, size_t n) { (void)send(fd, p, n, MSG_NOSIGNAL); }
+template <typename M>
+void SendMsg(int fd, const M& m) {
+  Send(fd, &m, sizeof m);
+}
 
 void Attack(const char* path, Kind k, std::mt19937_64& rng) {
   int fd = Connect(path);
@@ -143,21 +147,17 @@ void Attack(const char* path, Kind k, std::mt19937_64& rng) {
       break;
     }
     case kRequestBeforeHello: {
-      auto m = Msg<slicer_arb_lease_msg>(SLICER_ARB_REQUEST);
-      Send(fd, &m, sizeof m);
+      SendMsg(fd, Msg<slicer_arb_lease_msg>(SLICER_ARB_REQUEST));
       break;
     }
     case kClaimOthersReplicas: {
       // A container token and replicas that are not this process's (the honest clients' GPU).
-      auto m = Hello("honest-a", "GPU-11111111-1111-1111-1111-111111111111::0,::1,::2,::3");
-      Send(fd, &m, sizeof m);
-      auto r = Msg<slicer_arb_lease_msg>(SLICER_ARB_REQUEST);
-      Send(fd, &r, sizeof r);
+      SendMsg(fd, Hello("honest-a", "GPU-11111111-1111-1111-1111-111111111111::0,::1,::2,::3"));
+      SendMsg(fd, Msg<slicer_arb_lease_msg>(SLICER_ARB_REQUEST));
       break;
     }
     case kBadAttach: {
-      auto m = Hello("", "");
-      Send(fd, &m, sizeof m);
+      SendMsg(fd, Hello("", ""));
       auto a = Msg<slicer_arb_attach_msg>(SLICER_ARB_ATTACH);
       a.gpu = static_cast<uint32_t>(rng() % 64);  // slots past 15 are invalid
       std::memset(a.uuid, 'Z', sizeof a.uuid);     // no NUL, not a UUID
@@ -165,26 +165,22 @@ void Attack(const char* path, Kind k, std::mt19937_64& rng) {
       break;
     }
     case kFlood: {
-      auto m = Hello("", "");
-      Send(fd, &m, sizeof m);
+      SendMsg(fd, Hello("", ""));
       auto r = Msg<slicer_arb_usage_msg>(SLICER_ARB_REPORT);
       for (int i = 0; i < 5000 && !g_stop; ++i) Send(fd, &r, sizeof r);
       break;
     }
     case kDropMidStream: {
-      auto m = Hello("", "");
-      Send(fd, &m, sizeof m);
+      SendMsg(fd, Hello("", ""));
       auto a = Msg<slicer_arb_attach_msg>(SLICER_ARB_ATTACH);
       std::snprintf(a.uuid, sizeof a.uuid, "GPU-11111111-1111-1111-1111-111111111111");
       Send(fd, &a, sizeof a);
-      auto r = Msg<slicer_arb_lease_msg>(SLICER_ARB_REQUEST);
-      Send(fd, &r, sizeof r);
+      SendMsg(fd, Msg<slicer_arb_lease_msg>(SLICER_ARB_REQUEST));
       close(fd);  // gone while asking for (or holding) the lease
       return;
     }
     case kReleaseNotHeld: {
-      auto m = Hello("", "");
-      Send(fd, &m, sizeof m);
+      SendMsg(fd, Hello("", ""));
       auto u = Msg<slicer_arb_usage_msg>(SLICER_ARB_RELEASE);
       u.busy_total_ns = ~0ull;  // and claims an absurd busy time
       Send(fd, &u, sizeof u);
