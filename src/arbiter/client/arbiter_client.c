@@ -716,7 +716,6 @@ static void init_locks(slicer_arb_client* c) {
   pthread_condattr_destroy(&ca);
 }
 
-
 static const char* libc_getenv(const char* name) { return getenv(name); }
 
 slicer_arb_client* slicer_arb_start(const slicer_arb_options* opts) {
