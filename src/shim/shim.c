@@ -1025,6 +1025,20 @@ static int arb_drain(void* user, int dev) {
   return 0;
 }
 
+/* Under TSan shim.c is not instrumented (src/shim/CMakeLists.txt), so TSan cannot see that a thread
+ * which reads `mode` == ARB_ON sees the client another thread made: the hand-off is told to it here.
+ * Without it, a thread that never took g_arb_once's lock reports the client's own locks as racing
+ * with the calloc that made them. Nothing in other builds. */
+#if defined(SLICER_SHIM_TSAN_ANNOTATE)
+void __tsan_acquire(void* addr);
+void __tsan_release(void* addr);
+#define arb_published() __tsan_release(&g_arb_hot.mode)
+#define arb_seen() __tsan_acquire(&g_arb_hot.mode)
+#else
+#define arb_published() ((void)0)
+#define arb_seen() ((void)0)
+#endif
+
 static once_t g_arb_once = ONCE_INIT;
 static void arb_init(void) {
   mode(); /* reads the environment (g_cfg) once */
@@ -1045,6 +1059,7 @@ static void arb_init(void) {
     }
   }
   g_arb_hot.arb = c;
+  arb_published();
   __atomic_store_n(&g_arb_hot.mode, c != NULL ? ARB_ON : ARB_OFF, __ATOMIC_RELEASE);
 }
 
@@ -1060,6 +1075,7 @@ static inline slicer_arb_client* arb_for_launch(void) {
   int m = __atomic_load_n(&g_arb_hot.mode, __ATOMIC_ACQUIRE);
   if (__builtin_expect(m == ARB_OFF, 1)) return NULL;
   if (m == ARB_UNKNOWN) run_once(&g_arb_once, arb_init);
+  arb_seen();
   return g_arb_hot.arb;
 }
 
@@ -1068,6 +1084,7 @@ static inline slicer_arb_client* arb_started(void) {
   if (__builtin_expect(__atomic_load_n(&g_arb_hot.mode, __ATOMIC_ACQUIRE) != ARB_ON, 1)) {
     return NULL;
   }
+  arb_seen();
   return g_arb_hot.arb;
 }
 
