@@ -64,7 +64,16 @@ struct Api {
   decltype(&::nvmlEventSetFree) event_set_free = nullptr;
   decltype(&::nvmlDeviceRegisterEvents) device_register_events = nullptr;
   decltype(&::nvmlEventSetWait_v2) event_set_wait = nullptr;
+  // Optional: only MPS sharing needs them, and discovery must not depend on that.
+  decltype(&::nvmlDeviceGetComputeMode) device_get_compute_mode = nullptr;
+  decltype(&::nvmlDeviceSetComputeMode) device_set_compute_mode = nullptr;
 };
+
+static_assert(static_cast<int>(ComputeMode::kDefault) == NVML_COMPUTEMODE_DEFAULT);
+static_assert(static_cast<int>(ComputeMode::kExclusiveThread) == NVML_COMPUTEMODE_EXCLUSIVE_THREAD);
+static_assert(static_cast<int>(ComputeMode::kProhibited) == NVML_COMPUTEMODE_PROHIBITED);
+static_assert(static_cast<int>(ComputeMode::kExclusiveProcess) ==
+              NVML_COMPUTEMODE_EXCLUSIVE_PROCESS);
 
 // Points `slot` at the first of `names` that the library exports.
 template <typename Fn>
@@ -108,6 +117,8 @@ absl::Status Resolve(void* h, const std::string& path, Api& api) {
   need(api.event_set_free, {"nvmlEventSetFree"});
   need(api.device_register_events, {"nvmlDeviceRegisterEvents"});
   need(api.event_set_wait, {"nvmlEventSetWait_v2", "nvmlEventSetWait"});
+  Bind(h, api.device_get_compute_mode, {"nvmlDeviceGetComputeMode"});
+  Bind(h, api.device_set_compute_mode, {"nvmlDeviceSetComputeMode"});
   if (missing.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(path, " lacks ", absl::StrJoin(missing, ", "),
                                                     ": the NVIDIA driver is too old or damaged"));
@@ -285,14 +296,58 @@ class NvmlLibrary final : public Nvml {
   }
 
   absl::Status Probe(const std::string& uuid) override {
+    absl::StatusOr<nvmlDevice_t> h = HandleByUuid(uuid);
+    if (!h.ok()) return h.status();
+    return TotalMemory(*h, uuid).status();
+  }
+
+  absl::StatusOr<ComputeMode> GetComputeMode(const std::string& uuid) override {
+    if (api_.device_get_compute_mode == nullptr) return Missing("nvmlDeviceGetComputeMode");
+    absl::StatusOr<nvmlDevice_t> h = HandleByUuid(uuid);
+    if (!h.ok()) return h.status();
+    nvmlComputeMode_t mode = NVML_COMPUTEMODE_DEFAULT;
+    if (nvmlReturn_t r = api_.device_get_compute_mode(*h, &mode); r != NVML_SUCCESS) {
+      return Error(r, "nvmlDeviceGetComputeMode", uuid);
+    }
+    if (static_cast<int>(mode) < NVML_COMPUTEMODE_DEFAULT ||
+        static_cast<int>(mode) > NVML_COMPUTEMODE_EXCLUSIVE_PROCESS) {
+      return absl::UnavailableError(absl::StrCat(
+          "nvmlDeviceGetComputeMode for ", uuid, " answered an unknown compute mode ",
+          static_cast<int>(mode)));
+    }
+    return static_cast<ComputeMode>(mode);
+  }
+
+  absl::Status SetComputeMode(const std::string& uuid, ComputeMode mode) override {
+    if (api_.device_set_compute_mode == nullptr) return Missing("nvmlDeviceSetComputeMode");
+    absl::StatusOr<nvmlDevice_t> h = HandleByUuid(uuid);
+    if (!h.ok()) return h.status();
+    nvmlReturn_t r = api_.device_set_compute_mode(*h, static_cast<nvmlComputeMode_t>(mode));
+    if (r == NVML_SUCCESS) return absl::OkStatus();
+    absl::Status s = Error(r, "nvmlDeviceSetComputeMode",
+                           absl::StrCat(uuid, " (", std::string(ToString(mode)), ")"));
+    if (r == NVML_ERROR_NO_PERMISSION) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          s.message(), ": setting the compute mode needs root (CAP_SYS_ADMIN) on the node"));
+    }
+    return s;
+  }
+
+ private:
+  absl::StatusOr<nvmlDevice_t> HandleByUuid(const std::string& uuid) const {
     nvmlDevice_t h = nullptr;
     if (nvmlReturn_t r = api_.device_get_handle_by_uuid(uuid.c_str(), &h); r != NVML_SUCCESS) {
       return Error(r, "nvmlDeviceGetHandleByUUID", uuid);
     }
-    return TotalMemory(h, uuid).status();
+    return h;
   }
 
- private:
+  // An optional entry point that this driver's library does not export.
+  absl::Status Missing(std::string_view symbol) const {
+    return absl::UnimplementedError(absl::StrCat(lib_.path, " lacks ", std::string(symbol),
+                                                 ": the NVIDIA driver is too old"));
+  }
+
   // NVML's error as a Status: "<call> failed for <subject>: <NVML string> (NVML error <n>)".
   absl::Status Error(nvmlReturn_t r, std::string_view call, std::string_view subject) const {
     std::string message = absl::StrCat(std::string(call), " failed", subject.empty() ? "" : " for ",
@@ -305,6 +360,8 @@ class NvmlLibrary final : public Nvml {
         return absl::InvalidArgumentError(message);
       case NVML_ERROR_NOT_SUPPORTED:
         return absl::UnimplementedError(message);
+      case NVML_ERROR_NO_PERMISSION:
+        return absl::PermissionDeniedError(message);
       default:
         return absl::UnavailableError(message);
     }
@@ -404,6 +461,20 @@ class NvmlLibrary final : public Nvml {
 };
 
 }  // namespace
+
+std::string_view ToString(ComputeMode mode) {
+  switch (mode) {
+    case ComputeMode::kDefault:
+      return "DEFAULT";
+    case ComputeMode::kExclusiveThread:
+      return "EXCLUSIVE_THREAD";
+    case ComputeMode::kProhibited:
+      return "PROHIBITED";
+    case ComputeMode::kExclusiveProcess:
+      return "EXCLUSIVE_PROCESS";
+  }
+  return "UNKNOWN";
+}
 
 absl::StatusOr<std::unique_ptr<Nvml>> Load(const LoadOptions& options) {
   absl::StatusOr<OpenedLibrary> lib = OpenLibrary(options);

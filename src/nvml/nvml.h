@@ -15,12 +15,26 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 
 namespace slicer::nvml {
+
+// Who may create CUDA contexts on a GPU (NVML's nvmlComputeMode_t; same values). CUDA MPS needs
+// kExclusiveProcess: then only the MPS server opens a context and its clients share it.
+enum class ComputeMode {
+  kDefault = 0,           // any number of contexts, from any process
+  kExclusiveThread = 1,   // removed from the driver since CUDA 4.0 (cannot be set any more)
+  kProhibited = 2,        // no contexts
+  kExclusiveProcess = 3,  // one context, usable from several threads of one process
+};
+
+// nvidia-smi's name for the mode: "DEFAULT", "EXCLUSIVE_THREAD", "PROHIBITED",
+// "EXCLUSIVE_PROCESS" ("UNKNOWN" for a value outside the enum).
+std::string_view ToString(ComputeMode mode);
 
 struct Device {
   std::string uuid;           // "GPU-1111..."
@@ -72,6 +86,17 @@ class Nvml {
   // Asks the GPU a cheap question (handle by UUID, memory info). OK when it answers; the NVML
   // error otherwise: NotFound for an unknown UUID, Unavailable for a GPU that is lost, ...
   virtual absl::Status Probe(const std::string& uuid) = 0;
+
+  // The GPU's compute mode (nvmlDeviceGetComputeMode). Errors name the call, the UUID and NVML's
+  // error string: NotFound for an unknown UUID, Unavailable for a GPU that is lost, Unimplemented
+  // when the driver's library lacks the symbol (it is optional: Load() succeeds without it).
+  virtual absl::StatusOr<ComputeMode> GetComputeMode(const std::string& uuid) = 0;
+
+  // Sets the GPU's compute mode (nvmlDeviceSetComputeMode). It stays set until changed again or
+  // the driver is reloaded: whoever sets it restores it. Errors as GetComputeMode, plus
+  // PermissionDenied (the process is not root / lacks CAP_SYS_ADMIN) and Unimplemented for a mode
+  // the GPU does not support (kExclusiveThread everywhere).
+  virtual absl::Status SetComputeMode(const std::string& uuid, ComputeMode mode) = 0;
 };
 
 struct LoadOptions {
@@ -99,7 +124,8 @@ struct LoadOptions {
 // Opens libnvidia-ml.so.1, resolves all symbols and calls nvmlInit_v2. Errors: NotFound (no
 // library; the message names it and where it was looked for), FailedPrecondition (a required
 // symbol is missing; the message names every missing one), Unavailable (nvmlInit failed; the
-// message has NVML's error string). The returned object calls nvmlShutdown and closes the library
+// message has NVML's error string). The compute-mode calls are optional: without them Load()
+// succeeds and only Get/SetComputeMode fail. The returned object calls nvmlShutdown and closes the library
 // when destroyed.
 absl::StatusOr<std::unique_ptr<Nvml>> Load(const LoadOptions& options);
 

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "absl/status/status.h"
@@ -61,6 +62,8 @@ class NvmlTest : public ::testing::Test {
   void TearDown() override {
     unsetenv("SLICER_FAKE_NVML");
     unsetenv("SLICER_FAKE_NVML_EVENTS");
+    unsetenv("SLICER_FAKE_NVML_COMPUTE_MODE");
+    unsetenv("SLICER_FAKE_NVML_NO_PERMISSION");
     fs::remove_all(dir_);
   }
 
@@ -72,6 +75,10 @@ class NvmlTest : public ::testing::Test {
     std::ofstream(p) << content;
   }
   void Event(const std::string& line) { std::ofstream(events(), std::ios::app) << line << "\n"; }
+  std::string Read(const std::string& rel) const {
+    std::ifstream in(fs::path(dir_) / rel);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
 
   std::unique_ptr<Nvml> MustLoad(LoadOptions options = {}) {
     absl::StatusOr<std::unique_ptr<Nvml>> nvml = Load(options);
@@ -253,6 +260,152 @@ TEST_F(NvmlTest, ProbeOfAnUnknownUuidIsNotFound) {
   absl::Status probe = nvml->Probe("GPU-nope");
   EXPECT_EQ(probe.code(), absl::StatusCode::kNotFound) << probe;
   EXPECT_THAT(probe.message(), HasSubstr("GPU-nope"));
+}
+
+TEST_F(NvmlTest, ComputeModeNamesAreNvidiaSmis) {
+  EXPECT_EQ(ToString(ComputeMode::kDefault), "DEFAULT");
+  EXPECT_EQ(ToString(ComputeMode::kExclusiveThread), "EXCLUSIVE_THREAD");
+  EXPECT_EQ(ToString(ComputeMode::kProhibited), "PROHIBITED");
+  EXPECT_EQ(ToString(ComputeMode::kExclusiveProcess), "EXCLUSIVE_PROCESS");
+  EXPECT_EQ(ToString(static_cast<ComputeMode>(7)), "UNKNOWN");
+}
+
+TEST_F(NvmlTest, ComputeModeIsSetAndOutlivesTheLibrary) {
+  Write("machine.yaml",
+        "devices:\n"
+        "  - {uuid: GPU-a}\n"
+        "  - {uuid: GPU-b, computeMode: PROHIBITED}\n"
+        "  - uuid: GPU-c\n"
+        "    computeMode: EXCLUSIVE_PROCESS\n");
+  auto nvml = MustLoad();
+  ASSERT_NE(nvml, nullptr);
+  EXPECT_EQ(nvml->GetComputeMode("GPU-a").value_or(ComputeMode::kProhibited),
+            ComputeMode::kDefault);
+  EXPECT_EQ(nvml->GetComputeMode("GPU-b").value_or(ComputeMode::kDefault),
+            ComputeMode::kProhibited);
+  EXPECT_EQ(nvml->GetComputeMode("GPU-c").value_or(ComputeMode::kDefault),
+            ComputeMode::kExclusiveProcess);
+
+  ASSERT_TRUE(nvml->SetComputeMode("GPU-a", ComputeMode::kExclusiveProcess).ok());
+  ASSERT_TRUE(nvml->SetComputeMode("GPU-b", ComputeMode::kDefault).ok());
+  EXPECT_EQ(nvml->GetComputeMode("GPU-a").value_or(ComputeMode::kDefault),
+            ComputeMode::kExclusiveProcess);
+  EXPECT_EQ(Read("machine.yaml.compute-mode"), "GPU-a EXCLUSIVE_PROCESS\nGPU-b DEFAULT\n");
+
+  // Another Load() (as another process would) finds what was set, not the machine's defaults.
+  nvml.reset();
+  nvml = MustLoad();
+  ASSERT_NE(nvml, nullptr);
+  EXPECT_EQ(nvml->GetComputeMode("GPU-a").value_or(ComputeMode::kDefault),
+            ComputeMode::kExclusiveProcess);
+  EXPECT_EQ(nvml->GetComputeMode("GPU-b").value_or(ComputeMode::kProhibited),
+            ComputeMode::kDefault);
+  EXPECT_EQ(nvml->GetComputeMode("GPU-c").value_or(ComputeMode::kDefault),
+            ComputeMode::kExclusiveProcess);
+  ASSERT_TRUE(nvml->SetComputeMode("GPU-a", ComputeMode::kDefault).ok());
+  EXPECT_EQ(Read("machine.yaml.compute-mode"), "GPU-b DEFAULT\nGPU-a DEFAULT\n");
+}
+
+TEST_F(NvmlTest, ComputeModeFileIsReadOnEveryCallAndKeepsForeignLines) {
+  Write("machine.yaml", FourT4s());
+  setenv("SLICER_FAKE_NVML_COMPUTE_MODE", (dir_ + "/modes").c_str(), 1);
+  auto nvml = MustLoad();
+  ASSERT_NE(nvml, nullptr);
+  EXPECT_EQ(nvml->GetComputeMode(kGpus[3]).value_or(ComputeMode::kProhibited),
+            ComputeMode::kDefault);
+  // Written by "another process" after this one loaded the library.
+  Write("modes", std::string(kGpus[3]) + " EXCLUSIVE_PROCESS\nnot a mode line\n");
+  EXPECT_EQ(nvml->GetComputeMode(kGpus[3]).value_or(ComputeMode::kDefault),
+            ComputeMode::kExclusiveProcess);
+  ASSERT_TRUE(nvml->SetComputeMode(kGpus[0], ComputeMode::kProhibited).ok());
+  EXPECT_EQ(Read("modes"), std::string(kGpus[3]) + " EXCLUSIVE_PROCESS\nnot a mode line\n" +
+                               kGpus[0] + " PROHIBITED\n");
+  EXPECT_FALSE(fs::exists(dir_ + "/machine.yaml.compute-mode"));
+}
+
+TEST_F(NvmlTest, SettingTheComputeModeWithoutPermissionIsDeniedWithAHint) {
+  Write("machine.yaml", FourT4s());
+  setenv("SLICER_FAKE_NVML_NO_PERMISSION", "1", 1);
+  auto nvml = MustLoad();
+  ASSERT_NE(nvml, nullptr);
+  absl::Status s = nvml->SetComputeMode(kGpus[2], ComputeMode::kExclusiveProcess);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(s.message(), HasSubstr("nvmlDeviceSetComputeMode"));
+  EXPECT_THAT(s.message(), HasSubstr(kGpus[2]));
+  EXPECT_THAT(s.message(), HasSubstr("EXCLUSIVE_PROCESS"));
+  EXPECT_THAT(s.message(), HasSubstr("Insufficient Permissions"));
+  EXPECT_THAT(s.message(), HasSubstr("CAP_SYS_ADMIN"));
+  EXPECT_EQ(nvml->GetComputeMode(kGpus[2]).value_or(ComputeMode::kProhibited),
+            ComputeMode::kDefault);
+  EXPECT_FALSE(fs::exists(dir_ + "/machine.yaml.compute-mode"));
+}
+
+TEST_F(NvmlTest, ComputeModeOfALostGpuIsUnavailableUntilItRecovers) {
+  Write("machine.yaml", FourT4s());
+  auto nvml = MustLoad();
+  ASSERT_NE(nvml, nullptr);
+  Event(std::string("xid ") + kGpus[1] + " 79");
+  absl::Status set = nvml->SetComputeMode(kGpus[1], ComputeMode::kExclusiveProcess);
+  EXPECT_EQ(set.code(), absl::StatusCode::kUnavailable) << set;
+  EXPECT_THAT(set.message(), HasSubstr("GPU is lost"));
+  EXPECT_THAT(set.message(), HasSubstr(kGpus[1]));
+  absl::StatusOr<ComputeMode> get = nvml->GetComputeMode(kGpus[1]);
+  EXPECT_EQ(get.status().code(), absl::StatusCode::kUnavailable) << get.status();
+  EXPECT_TRUE(nvml->SetComputeMode(kGpus[0], ComputeMode::kExclusiveProcess).ok());
+
+  Event(std::string("recover ") + kGpus[1]);
+  EXPECT_TRUE(nvml->SetComputeMode(kGpus[1], ComputeMode::kExclusiveProcess).ok());
+  EXPECT_EQ(nvml->GetComputeMode(kGpus[1]).value_or(ComputeMode::kDefault),
+            ComputeMode::kExclusiveProcess);
+}
+
+TEST_F(NvmlTest, ComputeModeOfAnUnknownUuidIsNotFound) {
+  Write("machine.yaml", FourT4s());
+  auto nvml = MustLoad();
+  ASSERT_NE(nvml, nullptr);
+  absl::StatusOr<ComputeMode> get = nvml->GetComputeMode("GPU-nope");
+  EXPECT_EQ(get.status().code(), absl::StatusCode::kNotFound) << get.status();
+  EXPECT_THAT(get.status().message(), HasSubstr("GPU-nope"));
+  absl::Status set = nvml->SetComputeMode("GPU-nope", ComputeMode::kExclusiveProcess);
+  EXPECT_EQ(set.code(), absl::StatusCode::kNotFound) << set;
+  EXPECT_THAT(set.message(), HasSubstr("GPU-nope"));
+}
+
+TEST_F(NvmlTest, ExclusiveThreadCannotBeSet) {
+  Write("machine.yaml", FourT4s());
+  auto nvml = MustLoad();
+  ASSERT_NE(nvml, nullptr);
+  absl::Status s = nvml->SetComputeMode(kGpus[0], ComputeMode::kExclusiveThread);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << s;
+  EXPECT_THAT(s.message(), HasSubstr("EXCLUSIVE_THREAD"));
+  EXPECT_THAT(s.message(), HasSubstr("Not Supported"));
+}
+
+TEST_F(NvmlTest, MalformedComputeModeInTheMachineFileFailsInit) {
+  Write("machine.yaml", "devices:\n  - {uuid: GPU-a, computeMode: SHARED}\n");
+  absl::StatusOr<std::unique_ptr<Nvml>> nvml = Load({});
+  ASSERT_FALSE(nvml.ok());
+  EXPECT_EQ(nvml.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(NvmlTest, DriverWithoutComputeModeCallsStillDiscovers) {
+  const std::string fakes = SLICER_FAKES_DIR;
+  Write("machine.yaml", FourT4s());
+  fs::create_directories(dir_ + "/root/usr/lib64");
+  fs::copy_file(fakes + "/no-compute-mode/libnvidia-ml.so.1",
+                dir_ + "/root/usr/lib64/libnvidia-ml.so.1");
+  auto nvml = MustLoad(Options(dir_ + "/root"));
+  ASSERT_NE(nvml, nullptr);
+  absl::StatusOr<System> system = nvml->Discover();
+  ASSERT_TRUE(system.ok()) << system.status();
+  EXPECT_EQ(system->devices.size(), 4u);
+  absl::StatusOr<ComputeMode> get = nvml->GetComputeMode(kGpus[0]);
+  EXPECT_EQ(get.status().code(), absl::StatusCode::kUnimplemented) << get.status();
+  EXPECT_THAT(get.status().message(), HasSubstr("nvmlDeviceGetComputeMode"));
+  EXPECT_THAT(get.status().message(), HasSubstr(dir_ + "/root/usr/lib64/libnvidia-ml.so.1"));
+  absl::Status set = nvml->SetComputeMode(kGpus[0], ComputeMode::kExclusiveProcess);
+  EXPECT_EQ(set.code(), absl::StatusCode::kUnimplemented) << set;
+  EXPECT_THAT(set.message(), HasSubstr("nvmlDeviceSetComputeMode"));
 }
 
 TEST_F(NvmlTest, MalformedMachineFileFailsInit) {

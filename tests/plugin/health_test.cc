@@ -56,6 +56,12 @@ class ScriptedNvml : public nvml::Nvml {
     std::lock_guard<std::mutex> lock(mu_);
     return lost_.count(uuid) ? absl::UnavailableError("GPU is lost") : absl::OkStatus();
   }
+  absl::StatusOr<nvml::ComputeMode> GetComputeMode(const std::string&) override {
+    return absl::UnimplementedError("not scripted");
+  }
+  absl::Status SetComputeMode(const std::string&, nvml::ComputeMode) override {
+    return absl::UnimplementedError("not scripted");
+  }
   void Xid(const std::string& uuid, uint64_t xid, bool lose) {
     std::lock_guard<std::mutex> lock(mu_);
     events_.push_back({uuid, xid});

@@ -8,6 +8,10 @@
 namespace fake {
 namespace {
 
+// Indexed by NVML_COMPUTEMODE_* (this file does not include nvml.h).
+constexpr const char* kComputeModeNames[] = {"DEFAULT", "EXCLUSIVE_THREAD", "PROHIBITED",
+                                             "EXCLUSIVE_PROCESS"};
+
 std::string Trim(std::string s) {
   size_t b = s.find_first_not_of(" \t\r");
   if (b == std::string::npos) return "";
@@ -36,6 +40,9 @@ bool SetDeviceKey(FakeDevice& d, const std::string& key, const std::string& valu
       if (value == "true") d.xid_events = true;
       else if (value == "false") d.xid_events = false;
       else throw std::invalid_argument(value);
+    }
+    else if (key == "computeMode") {
+      if (!ParseComputeMode(value, d.compute_mode)) throw std::invalid_argument(value);
     }
     else {
       error = "unknown device key \"" + key + "\"";
@@ -128,6 +135,21 @@ bool LoadMachine(const std::string& path, Machine& machine, std::string& error) 
     if (d.minor_number < 0) d.minor_number = static_cast<int>(i);
   }
   return true;
+}
+
+const char* ComputeModeName(int mode) {
+  constexpr int kCount = sizeof kComputeModeNames / sizeof kComputeModeNames[0];
+  return mode >= 0 && mode < kCount ? kComputeModeNames[mode] : nullptr;
+}
+
+bool ParseComputeMode(const std::string& name, int& mode) {
+  for (int i = 0; ComputeModeName(i) != nullptr; ++i) {
+    if (name == ComputeModeName(i)) {
+      mode = i;
+      return true;
+    }
+  }
+  return false;
 }
 
 bool LoadMachineFromEnv(Machine& machine, std::string& error) {

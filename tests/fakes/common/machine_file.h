@@ -9,7 +9,9 @@
 // Device keys: uuid (required), name, memoryMiB, numaNode (absent: NVML cannot tell, as on
 // drivers without nvmlDeviceGetNumaNodeId), computeCapability ("7.5"), pciBusId
 // ("00000000:3B:00.0"), minorNumber (default: the device's index), xidEvents (true/false,
-// default true: false models a GPU that does not support event registration).
+// default true: false models a GPU that does not support event registration), computeMode (the
+// mode the GPU boots in: DEFAULT, EXCLUSIVE_THREAD, PROHIBITED or EXCLUSIVE_PROCESS, nvidia-smi's
+// names; default DEFAULT).
 //
 // Only this small subset of YAML is read (flow maps per device, or the same keys as a block
 // under "- "), so the fakes need no YAML library. Nothing here uses src/.
@@ -32,6 +34,7 @@ struct FakeDevice {
   std::string pci_bus_id;  // generated from the index when absent
   int minor_number = -1;   // set to the index when absent
   bool xid_events = true;  // whether nvmlDeviceRegisterEvents accepts XID events
+  int compute_mode = 0;    // NVML_COMPUTEMODE_* (0..3) before anyone sets it
 };
 
 struct Machine {
@@ -45,6 +48,12 @@ bool LoadMachine(const std::string& path, Machine& machine, std::string& error);
 
 // LoadMachine(getenv("SLICER_FAKE_NVML")), with the error when the variable is unset.
 bool LoadMachineFromEnv(Machine& machine, std::string& error);
+
+// nvidia-smi's name of NVML compute mode `mode` (0..3), nullptr for any other value.
+const char* ComputeModeName(int mode);
+
+// The mode that ComputeModeName(mode) names; false for any other text.
+bool ParseComputeMode(const std::string& name, int& mode);
 
 }  // namespace fake
 

@@ -27,20 +27,41 @@
 // - A device with `xidEvents: false` answers nvmlDeviceRegisterEvents with
 //   NVML_ERROR_NOT_SUPPORTED; a device without `numaNode` answers nvmlDeviceGetNumaNodeId with
 //   NVML_ERROR_NOT_SUPPORTED.
+// - Compute modes persist in a file, so that every process on the simulated node sees what one of
+//   them set (on a real node the mode lives in the driver): the file named by
+//   SLICER_FAKE_NVML_COMPUTE_MODE, or "<SLICER_FAKE_NVML>.compute-mode" when that is unset (both
+//   read at nvmlInit_v2). One line per GPU that has been set, "<uuid> <MODE>" with MODE one of
+//   DEFAULT, EXCLUSIVE_THREAD, PROHIBITED, EXCLUSIVE_PROCESS (nvidia-smi's names). A missing
+//   file or a GPU without a line has the machine file's `computeMode` (DEFAULT when absent);
+//   lines that cannot be read are skipped with a message on stderr (and kept by a later Set).
+//   nvmlDeviceGetComputeMode reads the file on every call. nvmlDeviceSetComputeMode replaces or
+//   appends the GPU's line, writing a temporary file beside it and renaming it over the file
+//   (readers never see half a file), under flock(2) on "<file>.lock" (concurrent setters in
+//   other processes do not lose each other's lines); a file that cannot be written is a message
+//   on stderr and NVML_ERROR_UNKNOWN. On a lost GPU both return NVML_ERROR_GPU_IS_LOST. Set
+//   checks, in this order: a mode outside 0..3 (NVML_ERROR_INVALID_ARGUMENT), a lost GPU,
+//   SLICER_FAKE_NVML_NO_PERMISSION=1 at nvmlInit_v2 (NVML_ERROR_NO_PERMISSION: a process that is
+//   not root), EXCLUSIVE_THREAD (NVML_ERROR_NOT_SUPPORTED, as on every driver since CUDA 4.0).
 // - Built with FAKE_NVML_OMIT_DEVICE_GET_UUID, nvmlDeviceGetUUID is not exported (the "broken"
-//   variant that tests a missing symbol).
+//   variant that tests a missing symbol); built with FAKE_NVML_OMIT_COMPUTE_MODE, neither
+//   compute-mode call is (an old driver, for the loader's optional symbols).
 //
 // Thread-safe: one mutex guards all state; nvmlEventSetWait_v2 sleeps without holding it.
 #define NVML_NO_UNVERSIONED_FUNC_DEFS
+#include <fcntl.h>
 #include <nvml.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -78,6 +99,8 @@ struct State {
   std::string events_path;
   std::streamoff events_offset = 0;
   std::set<nvmlEventSet_st*> sets;
+  std::string compute_mode_path;
+  bool no_permission = false;  // SLICER_FAKE_NVML_NO_PERMISSION=1: not root
   nvmlDevice_st handles[kMaxDevices];
 };
 
@@ -162,6 +185,68 @@ void CatchUp(State& s, bool deliver) {
   s.events_offset += static_cast<std::streamoff>(start);
 }
 
+#ifndef FAKE_NVML_OMIT_COMPUTE_MODE
+// The compute-mode file's lines, or none when it does not exist.
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// The mode the compute-mode file gives `uuid`, or `initial` where it gives none.
+int ComputeModeOf(const State& s, const std::string& uuid, int initial) {
+  int mode = initial;
+  for (const std::string& line : ReadLines(s.compute_mode_path)) {
+    std::istringstream in(line);
+    std::string id, name, extra;
+    if (!(in >> id)) continue;  // blank
+    int m = 0;
+    if (!(in >> name) || (in >> extra) || !fake::ParseComputeMode(name, m)) {
+      std::fprintf(stderr, "fake-nvml: %s: ignoring line \"%s\" (want \"<uuid> <MODE>\")\n",
+                   s.compute_mode_path.c_str(), line.c_str());
+      continue;
+    }
+    if (id == uuid) mode = m;
+  }
+  return mode;
+}
+
+// Replaces (or adds) the line of `uuid` in the compute-mode file. False with a message on error.
+bool WriteComputeMode(const State& s, const std::string& uuid, int mode) {
+  const std::string& path = s.compute_mode_path;
+  int lock = open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0 || flock(lock, LOCK_EX) != 0) {
+    std::fprintf(stderr, "fake-nvml: cannot lock %s.lock: %s\n", path.c_str(),
+                 std::strerror(errno));
+    if (lock >= 0) close(lock);
+    return false;
+  }
+  std::string content;
+  for (const std::string& line : ReadLines(path)) {
+    std::istringstream in(line);
+    std::string id;
+    if (in >> id && id == uuid) continue;
+    content += line + "\n";
+  }
+  content += uuid + " " + fake::ComputeModeName(mode) + "\n";
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  bool ok = false;
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << content;
+    out.close();
+    ok = static_cast<bool>(out) && std::rename(tmp.c_str(), path.c_str()) == 0;
+  }
+  if (!ok) {
+    std::fprintf(stderr, "fake-nvml: cannot write %s: %s\n", path.c_str(), std::strerror(errno));
+    std::remove(tmp.c_str());
+  }
+  close(lock);
+  return ok;
+}
+#endif  // FAKE_NVML_OMIT_COMPUTE_MODE
+
 bool ValidHandle(const State& s, nvmlDevice_t device) {
   if (device == nullptr) return false;
   return device >= s.handles && device < s.handles + s.machine.devices.size();
@@ -210,6 +295,12 @@ FAKE_EXPORT nvmlReturn_t nvmlInit_v2(void) {
   const char* events = std::getenv("SLICER_FAKE_NVML_EVENTS");
   s.events_path = events != nullptr ? events : "";
   s.events_offset = 0;
+  const char* modes = std::getenv("SLICER_FAKE_NVML_COMPUTE_MODE");
+  s.compute_mode_path = modes != nullptr && *modes != '\0'
+                            ? modes
+                            : std::string(std::getenv("SLICER_FAKE_NVML")) + ".compute-mode";
+  const char* no_permission = std::getenv("SLICER_FAKE_NVML_NO_PERMISSION");
+  s.no_permission = no_permission != nullptr && std::strcmp(no_permission, "1") == 0;
   CatchUp(s, /*deliver=*/false);
   s.init_count = 1;
   return NVML_SUCCESS;
@@ -241,6 +332,8 @@ FAKE_EXPORT const char* nvmlErrorString(nvmlReturn_t result) {
       return "Timeout";
     case NVML_ERROR_GPU_IS_LOST:
       return "GPU is lost";
+    case NVML_ERROR_NO_PERMISSION:
+      return "Insufficient Permissions";
     case NVML_ERROR_ARGUMENT_VERSION_MISMATCH:
       return "Argument version mismatch";
     default:
@@ -369,6 +462,27 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMem
   memory->used = 0;
   return NVML_SUCCESS;
 }
+
+#ifndef FAKE_NVML_OMIT_COMPUTE_MODE
+FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeMode(nvmlDevice_t device, nvmlComputeMode_t* mode) {
+  FAKE_DEVICE(device);
+  if (mode == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  CatchUp(s, /*deliver=*/true);
+  if (s.lost[device->index]) return NVML_ERROR_GPU_IS_LOST;
+  *mode = static_cast<nvmlComputeMode_t>(ComputeModeOf(s, d.uuid, d.compute_mode));
+  return NVML_SUCCESS;
+}
+
+FAKE_EXPORT nvmlReturn_t nvmlDeviceSetComputeMode(nvmlDevice_t device, nvmlComputeMode_t mode) {
+  FAKE_DEVICE(device);
+  if (fake::ComputeModeName(mode) == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  CatchUp(s, /*deliver=*/true);
+  if (s.lost[device->index]) return NVML_ERROR_GPU_IS_LOST;
+  if (s.no_permission) return NVML_ERROR_NO_PERMISSION;
+  if (mode == NVML_COMPUTEMODE_EXCLUSIVE_THREAD) return NVML_ERROR_NOT_SUPPORTED;
+  return WriteComputeMode(s, d.uuid, mode) ? NVML_SUCCESS : NVML_ERROR_UNKNOWN;
+}
+#endif
 
 FAKE_EXPORT nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t* set) {
   FAKE_LOCK();
