@@ -95,7 +95,7 @@ class Nvml {
   // Sets the GPU's compute mode (nvmlDeviceSetComputeMode). It stays set until changed again or
   // the driver is reloaded: whoever sets it restores it. Errors as GetComputeMode, plus
   // PermissionDenied (the process is not root / lacks CAP_SYS_ADMIN) and Unimplemented for a mode
-  // the GPU does not support (kExclusiveThread everywhere).
+  // the GPU does not support (NVML_ERROR_NOT_SUPPORTED; kExclusiveThread is gone since CUDA 4.0).
   virtual absl::Status SetComputeMode(const std::string& uuid, ComputeMode mode) = 0;
 };
 

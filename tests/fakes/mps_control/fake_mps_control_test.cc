@@ -371,7 +371,8 @@ TEST_F(FakeMpsControlTest, DaemonizeReturnsOnceTheDaemonListens) {
   const pid_t daemon = std::atoi(ReadFile(pid_file()).c_str());
   ASSERT_GT(daemon, 0);
   children_.push_back(daemon);  // a subreaper's child once its parent exited
-  EXPECT_THAT(Recorded()[0], StartsWith("start pid=" + std::to_string(daemon) + " visible=GPU-xyz"));
+  EXPECT_THAT(Recorded()[0],
+              StartsWith("start pid=" + std::to_string(daemon) + " visible=GPU-xyz"));
   EXPECT_EQ(fs::read_symlink("/proc/" + std::to_string(daemon) + "/fd/1"), "/dev/null");
   EXPECT_EQ(getsid(daemon), daemon);
   EXPECT_EQ(Client("quit\n").exit_code, 0);
