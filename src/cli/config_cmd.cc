@@ -26,10 +26,12 @@ constexpr char kUsage[] =
 
 // "2 resources: nvidia.com/gpu.shared (from nvidia.com/gpu, 4 replicas, devices 0),
 // nvidia.com/t4 (unshared)". Without a node the GPUs are unknown, so this lists what the file
-// declares; GPUs no entry selects are advertised whole under their resources.gpus name.
+// declares; GPUs no entry selects are advertised whole under their resources.gpus name. MPS
+// entries say so, and a shared config says when requests for more than one replica fail.
 std::string Summary(const config::Config& c) {
   std::vector<std::string> parts;
-  const config::TimeSlicing& ts = c.time_slicing;
+  const bool mps = c.mps.has_value();
+  const config::TimeSlicing& ts = mps ? *c.mps : c.time_slicing;
   for (const config::ReplicatedResource& r : ts.resources) {
     std::string name = r.name;
     if (!r.rename.empty()) {
@@ -44,8 +46,9 @@ std::string Summary(const config::Config& c) {
       devices = absl::StrCat(", devices ", absl::StrJoin(r.devices.ids, ","));
     }
     std::string from = name == r.name ? "" : absl::StrCat("from ", r.name, ", ");
-    std::string share =
-        r.replicas > 1 ? absl::StrCat(r.replicas, " replicas") : std::string("unshared");
+    std::string share = r.replicas > 1
+                            ? absl::StrCat(r.replicas, mps ? " MPS replicas" : " replicas")
+                            : std::string("unshared");
     bool caps = r.enforce_memory.value_or(r.replicas > 1);
     parts.push_back(absl::StrCat(name, " (", from, share, devices,
                                  r.replicas > 1 && !caps ? ", no memory caps" : "", ")"));
@@ -55,8 +58,12 @@ std::string Summary(const config::Config& c) {
       parts.push_back(absl::StrCat(p.name, " (GPUs matching \"", p.pattern, "\", unshared)"));
     }
   }
-  return absl::StrCat(
-      parts.size(), parts.size() == 1 ? " resource: " : " resources: ", absl::StrJoin(parts, ", "));
+  std::string fail =
+      c.Strategy() != config::SharingStrategy::kNone && c.FailRequestsGreaterThanOne()
+          ? "; requests for more than 1 replica fail (failRequestsGreaterThanOne)"
+          : "";
+  return absl::StrCat(parts.size(), parts.size() == 1 ? " resource: " : " resources: ",
+                      absl::StrJoin(parts, ", "), fail);
 }
 
 std::string ReadStdin() {

@@ -11,6 +11,12 @@
 //                                                  cap each container's GPU memory at k/N.
 //   sharing.timeSlicing.resources[].allowOptOut    bool, default false: containers may set
 //                                                  SLICER_OPT_OUT=1 to run uncapped.
+//   (both also under sharing.mps.resources[], with the same meaning)
+//
+// sharing.mps has timeSlicing's shape. The two cannot be combined in one file (NVIDIA's plugin
+// silently uses MPS then; here it is an error), MPS excludes MIG (migStrategy mixed, MIG names,
+// MIG devices), and an MPS entry has at most kMaxMpsReplicas replicas (kMaxMpsReplicasPreVolta on a
+// GPU older than compute capability 7.0, checked by ResolveResources).
 //
 // NVIDIA keys gpu-slicer does not act on (flags.gdrcopyEnabled, flags.plugin.kubeletSocket,
 // flags.plugin.cdiFeatureFlags, imex, health) are parsed and type-checked so that NVIDIA's files
@@ -98,11 +104,22 @@ struct ReplicatedResource {
 // advertise that many devices per GPU and overflow the kubelet's ListAndWatch message.
 inline constexpr int kMaxReplicas = 4096;
 
+// An MPS server accepts at most 48 clients per GPU from compute capability 7.0 (Volta) on, 16
+// before; each replica of an MPS resource is one client. NVIDIA's plugin checks 16 against 7.5.
+inline constexpr int kMaxMpsReplicas = 48;
+inline constexpr int kMaxMpsReplicasPreVolta = 16;
+inline constexpr int kMpsVoltaComputeMajor = 7;
+
+// The shape of both sharing.timeSlicing and sharing.mps (NVIDIA's ReplicatedResources).
 struct TimeSlicing {
   bool rename_by_default = false;
   bool fail_requests_greater_than_one = false;
+  bool fail_requests_set = false;  // failRequestsGreaterThanOne appeared in the file
   std::vector<ReplicatedResource> resources;
 };
+
+// How a node shares its GPUs: the value of the node label nvidia.com/gpu.sharing-strategy.
+enum class SharingStrategy { kNone, kTimeSlicing, kMps };
 
 // `resources.gpus[]` / `resources.mig[]`: pattern → resource name (NVIDIA's format).
 struct ResourcePattern {
@@ -115,8 +132,8 @@ struct Config {
   Flags flags;
   std::vector<ResourcePattern> gpu_resources = {{"*", "nvidia.com/gpu"}};
   std::vector<ResourcePattern> mig_resources;
-  TimeSlicing time_slicing;
-  bool has_mps = false;  // sharing.mps present (rejected by validation: not supported)
+  TimeSlicing time_slicing;        // empty when the file has no sharing.timeSlicing
+  std::optional<TimeSlicing> mps;  // present when the file has sharing.mps
   // NVIDIA's `imex` and `health` sections, parsed so NVIDIA's files load. gpu-slicer's XID policy
   // comes from the device-plugin's environment knobs (docs/config.md).
   struct Imex {
@@ -130,6 +147,14 @@ struct Config {
     bool critical_xids_all = true;
     std::vector<uint64_t> critical_xids;
   } health;
+
+  // NVIDIA's rule: kMps when `mps` has an entry with replicas > 1, else kTimeSlicing when
+  // `time_slicing` has one, else kNone.
+  SharingStrategy Strategy() const;
+  // failRequestsGreaterThanOne of the section Strategy() names: for MPS true unless the file sets
+  // it (as NVIDIA's NewConfig does), for time-slicing false unless set. With kNone nothing is
+  // shared and the value has no effect; it is that of `mps` when present, else of `time_slicing`.
+  bool FailRequestsGreaterThanOne() const;
 };
 
 // Config files larger than this are rejected before YAML parsing: a ConfigMap holds at most
@@ -171,7 +196,9 @@ struct Overrides {
 };
 
 // Applies `env` over `config`, then `flags` over that (flag > environment > file). Strategy
-// strings are validated; an invalid one is an error naming the flag or variable.
+// strings are validated; an invalid one is an error naming the flag or variable. A resulting
+// migStrategy mixed with sharing.mps is an error naming where "mixed" came from (MPS does not
+// support MIG devices). On error `config` is unchanged.
 absl::Status ApplyOverrides(const Overrides& env, const Overrides& flags, Config& config);
 
 // Reads NVIDIA's environment variable names (MIG_STRATEGY, FAIL_ON_INIT_ERROR,
@@ -182,9 +209,11 @@ absl::StatusOr<Overrides> OverridesFromEnvironment(
 
 // The resources one node advertises, after resolving selectors against its GPUs.
 struct GpuRef {
-  std::string uuid;
+  std::string uuid;  // "GPU-..."; a MIG device (migStrategy single) passes its "MIG-..." UUID
   int index = 0;
   std::string product;  // name, for resources.gpus pattern matching
+  int cc_major = 0;     // compute capability; 0: unknown
+  int cc_minor = 0;
 };
 struct ResolvedResource {
   std::string name;                // final name after rename / renameByDefault
@@ -192,18 +221,23 @@ struct ResolvedResource {
   std::vector<std::string> uuids;  // GPUs it covers, by index order
   bool enforce_memory = false;
   bool allow_opt_out = false;
+  // kNone for replicas 1 (whole GPUs); else the section the entry came from.
+  SharingStrategy sharing = SharingStrategy::kNone;
 };
 
 // Splits the node's GPUs between resources: each GPU's base name is the first resources.gpus
-// pattern matching its product (no match: not advertised); each time-slicing entry takes the GPUs
-// of its `name` that `devices` selects and advertises them as `rename` (or <name>.shared with
-// renameByDefault and replicas > 1); GPUs taken by no entry are advertised whole (replicas 1)
+// pattern matching its product (no match: not advertised); each time-slicing or MPS entry takes
+// the GPUs of its `name` that `devices` selects and advertises them as `rename` (or <name>.shared
+// with renameByDefault and replicas > 1); GPUs taken by no entry are advertised whole (replicas 1)
 // under their base name. Entries whose resource the node lacks (MIG, other products) are
 // skipped. Results are ordered by their lowest GPU index; uuids by index.
 // Errors (InvalidArgument, every problem joined by "; ", each naming the entry's YAML path): a
 // selector naming an index or UUID the node does not have, a count larger than the node has, a
 // MIG device, a GPU of another resource, a GPU claimed by two entries, two resources producing
-// the same name with different replicas or memory settings.
+// the same name with different replicas or memory settings. For MPS entries also: migStrategy
+// mixed, a MIG resource name, a selected GPU whose UUID is a MIG UUID, replicas above
+// kMaxMpsReplicas, and replicas above kMaxMpsReplicasPreVolta on a GPU whose known compute
+// capability is below 7.0 (the message names the GPU's index, UUID, product and capability).
 absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& config,
                                                                const std::vector<GpuRef>& gpus);
 
@@ -212,6 +246,11 @@ absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& con
 // what is wrong.
 absl::StatusOr<std::string> NormalizeResourceName(std::string_view name);
 
+// A MIG resource name: nvidia.com/mig-<profile> (migStrategy mixed).
+bool IsMigResourceName(std::string_view name);
+// A MIG device reference as `devices` lists it: a MIG index "0:1" or a MIG UUID "MIG-...".
+bool IsMigDeviceRef(std::string_view id);
+
 // NVIDIA's resources.gpus pattern match: '*' matches any run of characters, everything else is
 // literal, and the pattern may match anywhere in the product name (NVIDIA's regexp is unanchored:
 // "T4" matches "Tesla T4").
@@ -219,6 +258,7 @@ bool MatchesPattern(std::string_view pattern, std::string_view product);
 
 std::string_view ToString(DeviceListStrategy s);
 std::string_view ToString(DeviceIdStrategy s);
+std::string_view ToString(SharingStrategy s);  // "none", "time-slicing", "mps"
 
 }  // namespace slicer::config
 

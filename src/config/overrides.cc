@@ -89,6 +89,18 @@ absl::Status ApplyOverrides(const Overrides& env, const Overrides& flags, Config
   Config next = config;
   if (absl::Status s = Apply(env, kEnvNames, next); !s.ok()) return s;
   if (absl::Status s = Apply(flags, kFlagNames, next); !s.ok()) return s;
+  if (next.mps && next.flags.mig_strategy == "mixed") {
+    // Parse rejects mixed + MPS within a file; an override can bring the two together.
+    const std::string from = flags.mig_strategy ? absl::StrCat(kFlagNames.mig_strategy, "=mixed")
+                             : env.mig_strategy
+                                 ? absl::StrCat(kEnvNames.mig_strategy, "=mixed")
+                                 : std::string("flags.migStrategy: mixed in the file");
+    return absl::InvalidArgumentError(
+        absl::StrCat(from,
+                     ": MPS is not supported for MIG devices, and the config has sharing.mps; "
+                     "use migStrategy none (or single) with MPS, or share MIG devices with "
+                     "sharing.timeSlicing"));
+  }
   config = std::move(next);
   return absl::OkStatus();
 }

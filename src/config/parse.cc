@@ -50,6 +50,9 @@ const std::vector<Section>& Schema() {
       {"sharing.timeSlicing", {"renameByDefault", "failRequestsGreaterThanOne", "resources"}},
       {"sharing.timeSlicing.resources[]",
        {"name", "rename", "devices", "replicas", "enforceMemory", "allowOptOut"}},
+      {"sharing.mps", {"renameByDefault", "failRequestsGreaterThanOne", "resources"}},
+      {"sharing.mps.resources[]",
+       {"name", "rename", "devices", "replicas", "enforceMemory", "allowOptOut"}},
       {"imex", {"channelIDs", "required"}},
       {"health", {"disabled", "eventTypes", "ignoredXIDs", "criticalXIDs"}},
   };
@@ -100,6 +103,12 @@ std::string UnknownKeyMessage(std::string_view key, const Section& here, std::st
       elsewhere.push_back(s.where);
     }
   }
+  // Inside sharing.mps, "replicas" belongs under sharing.mps.resources[], not timeSlicing's.
+  std::vector<std::string> below;
+  for (const std::string& w : elsewhere) {
+    if (w.rfind(std::string(here.where) + ".", 0) == 0) below.push_back(w);
+  }
+  if (!below.empty()) elsewhere = below;
   if (!elsewhere.empty()) {
     return absl::StrCat("\"", std::string(key), "\" does not belong under ", std::string(shown),
                         "; it belongs under ", absl::StrJoin(elsewhere, " or "));
@@ -278,19 +287,28 @@ class Parser {
   void ReadGfdFlags(const Field& f, GfdFlags& gfd);
   void ReadResources(const Field& f, Config& config);
   std::vector<ResourcePattern> ReadPatterns(const Field& f, const std::string& path);
-  void ReadReplicated(const Field& f, const std::string& path, TimeSlicing& out);
-  void ReadReplicatedResource(const YAML::Node& n, const std::string& path,
+  // Reads sharing.timeSlicing or sharing.mps (`path`); returns where each entry's name is.
+  std::vector<YAML::Mark> ReadReplicated(const Field& f, const std::string& path, bool mps,
+                                         TimeSlicing& out);
+  void ReadReplicatedResource(const YAML::Node& n, const std::string& path, bool mps,
                               ReplicatedResource& out);
-  void ReadDevices(const Field& f, const std::string& path, DeviceSelector& out);
+  // `whole_gpus_only`: a MIG index or UUID is an error (MPS).
+  void ReadDevices(const Field& f, const std::string& path, bool whole_gpus_only,
+                   DeviceSelector& out);
+  // The checks that need the whole file: entry names against resources.gpus, the sharing
+  // sections against each other and against flags.migStrategy.
+  void CheckSharing(const Fields& top, const Fields& sharing, Config& config);
+  void CheckNames(const TimeSlicing& section, const std::string& path,
+                  const std::vector<YAML::Mark>& name_marks, const Config& config);
   void ReadImex(const Field& f, Config::Imex& imex);
   void ReadHealth(const Field& f, Config::Health& health);
   std::optional<std::string> ResourceName(const Field& f, const std::string& path);
   std::vector<int64_t> IntList(const Field& f, const std::string& path, int64_t min, int64_t max);
 
   std::vector<ConfigError>& errors_;
-  // Where each sharing.timeSlicing.resources[i].name is, for checks after the walk.
-  std::vector<YAML::Mark> name_marks_;
-  TimeSlicing mps_scratch_;  // sharing.mps is read (for its errors) into here, then dropped
+  // Where each sharing.<section>.resources[i].name is, for checks after the walk.
+  std::vector<YAML::Mark> time_slicing_names_;
+  std::vector<YAML::Mark> mps_names_;
 };
 
 Fields Parser::MapFields(const YAML::Node& n, const std::string& path, std::string_view where) {
@@ -441,32 +459,78 @@ void Parser::Run(const YAML::Node& root, Config& config) {
   if (auto it = top.find("resources"); it != top.end()) ReadResources(it->second, config);
   if (auto it = top.find("imex"); it != top.end()) ReadImex(it->second, config.imex);
   if (auto it = top.find("health"); it != top.end()) ReadHealth(it->second, config.health);
+  Fields sharing;
   if (auto it = top.find("sharing"); it != top.end()) {
-    Fields sharing = MapFields(it->second.value, "sharing", "sharing");
+    sharing = MapFields(it->second.value, "sharing", "sharing");
     if (auto ts = sharing.find("timeSlicing"); ts != sharing.end()) {
-      ReadReplicated(ts->second, "sharing.timeSlicing", config.time_slicing);
+      time_slicing_names_ =
+          ReadReplicated(ts->second, "sharing.timeSlicing", false, config.time_slicing);
     }
     if (auto mps = sharing.find("mps"); mps != sharing.end()) {
-      config.has_mps = true;
-      ReadReplicated(mps->second, "sharing.mps", mps_scratch_);
-      Error("sharing.mps", mps->second.key,
-            "MPS sharing is not supported by gpu-slicer; use sharing.timeSlicing (gpu-slicer adds "
-            "per-container memory caps and weighted time shares to it)");
+      mps_names_ = ReadReplicated(mps->second, "sharing.mps", true, config.mps.emplace());
     }
   }
+  CheckSharing(top, sharing, config);
+}
 
-  // Every time-slicing entry must name a resource this config can produce, or it would silently
-  // share nothing (NVIDIA ignores such entries).
-  std::set<std::string> known;
-  for (const ResourcePattern& p : config.gpu_resources) known.insert(p.name);
+void Parser::CheckSharing(const Fields& top, const Fields& sharing, Config& config) {
+  CheckNames(config.time_slicing, "sharing.timeSlicing", time_slicing_names_, config);
+  auto mps = sharing.find("mps");
+  if (mps == sharing.end()) return;
+  CheckNames(*config.mps, "sharing.mps", mps_names_, config);
+  if (auto ts = sharing.find("timeSlicing"); ts != sharing.end() &&
+                                             !config.time_slicing.resources.empty() &&
+                                             !config.mps->resources.empty()) {
+    Error("sharing.mps", mps->second.key,
+          absl::StrCat("sharing.mps and sharing.timeSlicing (line ", ts->second.key.Mark().line + 1,
+                       ") cannot be combined in one config: NVIDIA's plugin silently uses MPS and "
+                       "ignores timeSlicing. Keep one of them, or give the nodes that need the "
+                       "other a separate named config (the node label "
+                       "nvidia.com/device-plugin.config picks one)"));
+  }
+  if (config.flags.mig_strategy == "mixed") {
+    int line = 0;
+    if (auto f = top.find("flags");
+        f != top.end() && f->second.value.IsMap() && f->second.value["migStrategy"]) {
+      line = f->second.value["migStrategy"].Mark().line + 1;
+    }
+    Error("sharing.mps", mps->second.key,
+          absl::StrCat(
+              "MPS is not supported for MIG devices, and flags.migStrategy is mixed (line ", line,
+              "); use migStrategy none (or single) with sharing.mps, or share MIG "
+              "devices with sharing.timeSlicing"));
+  }
+}
+
+// Every entry must name a resource this config can produce, or it would silently share nothing
+// (NVIDIA ignores such entries). MIG names are for time-slicing only.
+void Parser::CheckNames(const TimeSlicing& section, const std::string& path,
+                        const std::vector<YAML::Mark>& name_marks, const Config& config) {
+  const bool mps = path == "sharing.mps";
+  std::set<std::string> known, mig_only;
   for (const ResourcePattern& p : config.mig_resources) known.insert(p.name);
-  for (size_t i = 0; i < config.time_slicing.resources.size(); ++i) {
-    const ReplicatedResource& r = config.time_slicing.resources[i];
-    if (r.name.empty() || known.count(r.name) || r.name.rfind("nvidia.com/mig-", 0) == 0) {
+  mig_only = known;
+  for (const ResourcePattern& p : config.gpu_resources) {
+    known.insert(p.name);
+    mig_only.erase(p.name);
+  }
+  for (size_t i = 0; i < section.resources.size(); ++i) {
+    const ReplicatedResource& r = section.resources[i];
+    const std::string name_path = Index(path + ".resources", i) + ".name";
+    if (r.name.empty()) continue;
+    if (IsMigResourceName(r.name) || mig_only.count(r.name)) {
+      if (mps) {
+        Error(name_path, name_marks[i],
+              absl::StrCat("\"", r.name,
+                           "\" is a MIG resource; MPS is not supported for MIG "
+                           "devices: share whole GPUs (e.g. nvidia.com/gpu) with MPS, "
+                           "or MIG devices with sharing.timeSlicing"));
+      }
       continue;
     }
+    if (known.count(r.name)) continue;
     std::vector<std::string> names(known.begin(), known.end());
-    Error(Index("sharing.timeSlicing.resources", i) + ".name", name_marks_[i],
+    Error(name_path, name_marks[i],
           absl::StrCat("\"", r.name, "\" is not a resource of this config (resources.gpus names: ",
                        absl::StrJoin(names, ", "), "; MIG resources are nvidia.com/mig-*)"));
   }
@@ -679,14 +743,17 @@ void Parser::ReadResources(const Field& f, Config& config) {
   }
 }
 
-void Parser::ReadReplicated(const Field& f, const std::string& path, TimeSlicing& out) {
-  Fields fs = MapFields(f.value, path, "sharing.timeSlicing");
+std::vector<YAML::Mark> Parser::ReadReplicated(const Field& f, const std::string& path, bool mps,
+                                               TimeSlicing& out) {
+  std::vector<YAML::Mark> name_marks;
+  Fields fs = MapFields(f.value, path, path);
   if (auto it = fs.find("renameByDefault"); it != fs.end()) {
     if (auto v = Bool(it->second, path + ".renameByDefault")) out.rename_by_default = *v;
   }
   if (auto it = fs.find("failRequestsGreaterThanOne"); it != fs.end()) {
     if (auto v = Bool(it->second, path + ".failRequestsGreaterThanOne")) {
       out.fail_requests_greater_than_one = *v;
+      out.fail_requests_set = true;
     }
   }
   const std::string rp = path + ".resources";
@@ -697,27 +764,31 @@ void Parser::ReadReplicated(const Field& f, const std::string& path, TimeSlicing
             "no resources; add resources: [{name: nvidia.com/gpu, replicas: N}] or remove the "
             "section");
     }
-    return;
+    return name_marks;
   }
-  if (!ExpectKind(it->second, rp, Kind::kList, "a list of {name, replicas, ...}")) return;
+  if (!ExpectKind(it->second, rp, Kind::kList, "a list of {name, replicas, ...}")) {
+    return name_marks;
+  }
   if (it->second.value.size() == 0) {
     Error(rp, MarkOf(it->second), "empty list; add at least one {name, replicas}");
   }
   for (size_t i = 0; i < it->second.value.size(); ++i) {
     ReplicatedResource r;
     const YAML::Node entry = it->second.value[i];
-    ReadReplicatedResource(entry, Index(rp, i), r);
+    ReadReplicatedResource(entry, Index(rp, i), mps, r);
     YAML::Mark name_mark = entry.Mark();
     if (entry.IsMap() && entry["name"]) name_mark = entry["name"].Mark();
-    if (&out != &mps_scratch_) name_marks_.push_back(name_mark);
+    name_marks.push_back(name_mark);
     out.resources.push_back(std::move(r));
   }
+  return name_marks;
 }
 
-void Parser::ReadReplicatedResource(const YAML::Node& n, const std::string& path,
+void Parser::ReadReplicatedResource(const YAML::Node& n, const std::string& path, bool mps,
                                     ReplicatedResource& out) {
   out.line = n.Mark().line + 1;
-  Fields fs = MapFields(n, path, "sharing.timeSlicing.resources[]");
+  Fields fs =
+      MapFields(n, path, mps ? "sharing.mps.resources[]" : "sharing.timeSlicing.resources[]");
   if (!n.IsMap()) {
     if (n.IsNull()) Error(path, n, "empty entry; write {name: nvidia.com/gpu, replicas: N}");
     return;
@@ -732,9 +803,19 @@ void Parser::ReadReplicatedResource(const YAML::Node& n, const std::string& path
     } else if (key == "rename") {
       if (auto v = ResourceName(field, kp)) out.rename = *v;
     } else if (key == "replicas") {
-      if (auto v = Int(field, kp, 1, kMaxReplicas)) out.replicas = static_cast<int>(*v);
+      auto v = Int(field, kp, 1, kMaxReplicas);
+      if (!v) continue;
+      out.replicas = static_cast<int>(*v);
+      if (mps && *v > kMaxMpsReplicas) {
+        Error(kp, MarkOf(field),
+              absl::StrCat("got ", *v, "; an MPS server accepts at most ", kMaxMpsReplicas,
+                           " clients per GPU on compute capability 7.0 (Volta) and newer, ",
+                           kMaxMpsReplicasPreVolta,
+                           " before, and each replica is one client: use at most ", kMaxMpsReplicas,
+                           " (sharing.timeSlicing allows up to ", kMaxReplicas, ")"));
+      }
     } else if (key == "devices") {
-      ReadDevices(field, kp, out.devices);
+      ReadDevices(field, kp, mps, out.devices);
     } else if (key == "enforceMemory") {
       out.enforce_memory = Bool(field, kp);
     } else if (key == "allowOptOut") {
@@ -782,7 +863,8 @@ bool IsDeviceRef(std::string_view s) {
   return false;
 }
 
-void Parser::ReadDevices(const Field& f, const std::string& path, DeviceSelector& out) {
+void Parser::ReadDevices(const Field& f, const std::string& path, bool whole_gpus_only,
+                         DeviceSelector& out) {
   const char* expected = "\"all\", a count of GPUs, or a list of GPU indices / UUIDs";
   switch (KindOf(f.value)) {
     case Kind::kString:
@@ -821,6 +903,13 @@ void Parser::ReadDevices(const Field& f, const std::string& path, DeviceSelector
                 absl::StrCat("expected a GPU index (0), a MIG index (0:1) or a GPU/MIG UUID "
                              "(GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got ",
                              Describe(item.value)));
+          continue;
+        }
+        if (whole_gpus_only && IsMigDeviceRef(id)) {
+          Error(ip, MarkOf(item),
+                absl::StrCat(id,
+                             " is a MIG device; MPS is not supported for MIG devices: list "
+                             "whole GPUs (an index such as 0, or GPU-<uuid>)"));
           continue;
         }
         if (auto [it, inserted] = seen.emplace(id, static_cast<int>(i)); !inserted) {
@@ -964,6 +1053,14 @@ absl::StatusOr<std::string> NormalizeResourceName(std::string_view name) {
         absl::StrCat("invalid resource name \"", std::string(name), "\": ", why));
   }
   return full;
+}
+
+bool IsMigResourceName(std::string_view name) {
+  return name.substr(0, std::string_view("nvidia.com/mig-").size()) == "nvidia.com/mig-";
+}
+
+bool IsMigDeviceRef(std::string_view id) {
+  return id.find(':') != std::string_view::npos || id.substr(0, 4) == "MIG-";
 }
 
 bool MatchesPattern(std::string_view pattern, std::string_view product) {

@@ -12,14 +12,51 @@
 namespace slicer::config {
 namespace {
 
-bool IsMigRef(const std::string& id) {
-  return id.find(':') != std::string::npos || id.rfind("MIG-", 0) == 0;
-}
-
-std::string EntryPath(size_t i) { return absl::StrCat("sharing.timeSlicing.resources[", i, "]"); }
-
 std::string Describe(const GpuRef& g) {
   return absl::StrCat("GPU ", g.index, " (", g.uuid, ", ", g.product, ")");
+}
+
+std::string ComputeCapability(const GpuRef& g) {
+  return g.cc_major > 0 ? absl::StrCat(g.cc_major, ".", g.cc_minor) : std::string("unknown");
+}
+
+// One entry of sharing.timeSlicing or sharing.mps.
+struct Entry {
+  const ReplicatedResource* resource;
+  std::string path;  // "sharing.mps.resources[2]"
+  bool rename_by_default;
+  SharingStrategy strategy;
+};
+
+// The MPS-only rules for entry `path` (sharing.mps.resources[i]) over the GPUs it selected. Parse
+// reports the same for a file; a Config built in code meets them here.
+void CheckMps(const Config& config, const ReplicatedResource& r, const std::string& path,
+              const std::vector<const GpuRef*>& selected, std::vector<std::string>& errors) {
+  if (IsMigResourceName(r.name)) {
+    errors.push_back(absl::StrCat(path, ": ", r.name,
+                                  " is a MIG resource; MPS is not supported for MIG devices"));
+  }
+  if (r.replicas > kMaxMpsReplicas) {
+    errors.push_back(absl::StrCat(path, ": ", r.replicas,
+                                  " replicas; an MPS server accepts at most ", kMaxMpsReplicas,
+                                  " clients per GPU"));
+  }
+  for (const GpuRef* g : selected) {
+    if (g->uuid.rfind("MIG-", 0) == 0) {
+      errors.push_back(absl::StrCat(path, ": ", Describe(*g), " is a MIG device (migStrategy ",
+                                    config.flags.mig_strategy,
+                                    "); MPS is not supported for MIG devices"));
+    } else if (g->cc_major > 0 && g->cc_major < kMpsVoltaComputeMajor &&
+               r.replicas > kMaxMpsReplicasPreVolta) {
+      errors.push_back(
+          absl::StrCat(path, ": ", r.replicas, " replicas on ", Describe(*g),
+                       ", compute capability ", ComputeCapability(*g),
+                       "; before compute capability 7.0 (Volta) an MPS server accepts at "
+                       "most ",
+                       kMaxMpsReplicasPreVolta, " clients per GPU: use at most ",
+                       kMaxMpsReplicasPreVolta, " replicas, or exclude this GPU with devices"));
+    }
+  }
 }
 
 }  // namespace
@@ -51,10 +88,10 @@ absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& con
   };
   std::vector<Out> outs;
   std::map<std::string, size_t> by_name;
-  std::vector<int> claimed_by(sorted.size(), -1);
+  std::vector<std::string> claimed_by(sorted.size());  // the entry's path; empty: unclaimed
 
   auto add = [&](const std::string& name, int replicas, bool enforce, bool opt_out,
-                 const std::string& origin, size_t g) {
+                 SharingStrategy sharing, const std::string& origin, size_t g) {
     auto [it, inserted] = by_name.emplace(name, outs.size());
     if (inserted) {
       Out o;
@@ -62,6 +99,7 @@ absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& con
       o.resource.replicas = replicas;
       o.resource.enforce_memory = enforce;
       o.resource.allow_opt_out = opt_out;
+      o.resource.sharing = sharing;
       o.origin = origin;
       o.first_gpu = g;
       outs.push_back(std::move(o));
@@ -81,13 +119,35 @@ absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& con
                                     "equal or rename one"));
       return;
     }
+    if (o.resource.sharing != sharing) {
+      errors.push_back(absl::StrCat(origin, " and ", o.origin, " both advertise ", name,
+                                    ", one with ", std::string(ToString(sharing)), " and one with ",
+                                    std::string(ToString(o.resource.sharing)), "; rename one"));
+      return;
+    }
     o.gpus.push_back(g);
   };
 
-  const TimeSlicing& ts = config.time_slicing;
-  for (size_t i = 0; i < ts.resources.size(); ++i) {
-    const ReplicatedResource& r = ts.resources[i];
-    const std::string path = EntryPath(i);
+  // timeSlicing's entries, then MPS's: resolved alike.
+  std::vector<Entry> entries;
+  auto collect = [&](const TimeSlicing& section, const char* path, SharingStrategy strategy) {
+    for (size_t i = 0; i < section.resources.size(); ++i) {
+      entries.push_back({&section.resources[i], absl::StrCat(path, ".resources[", i, "]"),
+                         section.rename_by_default, strategy});
+    }
+  };
+  collect(config.time_slicing, "sharing.timeSlicing", SharingStrategy::kTimeSlicing);
+  if (config.mps) {
+    collect(*config.mps, "sharing.mps", SharingStrategy::kMps);
+    if (config.flags.mig_strategy == "mixed") {
+      errors.push_back(
+          "sharing.mps: MPS is not supported for MIG devices, and migStrategy is mixed; use "
+          "migStrategy none or single with sharing.mps");
+    }
+  }
+  for (const Entry& entry : entries) {
+    const ReplicatedResource& r = *entry.resource;
+    const std::string& path = entry.path;
     std::vector<size_t> candidates;
     for (size_t g = 0; g < sorted.size(); ++g) {
       if (base[g] == r.name) candidates.push_back(g);
@@ -105,7 +165,7 @@ absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& con
       for (size_t k = 0; k < r.devices.ids.size(); ++k) {
         const std::string& id = r.devices.ids[k];
         const std::string ip = absl::StrCat(path, ".devices[", k, "]");
-        if (IsMigRef(id)) {
+        if (IsMigDeviceRef(id)) {
           errors.push_back(absl::StrCat(ip, ": ", id,
                                         " is a MIG device; gpu-slicer shares whole GPUs only "
                                         "(migStrategy none)"));
@@ -143,25 +203,31 @@ absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& con
     std::string name = r.name;
     if (!r.rename.empty()) {
       name = r.rename;
-    } else if (ts.rename_by_default && r.replicas > 1) {
+    } else if (entry.rename_by_default && r.replicas > 1) {
       name = absl::StrCat(r.name, ".shared");
     }
+    if (entry.strategy == SharingStrategy::kMps) {
+      std::vector<const GpuRef*> refs;
+      for (size_t g : selected) refs.push_back(&sorted[g]);
+      CheckMps(config, r, path, refs, errors);
+    }
     const bool enforce = r.enforce_memory.value_or(r.replicas > 1);
+    const SharingStrategy sharing = r.replicas > 1 ? entry.strategy : SharingStrategy::kNone;
     for (size_t g : selected) {
-      if (claimed_by[g] >= 0) {
-        errors.push_back(absl::StrCat(Describe(sorted[g]), " is selected by both ",
-                                      EntryPath(claimed_by[g]), " and ", path,
-                                      "; a GPU can be shared one way only"));
+      if (!claimed_by[g].empty()) {
+        errors.push_back(absl::StrCat(Describe(sorted[g]), " is selected by both ", claimed_by[g],
+                                      " and ", path, "; a GPU can be shared one way only"));
         continue;
       }
-      claimed_by[g] = static_cast<int>(i);
-      add(name, r.replicas, enforce, r.allow_opt_out, path, g);
+      claimed_by[g] = path;
+      add(name, r.replicas, enforce, r.allow_opt_out, sharing, path, g);
     }
   }
 
   for (size_t g = 0; g < sorted.size(); ++g) {
-    if (claimed_by[g] >= 0 || base[g].empty()) continue;
-    add(base[g], 1, false, false, absl::StrCat("the unshared GPUs of ", base[g]), g);
+    if (!claimed_by[g].empty() || base[g].empty()) continue;
+    add(base[g], 1, false, false, SharingStrategy::kNone,
+        absl::StrCat("the unshared GPUs of ", base[g]), g);
   }
 
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "; "));

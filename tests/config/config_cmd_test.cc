@@ -76,10 +76,52 @@ TEST(ConfigMain, ErrorsAsFileLineColPath) {
   Outcome r = Main({"validate", bad, good});
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.err, HasSubstr(bad + ":3:3: flags.renameByDefault: \"renameByDefault\" does not "
-                                     "belong under flags; it belongs under sharing.timeSlicing\n"));
+                                     "belong under flags; it belongs under sharing.timeSlicing or "
+                                     "sharing.mps\n"));
   EXPECT_THAT(r.err, HasSubstr(bad + ":7:29: sharing.timeSlicing.resources[0].replicas: must be "
                                      "between 1 and 4096, got 0\n"));
   EXPECT_THAT(r.out, StartsWith(good + ": ok"));  // the other files are still checked
+}
+
+TEST(ConfigMain, MpsSummary) {
+  std::string mps = TestData("nvidia_mps.yaml");
+  Outcome r = Main({"validate", mps});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, mps +
+                       ": ok (1 resource: nvidia.com/gpu (10 MPS replicas); requests for more "
+                       "than 1 replica fail (failRequestsGreaterThanOne))\n");
+
+  std::string relaxed = WriteTemp(
+      "version: v1\nsharing:\n  mps:\n    failRequestsGreaterThanOne: false\n"
+      "    renameByDefault: true\n    resources:\n    - {name: gpu, replicas: 4, devices: [0]}\n");
+  r = Main({"validate", relaxed});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, relaxed +
+                       ": ok (1 resource: nvidia.com/gpu.shared (from nvidia.com/gpu, 4 MPS "
+                       "replicas, devices 0))\n");
+}
+
+TEST(ConfigMain, MpsErrorsAsFileLineColPath) {
+  std::string both = TestData("mps_and_time_slicing.yaml");
+  std::string mixed = TestData("mps_mig_mixed.yaml");
+  std::string entries = WriteTemp(
+      "version: v1\nsharing:\n  mps:\n    resources:\n"
+      "    - {name: mig-1g.5gb, replicas: 2}\n"
+      "    - {name: gpu, replicas: 49, devices: [\"0:1\"]}\n");
+  Outcome r = Main({"validate", both, mixed, entries});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, HasSubstr(both + ":8:3: sharing.mps: sharing.mps and sharing.timeSlicing "
+                                      "(line 4) cannot be combined in one config: NVIDIA's plugin "
+                                      "silently uses MPS and ignores timeSlicing."));
+  EXPECT_THAT(r.err, HasSubstr(mixed + ":6:3: sharing.mps: MPS is not supported for MIG devices, "
+                                       "and flags.migStrategy is mixed (line 4)"));
+  EXPECT_THAT(r.err, HasSubstr(entries + ":5:14: sharing.mps.resources[0].name: "
+                                         "\"nvidia.com/mig-1g.5gb\" is a MIG resource"));
+  EXPECT_THAT(r.err, HasSubstr(entries + ":6:29: sharing.mps.resources[1].replicas: got 49; an MPS "
+                                         "server accepts at most 48 clients per GPU"));
+  EXPECT_THAT(r.err, HasSubstr(entries + ":6:43: sharing.mps.resources[1].devices[0]: 0:1 is a MIG "
+                                         "device"));
 }
 
 TEST(ConfigMain, MissingFile) {
@@ -126,9 +168,14 @@ TEST(ConfigBinary, ValidateThroughSlicer) {
   Outcome ok = Binary({"validate", TestData("nvidia_time_slicing.yaml")});
   EXPECT_EQ(ok.status, 0) << ok.out;
   EXPECT_THAT(ok.out, HasSubstr(": ok (1 resource: nvidia.com/gpu (10 replicas))"));
-  Outcome bad = Binary({"validate", TestData("nvidia_mps.yaml")});
+  Outcome mps = Binary({"validate", TestData("nvidia_mps.yaml")});
+  EXPECT_EQ(mps.status, 0) << mps.out;
+  EXPECT_THAT(mps.out, HasSubstr(": ok (1 resource: nvidia.com/gpu (10 MPS replicas)"));
+  Outcome bad = Binary({"validate", TestData("mps_mig_mixed.yaml")});
   EXPECT_EQ(bad.status, 1);
-  EXPECT_THAT(bad.out, HasSubstr("nvidia_mps.yaml:4:3: sharing.mps: MPS sharing is not supported"));
+  EXPECT_THAT(bad.out,
+              HasSubstr("mps_mig_mixed.yaml:6:3: sharing.mps: MPS is not supported for MIG "
+                        "devices"));
   EXPECT_EQ(Binary({"validate"}).status, 2);
 }
 

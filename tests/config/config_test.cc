@@ -7,29 +7,17 @@
 
 #include <string>
 
+#include "tests/config/config_test_util.h"
+
 namespace slicer::config {
 namespace {
 
+using test::Dump;
+using test::OneError;
+using test::TestData;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
-
-std::string TestData(const std::string& name) {
-  return std::string(SLICER_CONFIG_TESTDATA) + "/" + name;
-}
-
-std::string Dump(const ParseResult& r) {
-  std::string out;
-  for (const ConfigError& e : r.errors) out += FormatError("f", e) + "\n";
-  return out;
-}
-
-// Parses text expected to have exactly one error and returns it.
-ConfigError OneError(const std::string& yaml) {
-  ParseResult r = Parse(yaml);
-  EXPECT_THAT(r.errors, SizeIs(1)) << Dump(r);
-  return r.errors.empty() ? ConfigError{} : r.errors[0];
-}
 
 // ---- NVIDIA's examples ----
 
@@ -97,14 +85,25 @@ TEST(NvidiaExamples, MigMixedParsesAndMigEntriesAreIgnoredOnWholeGpus) {
   EXPECT_EQ((*resolved)[0].replicas, 2);
 }
 
-TEST(NvidiaExamples, MpsIsParsedThenRejected) {
+TEST(NvidiaExamples, Mps) {
   ParseResult r = ParseFile(TestData("nvidia_mps.yaml"));
-  ASSERT_THAT(r.errors, SizeIs(1)) << Dump(r);
-  EXPECT_EQ(r.errors[0].path, "sharing.mps");
-  EXPECT_EQ(r.errors[0].line, 4);
-  EXPECT_EQ(r.errors[0].column, 3);
-  EXPECT_THAT(r.errors[0].message, HasSubstr("MPS sharing is not supported"));
-  EXPECT_TRUE(r.config.has_mps);
+  ASSERT_TRUE(r.ok()) << Dump(r);
+  ASSERT_TRUE(r.config.mps.has_value());
+  ASSERT_THAT(r.config.mps->resources, SizeIs(1));
+  EXPECT_EQ(r.config.mps->resources[0].name, "nvidia.com/gpu");
+  EXPECT_EQ(r.config.mps->resources[0].replicas, 10);
+  EXPECT_TRUE(r.config.time_slicing.resources.empty());
+  EXPECT_EQ(r.config.Strategy(), SharingStrategy::kMps);
+  EXPECT_FALSE(r.config.mps->fail_requests_set);
+  EXPECT_TRUE(r.config.FailRequestsGreaterThanOne());  // NVIDIA's MPS default
+
+  auto resolved = ResolveResources(r.config, {{"GPU-a", 0, "Tesla T4", 7, 5}});
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  ASSERT_THAT(*resolved, SizeIs(1));
+  EXPECT_EQ((*resolved)[0].name, "nvidia.com/gpu");
+  EXPECT_EQ((*resolved)[0].replicas, 10);
+  EXPECT_EQ((*resolved)[0].sharing, SharingStrategy::kMps);
+  EXPECT_TRUE((*resolved)[0].enforce_memory);
 }
 
 TEST(NvidiaExamples, HelmChartShape) {
@@ -260,13 +259,16 @@ TEST(Errors, MisplacedKeySaysWhereItBelongs) {
   EXPECT_EQ(e.path, "flags.renameByDefault");
   EXPECT_EQ(e.line, 3);
   EXPECT_EQ(e.column, 3);
-  EXPECT_THAT(e.message, HasSubstr("belongs under sharing.timeSlicing"));
+  EXPECT_THAT(e.message, HasSubstr("belongs under sharing.timeSlicing or sharing.mps"));
 
-  e = OneError(
-      "version: v1\nsharing:\n  timeSlicing:\n    replicas: 4\n    resources:\n"
-      "    - {name: gpu, replicas: 2}\n");
-  EXPECT_EQ(e.path, "sharing.timeSlicing.replicas");
-  EXPECT_THAT(e.message, HasSubstr("belongs under sharing.timeSlicing.resources[]"));
+  // Within a sharing section, the key's place in that same section.
+  for (std::string section : {"sharing.timeSlicing", "sharing.mps"}) {
+    e = OneError("version: v1\nsharing:\n  " + section.substr(8) +
+                 ":\n    replicas: 4\n    resources:\n    - {name: gpu, replicas: 2}\n");
+    EXPECT_EQ(e.path, section + ".replicas");
+    EXPECT_EQ(e.message, "\"replicas\" does not belong under " + section + "; it belongs under " +
+                             section + ".resources[]");
+  }
 
   e = OneError("version: v1\nmigStrategy: none\n");
   EXPECT_EQ(e.path, "migStrategy");

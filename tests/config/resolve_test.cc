@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "src/config/config.h"
+#include "tests/config/config_test_util.h"
 
 namespace slicer::config {
 namespace {
 
+using test::Load;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
@@ -16,12 +18,6 @@ std::string U(int n) { return "GPU-00000000-0000-0000-0000-00000000000" + std::t
 
 const std::vector<GpuRef> kFourT4 = {
     {U(0), 0, "Tesla T4"}, {U(1), 1, "Tesla T4"}, {U(2), 2, "Tesla T4"}, {U(3), 3, "Tesla T4"}};
-
-Config Load(const std::string& yaml) {
-  ParseResult r = Parse(yaml);
-  EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : FormatError("t", r.errors[0]));
-  return r.config;
-}
 
 TEST(Resolve, OneGpuSharedOthersWhole) {
   Config c = Load(R"(version: v1
