@@ -65,7 +65,8 @@ for s in ${SLICER_SANITIZERS-asan tsan}; do
     tsan) sanitized tsan thread -L 'arbiter|plugin' -LE "$exclude" -- \
       arbiter_scheduler_test arbiter_daemon_test arbiter_test_client \
       arbiter_config_metrics_test plugin_test plugin_integration_test slicer fake_nvml \
-      arbiter_shim_test slicer_shim shim_cuda_client fake_cuda ;;
+      arbiter_shim_test slicer_shim shim_cuda_client fake_cuda \
+      mps_test mps_daemon_test fake_mps_control fake_mps_control_test ;;
     *) echo "test: SLICER_SANITIZERS: unknown '$s' (asan, tsan)" >&2; exit 2 ;;
   esac
 done

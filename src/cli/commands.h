@@ -11,6 +11,7 @@ int RunMain(int argc, char** argv);           // slicer run [--memory S] [--weig
 int DemoMain(int argc, char** argv);          // slicer demo (src/demo)
 int ArbiterMain(int argc, char** argv);       // slicer arbiter (node daemon)
 int StatusMain(int argc, char** argv);        // slicer status (live table from /metrics)
+int MpsDaemonMain(int argc, char** argv);     // slicer mps-daemon (MPS control daemons)
 
 }  // namespace slicer::cli
 

@@ -70,6 +70,9 @@ void DefineFlags(FlagSet& f) {
         "how often an unhealthy GPU is asked whether it answers again");
   f.Add("health-recovery-delay", "SLICER_HEALTH_RECOVERY_DELAY", "60s",
         "how long after its last XID a GPU that answers is trusted again");
+  f.Add("mps-root", "MPS_ROOT", "",
+        "host directory of the MPS daemons' pipes and state, shared with slicer mps-daemon "
+        "(overrides flags.mpsRoot; default /run/nvidia/mps)");
   f.Add("log-level", "SLICER_LOG_LEVEL", "info", "debug, info, warning, error");
 }
 
@@ -141,6 +144,12 @@ std::optional<config::Config> LoadConfig(const FlagSet& flags, ConfigSource& sou
     SLOG(kError, "config_override_error").Kv("error", std::string(s.message()));
     return std::nullopt;
   }
+  // NVIDIA's chart passes the MPS root this way (mps.root); flag > environment > file.
+  if (auto v = flags.FromFlag("mps-root")) {
+    cfg.flags.mps_root = *v;
+  } else if (auto e = flags.FromEnv("mps-root"); e && !e->empty()) {
+    cfg.flags.mps_root = *e;
+  }
   if (cfg.flags.mig_strategy != "none") {
     SLOG(kError, "config_unsupported")
         .Kv("migStrategy", cfg.flags.mig_strategy)
@@ -149,7 +158,8 @@ std::optional<config::Config> LoadConfig(const FlagSet& flags, ConfigSource& sou
   }
   SLOG(kInfo, "config_loaded")
       .Kv("file", selected->empty() ? "(defaults)" : *selected)
-      .Kv("resources", cfg.time_slicing.resources.size());
+      .Kv("sharing", config::ToString(cfg.Strategy()))
+      .Kv("resources", cfg.mps ? cfg.mps->resources.size() : cfg.time_slicing.resources.size());
   return cfg;
 }
 

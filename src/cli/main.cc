@@ -22,6 +22,8 @@ constexpr Command kCommands[] = {
      "CMD..."},
     {"arbiter", slicer::cli::ArbiterMain, "the node daemon: time shares, priorities, /metrics"},
     {"status", slicer::cli::StatusMain, "live table of shares and memory from the arbiter"},
+    {"mps-daemon", slicer::cli::MpsDaemonMain,
+     "one NVIDIA MPS control daemon per GPU the plugin shares through MPS"},
 };
 
 void Usage(FILE* out) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "src/common/arbiter_protocol.h"
 #include "src/common/shim_contract.h"
+#include "src/mps/layout.h"
 
 namespace slicer::plugin {
 namespace {
@@ -154,6 +155,12 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
     }
     if (held[*gpu]++ == 0) gpu_order.push_back(*gpu);
   }
+  if (resource.mps && gpu_order.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request for ", ids.size(), " replicas of ", resource.name, " spans ", gpu_order.size(),
+        " GPUs (", Truncated(ids), "): an MPS client connects to one GPU's control daemon, so a "
+        "container's replicas of an MPS resource must all be on one GPU"));
+  }
   const bool cap = resource.enforce_memory;
   if (cap && options.shim_host_dir.empty()) {
     return absl::FailedPreconditionError(
@@ -244,9 +251,26 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
     m->set_host_path(absl::StrCat(options.shim_host_dir, "/ld.so.preload"));
     m->set_read_only(true);
   }
+  if (resource.mps && resource.shared()) {
+    const Gpu& gpu = resource.gpus[gpu_order.front()];
+    const int k = held[gpu_order.front()], n = resource.replicas;
+    const mps::Layout host(options.mps_root), inside(mps::kContainerRoot);
+    envs["CUDA_MPS_PIPE_DIRECTORY"] = inside.PipeDir(gpu.uuid);
+    envs["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = std::to_string(std::max(1, 100 * k / n));
+    const uint64_t mib = gpu.memory_bytes / (1 << 20) * static_cast<uint64_t>(k) /
+                         static_cast<uint64_t>(n);
+    if (mib > 0) envs["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = absl::StrCat("0=", mib, "M");
+    v1beta1::Mount* m = resp.add_mounts();
+    m->set_container_path(inside.PipeDir(gpu.uuid));
+    m->set_host_path(host.PipeDir(gpu.uuid));
+    m = resp.add_mounts();
+    m->set_container_path("/dev/shm");
+    m->set_host_path(host.ShmDir());
+  }
   // The arbiter shares a GPU's time among the shim's clients: only where the shim is injected,
-  // and only for replica IDs (<uuid>::<n>); a whole GPU has nobody to share with.
-  if (cap && resource.shared() && !options.arbiter_socket.empty()) {
+  // and only for replica IDs (<uuid>::<n>); a whole GPU has nobody to share with. Not MPS
+  // clients: MPS runs them side by side, and a lease would serialise them again.
+  if (cap && resource.shared() && !resource.mps && !options.arbiter_socket.empty()) {
     const size_t slash = options.arbiter_socket.rfind('/');
     envs[SLICER_ENV_ARBITER_SOCKET] =
         absl::StrCat(kArbiterContainerDir, options.arbiter_socket.substr(slash));

@@ -35,6 +35,8 @@ struct AllocateOptions {
   // socket file, so that the socket an arbiter re-creates when it restarts is reachable) plus
   // SLICER_ARBITER_SOCKET and SLICER_REPLICA_IDS.
   std::string arbiter_socket;
+  // Host directory of the MPS daemons' files (src/mps/layout.h); used by MPS resources only.
+  std::string mps_root = "/run/nvidia/mps";
 };
 
 // Where containers see the arbiter's socket directory: the arbiter's default directory on the
@@ -57,6 +59,15 @@ inline constexpr char kCdiAnnotationName[] = "nvidia-device-plugin";
 // what is allowed: an empty request, an ID the resource does not have, an ID asked twice, more
 // than one replica of a shared resource under failRequestsGreaterThanOne, a memory-capped
 // resource without the shim installed.
+//
+// An MPS resource's container (Resource::mps) must hold replicas of one GPU only (an MPS client
+// talks to one control daemon, and each GPU has its own); it gets that GPU's pipe directory
+// (<mps_root>/<uuid>/pipe at <kContainerRoot>/<uuid>/pipe, CUDA_MPS_PIPE_DIRECTORY) and the
+// daemons' shared memory (<mps_root>/shm at /dev/shm), and is sized by the k of N replicas it
+// holds: CUDA_MPS_ACTIVE_THREAD_PERCENTAGE = 100 k / N (at least 1) and
+// CUDA_MPS_PINNED_DEVICE_MEM_LIMIT = k/N of the GPU's memory, in MiB, for device 0 (the only
+// device the container sees). The shim's memory cap applies as for time-slicing; the arbiter
+// does not gate MPS clients (MPS runs them concurrently; their time is split by threads).
 //
 // SLICER_REPLICA_IDS lists the container's replica IDs in request order, as many whole IDs as fit
 // in the arbiter's HELLO (SLICER_ARB_REPLICAS_LEN - 1 bytes, about 14 IDs of real UUIDs): a

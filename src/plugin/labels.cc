@@ -30,7 +30,9 @@ std::map<std::string, std::string> NodeLabels(const std::vector<Resource>& resou
   std::string product;
   uint64_t memory = 0;
   int replicas = 1;
+  bool mps = false;
   for (const Resource& r : resources) {
+    mps |= r.mps && r.shared() && !r.gpus.empty();
     for (const Gpu& g : r.gpus) {
       if (!uuids.insert(g.uuid).second) continue;
       if (product.empty()) product = g.name;
@@ -40,7 +42,9 @@ std::map<std::string, std::string> NodeLabels(const std::vector<Resource>& resou
   }
   l["nvidia.com/gpu.count"] = std::to_string(uuids.size());
   l["nvidia.com/gpu.replicas"] = std::to_string(replicas);
-  l["nvidia.com/gpu.sharing-strategy"] = replicas > 1 ? "time-slicing" : "none";
+  l["nvidia.com/gpu.sharing-strategy"] = mps ? "mps" : replicas > 1 ? "time-slicing" : "none";
+  // NVIDIA's label for nodes whose GPUs are shared through MPS (its MPS DaemonSet selects on it).
+  l["nvidia.com/mps.capable"] = mps ? "true" : "false";
   if (!product.empty()) {
     l["nvidia.com/gpu.product"] = LabelValue(product + (replicas > 1 ? "-SHARED" : ""));
   }

@@ -11,6 +11,8 @@
 #include "src/common/paths.h"
 #include "src/common/log.h"
 #include "src/common/shim_contract.h"
+#include "src/mps/files.h"
+#include "src/mps/layout.h"
 #include "src/plugin/labels.h"
 
 namespace slicer::plugin {
@@ -51,6 +53,15 @@ std::string PrepareShimDir(const std::string& shim_dir) {
   return shim_dir;
 }
 
+// Tells `slicer mps-daemon` which GPUs to run control daemons for. Nothing is written on a node
+// that never used MPS (no root directory and nothing to share).
+absl::Status WriteMpsDesired(const std::string& root, const std::vector<std::string>& uuids) {
+  if (uuids.empty() && !Exists(root)) return absl::OkStatus();
+  if (absl::Status s = mps::ValidateRoot(root); !s.ok()) return s;
+  if (absl::Status s = mps::MakeDirs(root); !s.ok()) return s;
+  return mps::WriteFileAtomic(mps::Layout(root).DesiredFile(), mps::FormatDesired(uuids));
+}
+
 }  // namespace
 
 Plugin::Plugin(nvml::Nvml* nvml, PluginOptions options)
@@ -67,7 +78,15 @@ absl::Status Plugin::Start(const config::Config& config) {
     system = std::move(*discovered);
   }
   std::vector<config::GpuRef> refs;
-  for (const nvml::Device& d : system.devices) refs.push_back({d.uuid, d.index, d.name});
+  for (const nvml::Device& d : system.devices) {
+    config::GpuRef ref;
+    ref.uuid = d.uuid;
+    ref.index = d.index;
+    ref.product = d.name;
+    ref.cc_major = d.cc_major;
+    ref.cc_minor = d.cc_minor;
+    refs.push_back(std::move(ref));
+  }
   auto resolved = config::ResolveResources(config, refs);
   if (!resolved.ok()) return resolved.status();
 
@@ -84,14 +103,28 @@ absl::Status Plugin::Start(const config::Config& config) {
     Resource r = MakeResource(rr.name, rr.replicas, std::move(gpus));
     r.enforce_memory = rr.enforce_memory;
     r.allow_opt_out = rr.allow_opt_out;
+    r.mps = rr.sharing == config::SharingStrategy::kMps;
     resources.push_back(std::move(r));
+  }
+  const std::string mps_root =
+      config.flags.mps_root.empty() ? std::string(mps::kDefaultRoot) : config.flags.mps_root;
+  std::vector<std::string> mps_gpus;
+  for (const Resource& r : resources) {
+    if (!r.mps || !r.shared()) continue;
+    for (const Gpu& g : r.gpus) mps_gpus.push_back(g.uuid);
+  }
+  if (!mps_gpus.empty()) {
+    if (absl::Status s = mps::ValidateRoot(mps_root); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("flags.mpsRoot: ", s.message()));
+    }
   }
 
   AllocateOptions ao;
   ao.list_strategies = config.flags.plugin.device_list_strategy;
   ao.id_strategy = config.flags.plugin.device_id_strategy;
   ao.pass_device_specs = config.flags.plugin.pass_device_specs;
-  ao.fail_requests_greater_than_one = config.time_slicing.fail_requests_greater_than_one;
+  ao.fail_requests_greater_than_one = config.FailRequestsGreaterThanOne();
+  ao.mps_root = mps_root;
   ao.cdi_annotation_prefix = config.flags.plugin.cdi_annotation_prefix;
   ao.control_device_paths = system.control_device_paths;
   ao.dev_root = config.flags.nvidia_dev_root.empty() ? config.flags.nvidia_driver_root
@@ -121,9 +154,23 @@ absl::Status Plugin::Start(const config::Config& config) {
   started_ = true;
   {
     std::lock_guard<std::mutex> lock(health_mu_);
+    mps_unhealthy_.clear();
     for (const std::string& uuid : unhealthy_) {
       for (auto& s : servers_) s->SetGpuHealth(uuid, false);
     }
+  }
+  if (absl::Status s = WriteMpsDesired(mps_root, mps_gpus); !s.ok()) {
+    SLOG(kError, "mps_desired_not_written")
+        .Kv("error", std::string(s.message()))
+        .Kv("effect", "slicer mps-daemon keeps the GPUs it had");
+  }
+  if (!mps_gpus.empty()) {
+    mps_watcher_ = std::make_unique<MpsHealthWatcher>(
+        mps_root, mps_gpus, options_.mps_health,
+        [this](const std::string& uuid, bool healthy, const std::string& reason) {
+          OnHealth(HealthSource::kMps, uuid, healthy, reason);
+        });
+    mps_watcher_->Start();
   }
 
   if (!options_.feature_file.empty()) {
@@ -142,7 +189,7 @@ absl::Status Plugin::Start(const config::Config& config) {
     monitor_ = std::make_unique<HealthMonitor>(
         nvml_, options_.xid_policy, uuids, options_.health,
         [this](const std::string& uuid, bool healthy, const std::string& reason) {
-          OnHealth(uuid, healthy, reason);
+          OnHealth(HealthSource::kXid, uuid, healthy, reason);
         });
     {
       // GPUs that were unhealthy under the previous config stay so until they answer again.
@@ -158,7 +205,8 @@ absl::Status Plugin::Start(const config::Config& config) {
         .Kv("gpus", r.gpus.size())
         .Kv("replicas", r.replicas)
         .Kv("devices", r.devices.size())
-        .Kv("memory_caps", r.enforce_memory);
+        .Kv("memory_caps", r.enforce_memory)
+        .Kv("sharing", r.mps ? "mps" : r.shared() ? "time-slicing" : "none");
   }
   absl::Status reg = RegisterPending();
   if (!reg.ok()) SLOG(kWarning, "registration_pending").Kv("error", std::string(reg.message()));
@@ -169,6 +217,10 @@ void Plugin::Stop() {
   if (monitor_) {
     monitor_->Stop();
     monitor_.reset();
+  }
+  if (mps_watcher_) {
+    mps_watcher_->Stop();
+    mps_watcher_.reset();
   }
   for (auto& s : servers_) s->Stop();
   servers_.clear();
@@ -187,6 +239,9 @@ absl::Status Plugin::Restart() {
   {
     std::lock_guard<std::mutex> lock(health_mu_);
     for (const std::string& uuid : unhealthy_) {
+      for (auto& s : servers_) s->SetGpuHealth(uuid, false);
+    }
+    for (const std::string& uuid : mps_unhealthy_) {
       for (auto& s : servers_) s->SetGpuHealth(uuid, false);
     }
   }
@@ -214,19 +269,25 @@ bool Plugin::SocketMissing() const {
   return false;
 }
 
-void Plugin::OnHealth(const std::string& uuid, bool healthy, const std::string& reason) {
+void Plugin::OnHealth(HealthSource source, const std::string& uuid, bool healthy,
+                      const std::string& reason) {
+  bool effective;
   {
     std::lock_guard<std::mutex> lock(health_mu_);
+    std::set<std::string>& set = source == HealthSource::kXid ? unhealthy_ : mps_unhealthy_;
     if (healthy) {
-      unhealthy_.erase(uuid);
+      set.erase(uuid);
     } else {
-      unhealthy_.insert(uuid);
+      set.insert(uuid);
     }
+    effective = !UnhealthyLocked(uuid);
   }
   LogLine(healthy ? LogLevel::kInfo : LogLevel::kWarning, healthy ? "gpu_healthy" : "gpu_unhealthy")
       .Kv("uuid", uuid)
-      .Kv("reason", reason);
-  for (auto& s : servers_) s->SetGpuHealth(uuid, healthy);
+      .Kv("source", source == HealthSource::kXid ? "xid" : "mps")
+      .Kv("reason", reason)
+      .Kv("replicas_healthy", effective);
+  for (auto& s : servers_) s->SetGpuHealth(uuid, effective);
 }
 
 }  // namespace slicer::plugin

@@ -16,6 +16,7 @@
 #include "src/nvml/nvml.h"
 #include "src/plugin/allocate.h"
 #include "src/plugin/health.h"
+#include "src/plugin/mps_health.h"
 #include "src/plugin/resource_server.h"
 
 namespace slicer::plugin {
@@ -28,6 +29,7 @@ struct PluginOptions {
   AllocationPolicy allocation_policy = AllocationPolicy::kPacked;
   HealthOptions health;
   XidPolicy xid_policy;
+  MpsHealthOptions mps_health;
 };
 
 class Plugin {
@@ -40,7 +42,9 @@ class Plugin {
   Plugin& operator=(const Plugin&) = delete;
 
   // Discovers GPUs, resolves the config's resources against them, serves and registers each
-  // resource, starts health monitoring, writes labels. Registration failures are not fatal (the
+  // resource, starts health monitoring, writes labels, and tells `slicer mps-daemon` which GPUs
+  // are shared through MPS (<flags.mpsRoot>/desired; an empty list when none are, once MPS was
+  // used on the node, so that it stops their daemons). Registration failures are not fatal (the
   // kubelet may not be up yet; RegisterPending retries); everything else is.
   absl::Status Start(const config::Config& config);
   void Stop();
@@ -58,7 +62,13 @@ class Plugin {
   const std::vector<Resource>& resources() const { return resources_; }
 
  private:
-  void OnHealth(const std::string& uuid, bool healthy, const std::string& reason);
+  enum class HealthSource { kXid, kMps };
+  void OnHealth(HealthSource source, const std::string& uuid, bool healthy,
+                const std::string& reason);
+  // Unhealthy by either source. Requires health_mu_.
+  bool UnhealthyLocked(const std::string& uuid) const {
+    return unhealthy_.count(uuid) > 0 || mps_unhealthy_.count(uuid) > 0;
+  }
 
   nvml::Nvml* nvml_;
   PluginOptions options_;
@@ -69,8 +79,10 @@ class Plugin {
   std::vector<std::unique_ptr<ResourceServer>> servers_;
   std::vector<bool> registered_;
   std::mutex health_mu_;
-  std::set<std::string> unhealthy_;  // guarded by health_mu_; survives Restart()
+  std::set<std::string> unhealthy_;  // by XIDs; guarded by health_mu_; survives Restart()
+  std::set<std::string> mps_unhealthy_;  // daemon not ready; guarded by health_mu_
   std::unique_ptr<HealthMonitor> monitor_;
+  std::unique_ptr<MpsHealthWatcher> mps_watcher_;
 };
 
 }  // namespace slicer::plugin

@@ -35,6 +35,9 @@ struct Resource {
   int replicas = 1;  // per GPU; 1 means not shared
   bool enforce_memory = false;
   bool allow_opt_out = false;
+  // Shared through MPS (sharing.mps) rather than time-sliced: Allocate connects containers to
+  // their GPU's MPS control daemon and sizes them (allocate.h).
+  bool mps = false;
   std::vector<Gpu> gpus;
   std::vector<Replica> devices;  // every replica of every GPU, GPU by GPU
 

@@ -341,6 +341,75 @@ std::set<size_t> GpusOf(const Resource& r, const std::vector<std::string>& ids) 
   return g;
 }
 
+// ---- MPS ----
+
+Resource Mps(int gpus, int replicas) {
+  Resource r = Shared(gpus, replicas);
+  r.mps = true;
+  return r;
+}
+
+const v1beta1::Mount* MountAt(const v1beta1::ContainerAllocateResponse& resp,
+                              const std::string& container_path) {
+  for (const auto& m : resp.mounts()) {
+    if (m.container_path() == container_path) return &m;
+  }
+  return nullptr;
+}
+
+TEST(AllocateMps, SizesTheClientByTheReplicasItHoldsAndConnectsItToItsGpusDaemon) {
+  AllocateOptions o = Opts();
+  o.mps_root = "/run/nvidia/mps";
+  o.arbiter_socket = "/var/run/gpu-slicer/arbiter.sock";
+  // 3 of GPU-1's 8 replicas: 37% of the threads, 3/8 of 15360 MiB.
+  auto r = AllocateContainer(Mps(2, 8), {"GPU-1::0", "GPU-1::5", "GPU-1::2"}, o, "req");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto& env = r->envs();
+  EXPECT_EQ(env.at("CUDA_MPS_PIPE_DIRECTORY"), "/mps/GPU-1/pipe");
+  EXPECT_EQ(env.at("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "37");
+  EXPECT_EQ(env.at("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=5760M");
+  EXPECT_EQ(env.at(kVisibleDevicesEnv), "GPU-1");
+  const v1beta1::Mount* pipe = MountAt(*r, "/mps/GPU-1/pipe");
+  ASSERT_NE(pipe, nullptr);
+  EXPECT_EQ(pipe->host_path(), "/run/nvidia/mps/GPU-1/pipe");
+  const v1beta1::Mount* shm = MountAt(*r, "/dev/shm");
+  ASSERT_NE(shm, nullptr);
+  EXPECT_EQ(shm->host_path(), "/run/nvidia/mps/shm");
+  // The shim's cap holds under MPS too (the MPS limit alone leaves cudaMemGetInfo uncapped).
+  EXPECT_EQ(env.at(SLICER_ENV_MEMORY_LIMITS), absl::StrCat("GPU-1=", kT4 / 8 * 3));
+  EXPECT_NE(MountAt(*r, "/etc/ld.so.preload"), nullptr);
+  // No time gating: MPS clients run side by side.
+  EXPECT_FALSE(env.contains(SLICER_ENV_ARBITER_SOCKET));
+}
+
+TEST(AllocateMps, OneReplicaGetsAnNthAndTheThreadShareIsAtLeastOnePercent) {
+  auto one = AllocateContainer(Mps(1, 4), {"GPU-0::3"}, Opts(), "req");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->envs().at("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "25");
+  EXPECT_EQ(one->envs().at("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=3840M");
+  Resource many = Mps(1, 200);  // more than the client limit: the config refuses it, but the
+                                // arithmetic must still not give 0 %
+  auto small = AllocateContainer(many, {"GPU-0::7"}, Opts(), "req");
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->envs().at("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "1");
+}
+
+TEST(AllocateMps, ReplicasOnTwoGpusAreRefusedWithTheReason) {
+  auto r = AllocateContainer(Mps(2, 4), {"GPU-0::0", "GPU-1::0"}, Opts(), "req");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("one GPU's control daemon"), std::string::npos)
+      << r.status();
+}
+
+TEST(AllocateMps, TimeSlicedResourcesGetNothingOfMps) {
+  auto r = AllocateContainer(Shared(1, 4), {"GPU-0::1"}, Opts(), "req");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->envs().contains("CUDA_MPS_PIPE_DIRECTORY"));
+  EXPECT_FALSE(r->envs().contains("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"));
+  EXPECT_EQ(MountAt(*r, "/dev/shm"), nullptr);
+}
+
 TEST(Preferred, PackedPutsAMultiReplicaRequestOnOneGpu) {
   Resource r = Shared(4, 4);
   auto c = PreferredAllocation(r, All(r), {}, 2, AllocationPolicy::kPacked);

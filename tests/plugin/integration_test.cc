@@ -397,6 +397,93 @@ TEST_F(PluginTest, SighupGoodConfigReloadsBadConfigKeepsRunningOne) {
   EXPECT_FALSE(plugin_->Wait(milliseconds(1)).has_value());
 }
 
+// The whole MPS path on one node: the plugin with an MPS config tells the real `slicer
+// mps-daemon` which GPUs to serve (over the fake nvidia-cuda-mps-control and fake NVML); the
+// replicas stay Unhealthy until their GPU's daemon is ready, a container is sized by its replicas,
+// a crash of the daemon takes the GPU's replicas down until it is back, and relabelling the node
+// to time-slicing (a reload) stops the daemons and gives the GPUs their compute mode back.
+TEST_F(PluginTest, MpsReplicasAreHealthyOnlyWhileTheirGpusDaemonIsReady) {
+  const std::string root = dir_ + "/mps";
+  StartPlugin(
+      "version: v1\nsharing:\n  mps:\n    failRequestsGreaterThanOne: false\n    resources:\n"
+      "      - name: nvidia.com/gpu\n        rename: nvidia.com/gpu.mps\n        devices: [0, 1]\n"
+      "        replicas: 4\n",
+      {"--mps-root", root});
+  auto c = Registered("nvidia.com/gpu.mps");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(Registered("nvidia.com/gpu"));
+  // One GPU's replicas' health in `list` ("mixed" when they differ). The predicates of WaitFor
+  // get the list (calling Devices() inside one would wait on the lock WaitFor holds).
+  auto health_in = [](const v1beta1::ListAndWatchResponse& list, int gpu) {
+    std::set<std::string> h;
+    for (const auto& d : list.devices()) {
+      if (d.id().rfind(kGpus[gpu], 0) == 0) h.insert(d.health());
+    }
+    return h.size() == 1 ? *h.begin() : std::string("mixed");
+  };
+  auto health = [&](int gpu) { return health_in(c->Devices(), gpu); };
+  // 2 GPUs x 4 MPS replicas; no daemon yet: they are not offered.
+  ASSERT_EQ(c->Devices().devices_size(), 8);
+  EXPECT_EQ(health(0), "Unhealthy");
+  EXPECT_EQ(health(1), "Unhealthy");
+  EXPECT_EQ(Read(root + "/desired"),
+            std::string("# GPUs shared through MPS (written by slicer device-plugin)\n") +
+                kGpus[0] + "\n" + kGpus[1] + "\n");
+  std::string labels = Read(dir_ + "/features");
+  EXPECT_NE(labels.find("nvidia.com/gpu.sharing-strategy=mps\n"), std::string::npos) << labels;
+
+  auto daemon = Subprocess::Spawn(
+      {{bin_, "mps-daemon", "--mps-root=" + root, "--tick=50"},
+       {{"PATH", std::string(SLICER_TEST_FAKES_BIN_DIR) + ":/usr/bin:/bin"},
+        {"LD_LIBRARY_PATH", fakes_},
+        {"SLICER_FAKE_NVML", dir_ + "/machine.yaml"},
+        {"SLICER_FAKE_NVML_EVENTS", dir_ + "/events"}},
+       dir_ + "/mps-daemon.log"});
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  auto both_healthy = [&](const v1beta1::ListAndWatchResponse& l) {
+    return health_in(l, 0) == "Healthy" && health_in(l, 1) == "Healthy";
+  };
+  ASSERT_TRUE(c->WaitFor(both_healthy, milliseconds(10000))) << Read(dir_ + "/mps-daemon.log");
+  EXPECT_EQ(Read(dir_ + "/machine.yaml.compute-mode").find("EXCLUSIVE_PROCESS") != std::string::npos,
+            true);
+
+  v1beta1::AllocateResponse r;
+  ASSERT_TRUE(c->Allocate({{std::string(kGpus[1]) + "::0", std::string(kGpus[1]) + "::3"}}, &r).ok());
+  const auto& env = r.container_responses(0).envs();
+  EXPECT_EQ(env.at("CUDA_MPS_PIPE_DIRECTORY"), std::string("/mps/") + kGpus[1] + "/pipe");
+  EXPECT_EQ(env.at("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "50");
+  EXPECT_EQ(env.at("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=7680M");
+  bool pipe_mounted = false;
+  for (const auto& m : r.container_responses(0).mounts()) {
+    pipe_mounted |= m.host_path() == root + "/" + kGpus[1] + "/pipe";
+  }
+  EXPECT_TRUE(pipe_mounted);
+
+  // GPU 0's daemon crashes: its replicas go down, and come back with the restarted daemon.
+  std::string pid = Read(root + "/" + kGpus[0] + "/pipe/nvidia-cuda-mps-control.pid");
+  ASSERT_FALSE(pid.empty());
+  ASSERT_EQ(::kill(std::stoi(pid), SIGKILL), 0);
+  ASSERT_TRUE(c->WaitFor([&](const auto& l) { return health_in(l, 0) == "Unhealthy"; },
+                         milliseconds(5000)));
+  EXPECT_EQ(health(1), "Healthy");
+  ASSERT_TRUE(c->WaitFor(both_healthy, milliseconds(10000))) << Read(dir_ + "/mps-daemon.log");
+
+  // Time-slicing instead: the daemons are told to stop, and the compute modes come back.
+  Write("config.yaml", TimeSlicing(4));
+  plugin_->Signal(SIGHUP);
+  ASSERT_TRUE(Registered("nvidia.com/gpu", 2));
+  auto stopped = [&] {
+    std::string modes = Read(dir_ + "/machine.yaml.compute-mode");
+    return modes.find("EXCLUSIVE_PROCESS") == std::string::npos &&
+           !fs::exists(root + "/" + kGpus[0] + "/state") &&
+           !fs::exists(root + "/" + kGpus[1] + "/state");
+  };
+  for (int i = 0; i < 500 && !stopped(); ++i) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_TRUE(stopped()) << Read(dir_ + "/machine.yaml.compute-mode") << Read(dir_ + "/mps-daemon.log");
+  daemon->Signal(SIGTERM);
+  EXPECT_TRUE(daemon->Wait(milliseconds(10000)).has_value());
+}
+
 TEST_F(PluginTest, SigtermStopsCleanlyAndRemovesSockets) {
   StartPlugin(TimeSlicing(4));
   auto c = Registered("nvidia.com/gpu");

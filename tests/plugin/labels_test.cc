@@ -47,6 +47,18 @@ TEST(Labels, UnsharedNode) {
   EXPECT_EQ(l["nvidia.com/gpu.sharing-strategy"], "none");
 }
 
+TEST(Labels, MpsNodeSaysMpsAndIsMpsCapable) {
+  Resource r = R("nvidia.com/gpu", 4, {0, 1});
+  r.mps = true;
+  auto l = NodeLabels({r}, {});
+  EXPECT_EQ(l["nvidia.com/gpu.sharing-strategy"], "mps");
+  EXPECT_EQ(l["nvidia.com/mps.capable"], "true");
+  EXPECT_EQ(l["nvidia.com/gpu.product"], "Tesla-T4-SHARED");
+  EXPECT_EQ(l["nvidia.com/gpu.replicas"], "4");
+  auto ts = NodeLabels({R("nvidia.com/gpu", 4, {0})}, {});
+  EXPECT_EQ(ts["nvidia.com/mps.capable"], "false");
+}
+
 TEST(Labels, FeatureFileIsWrittenWhole) {
   std::string path = ::testing::TempDir() + "/features-" + std::to_string(getpid());
   ASSERT_TRUE(WriteFeatureFile(path, {{"a", "1"}, {"b", "2"}}).ok());

@@ -31,6 +31,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/* The MPS control-daemon pods' labels: never the plugin DaemonSet's selector (a different
+name), so that neither DaemonSet claims the other's pods, whatever selectorLabelsOverride says. */}}
+{{- define "gpu-slicer.mpsSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-mps-control-daemon" (include "gpu-slicer.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
 {{- define "gpu-slicer.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "gpu-slicer.selectorLabels" . }}

@@ -1,0 +1,64 @@
+// The two files by which the device plugin and `slicer mps-daemon` talk (layout.h says where):
+//
+// - desired: written by the plugin whenever its config is applied, read by the daemon. The GPUs
+//   whose replicas are shared through MPS, one UUID per line ('#' starts a comment). An empty
+//   list means "no MPS on this node": the daemon stops every control daemon and restores the
+//   compute modes. A plugin that merely exits leaves the file alone, so running MPS clients keep
+//   their server across plugin restarts and upgrades.
+// - state (one per GPU): written by the daemon at every change and every heartbeat, read by the
+//   plugin's health check. One line of key=value fields.
+//
+// Both are replaced atomically (write a temporary file, rename), so a reader never sees half a
+// file. Pure formatting and parsing here, plus WriteFileAtomic / ReadSmallFile.
+#ifndef SLICER_MPS_FILES_H_
+#define SLICER_MPS_FILES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace slicer::mps {
+
+// The desired file's text for `uuids` (each must pass IsGpuUuid).
+std::string FormatDesired(const std::vector<std::string>& uuids);
+// Errors (InvalidArgument) name the line: a line that is not a GPU UUID, a UUID listed twice.
+absl::StatusOr<std::vector<std::string>> ParseDesired(absl::string_view text);
+
+enum class Phase {
+  kStarting,  // the control daemon was started and has not answered yet
+  kReady,     // it answers on its control socket; clients can connect
+  kDown,      // it exited or stopped answering; a restart is pending
+  kFailed,    // it cannot be run at all (compute mode refused, no binary); retried slowly
+};
+absl::string_view ToString(Phase phase);
+
+struct DaemonState {
+  Phase phase = Phase::kStarting;
+  int pid = 0;            // the control daemon's pid in the mps-daemon's pid namespace; 0: none
+  int restarts = 0;       // restarts since the mps-daemon started
+  int64_t heartbeat_ms = 0;  // wall clock (ms since the epoch) when this was written
+  std::string reason;        // why it is not ready; empty when ready
+};
+
+std::string FormatState(const DaemonState& state);
+absl::StatusOr<DaemonState> ParseState(absl::string_view text);
+
+// How the plugin judges a GPU's daemon from its state file's text at wall-clock time `now_ms`:
+// healthy when it parses, says ready, and its heartbeat is not older than `stale_ms` (a daemon
+// whose supervisor died stops refreshing it). `reason` says why not.
+bool StateHealthy(absl::string_view text, int64_t now_ms, int64_t stale_ms, std::string* reason);
+
+// mkdir -p, mode 0755. Errors name the component that could not be made.
+absl::Status MakeDirs(const std::string& path);
+// Writes `contents` to `path` through `path`.tmp and rename(2), mode 0644. Errors name the path
+// and errno's text.
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view contents);
+// Reads a file of at most `max_bytes` (larger: OutOfRange). NotFound when it does not exist.
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_bytes = 64 << 10);
+
+}  // namespace slicer::mps
+
+#endif  // SLICER_MPS_FILES_H_

@@ -1,0 +1,233 @@
+// The real `slicer mps-daemon` over the fake nvidia-cuda-mps-control and the fake NVML, with the
+// plugin's MPS health watcher reading what it publishes: desired GPUs get a ready daemon in
+// EXCLUSIVE_PROCESS mode; a crash is seen as Unhealthy, restarted, Healthy again; removing a GPU
+// and SIGTERM quit the daemons and restore the compute modes.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "src/common/subprocess.h"
+#include "src/mps/files.h"
+#include "src/mps/layout.h"
+#include "src/plugin/mps_health.h"
+
+namespace slicer {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using std::chrono::milliseconds;
+
+constexpr char kA[] = "GPU-aaaaaaaa-0000-4000-8000-000000000000";
+constexpr char kB[] = "GPU-bbbbbbbb-1111-4111-8111-111111111111";
+
+std::string Read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Polls `pred` every 20 ms for up to `timeout`.
+bool WaitFor(const std::function<bool()>& pred, milliseconds timeout = milliseconds(10000)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return pred();
+}
+
+int Count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+class MpsDaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/slicer-mpsd-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    root_ = dir_ + "/r";
+    machine_ = dir_ + "/machine.yaml";
+    std::ofstream(machine_) << "driverVersion: \"580.159.04\"\ndevices:\n  - {uuid: " << kA
+                            << ", name: NVIDIA A10G, memoryMiB: 23028}\n  - {uuid: " << kB
+                            << ", name: NVIDIA A10G, memoryMiB: 23028}\n";
+  }
+  void TearDown() override {
+    // SIGKILL if still running; the fake control daemons it started outlive it, so kill those
+    // by their pid files.
+    daemon_.reset();
+    for (const char* u : {kA, kB}) {
+      std::string pid = Read(mps::Layout(root_).PipeDir(u) + "/nvidia-cuda-mps-control.pid");
+      if (!pid.empty()) ::kill(std::stoi(pid), SIGKILL);
+    }
+    fs::remove_all(dir_);
+  }
+
+  void Start() {
+    SpawnOptions o;
+    o.argv = {SLICER_TEST_BIN, "mps-daemon", "--mps-root=" + root_, "--tick=50"};
+    o.env = {{"PATH", std::string(SLICER_FAKES_BIN_DIR) + ":/usr/bin:/bin"},
+             {"LD_LIBRARY_PATH", SLICER_TEST_FAKES_DIR},
+             {"SLICER_FAKE_NVML", machine_},
+             {"SLICER_FAKE_MPS_RECORD", dir_ + "/record"}};
+    o.output_path = dir_ + "/daemon.log";
+    auto d = Subprocess::Spawn(o);
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = std::make_unique<Subprocess>(std::move(*d));
+    WaitUntilUp();
+  }
+  // Signals are for the daemon's signalfd only once it logged its start (SIGHUP's default action
+  // would end it before).
+  void WaitUntilUp() {
+    ASSERT_TRUE(WaitFor([&] {
+      return Read(dir_ + "/daemon.log").find("event=mps_daemon_started") != std::string::npos;
+    })) << Diag();
+  }
+  void Desire(const std::vector<std::string>& uuids) {
+    fs::create_directories(root_);
+    ASSERT_TRUE(mps::WriteFileAtomic(mps::Layout(root_).DesiredFile(), mps::FormatDesired(uuids)).ok());
+    daemon_->Signal(SIGHUP);
+  }
+  std::string State(const std::string& uuid) { return Read(mps::Layout(root_).StateFile(uuid)); }
+  bool Phase(const std::string& uuid, const std::string& phase) {
+    return State(uuid).rfind("phase=" + phase + " ", 0) == 0;
+  }
+  // The compute mode the fake NVML holds for `uuid` ("" when it was never set).
+  std::string Mode(const std::string& uuid) {
+    std::istringstream in(Read(machine_ + ".compute-mode"));
+    std::string u, m;
+    while (in >> u >> m) {
+      if (u == uuid) return m;
+    }
+    return "";
+  }
+  std::string Diag() {
+    return "\n--- daemon log:\n" + Read(dir_ + "/daemon.log") + "--- record:\n" +
+           Read(dir_ + "/record");
+  }
+
+  std::string dir_, root_, machine_;
+  std::unique_ptr<Subprocess> daemon_;
+};
+
+TEST_F(MpsDaemonTest, ADesiredGpuGetsAReadyDaemonAndGetsItsModeBackWhenRemoved) {
+  Start();
+  // Nothing desired: nothing started, no state, no mode touched.
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(Read(dir_ + "/record"), "");
+  Desire({kA});
+  ASSERT_TRUE(WaitFor([&] { return Phase(kA, "ready"); })) << State(kA) << Diag();
+  const std::string record = Read(dir_ + "/record");
+  EXPECT_THAT(record, HasSubstr(std::string("visible=") + kA));
+  EXPECT_THAT(record, HasSubstr("pipe=" + mps::Layout(root_).PipeDir(kA)));
+  EXPECT_THAT(record, HasSubstr("cmd get_default_active_thread_percentage"));
+  EXPECT_EQ(Mode(kA), "EXCLUSIVE_PROCESS");
+  EXPECT_EQ(Mode(kB), "");  // not desired: untouched
+  Desire({});
+  ASSERT_TRUE(WaitFor([&] { return State(kA).empty() && Mode(kA) == "DEFAULT"; })) << Diag();
+  EXPECT_EQ(Count(Read(dir_ + "/record"), "\nquit"), 1) << Diag();
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(mps::Layout(root_).ControlSocket(kA)); }));
+}
+
+TEST_F(MpsDaemonTest, ACrashIsUnhealthyForThePluginUntilTheRestartedDaemonIsReady) {
+  Start();
+  Desire({kA});
+  ASSERT_TRUE(WaitFor([&] { return Phase(kA, "ready"); })) << State(kA) << Diag();
+
+  std::mutex mu;
+  std::vector<std::pair<bool, std::string>> seen;
+  plugin::MpsHealthOptions ho;
+  ho.interval = milliseconds(20);
+  plugin::MpsHealthWatcher watcher(root_, {kA}, ho,
+                                   [&](const std::string&, bool healthy, const std::string& why) {
+                                     std::lock_guard<std::mutex> lock(mu);
+                                     seen.emplace_back(healthy, why);
+                                   });
+  watcher.Start();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_TRUE(seen[0].first) << seen[0].second;
+  }
+  auto state = mps::ParseState(State(kA));
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_GT(state->pid, 0);
+  ASSERT_EQ(::kill(state->pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return seen.size() >= 3;
+  })) << Diag();
+  watcher.Stop();
+  EXPECT_FALSE(seen[1].first);
+  EXPECT_THAT(seen[1].second, HasSubstr("killed by signal 9"));
+  EXPECT_TRUE(seen[2].first) << seen[2].second;
+  auto after = mps::ParseState(State(kA));
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->phase, mps::Phase::kReady);
+  EXPECT_EQ(after->restarts, 1);
+  EXPECT_NE(after->pid, state->pid);
+  EXPECT_EQ(Count(Read(dir_ + "/record"), "start pid="), 2) << Diag();
+}
+
+TEST_F(MpsDaemonTest, SigtermQuitsEveryDaemonAndRestoresEveryMode) {
+  Start();
+  Desire({kA, kB});
+  ASSERT_TRUE(WaitFor([&] { return Phase(kA, "ready") && Phase(kB, "ready"); })) << Diag();
+  ASSERT_TRUE(daemon_->Signal(SIGTERM));
+  std::optional<int> status = daemon_->Wait(milliseconds(15000));
+  ASSERT_TRUE(status.has_value()) << Diag();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status << Diag();
+  EXPECT_EQ(Mode(kA), "DEFAULT");
+  EXPECT_EQ(Mode(kB), "DEFAULT");
+  EXPECT_EQ(Count(Read(dir_ + "/record"), "\nquit"), 2) << Diag();
+  EXPECT_EQ(State(kA), "");
+  EXPECT_EQ(State(kB), "");
+}
+
+TEST_F(MpsDaemonTest, AMalformedDesiredFileKeepsThePreviousSet) {
+  Start();
+  Desire({kA});
+  ASSERT_TRUE(WaitFor([&] { return Phase(kA, "ready"); })) << Diag();
+  std::ofstream(mps::Layout(root_).DesiredFile()) << "../../etc/passwd\n";
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return Read(dir_ + "/daemon.log").find("mps_desired_invalid") !=
+                                    std::string::npos; }))
+      << Diag();
+  EXPECT_TRUE(Phase(kA, "ready"));
+  EXPECT_EQ(Count(Read(dir_ + "/record"), "\nquit"), 0);
+  EXPECT_FALSE(fs::exists(root_ + "/../../etc"));
+}
+
+TEST_F(MpsDaemonTest, AMissingControlBinaryFailsTheGpuWithTheReasonAndTheDaemonStaysUp) {
+  SpawnOptions o;
+  o.argv = {SLICER_TEST_BIN, "mps-daemon", "--mps-root=" + root_, "--tick=50",
+            "--mps-control=/nonexistent/nvidia-cuda-mps-control"};
+  o.env = {{"LD_LIBRARY_PATH", SLICER_TEST_FAKES_DIR}, {"SLICER_FAKE_NVML", machine_}};
+  o.output_path = dir_ + "/daemon.log";
+  auto d = Subprocess::Spawn(o);
+  ASSERT_TRUE(d.ok());
+  daemon_ = std::make_unique<Subprocess>(std::move(*d));
+  WaitUntilUp();
+  Desire({kA});
+  ASSERT_TRUE(WaitFor([&] { return Phase(kA, "failed"); })) << State(kA) << Diag();
+  EXPECT_THAT(State(kA), HasSubstr("/nonexistent/nvidia-cuda-mps-control"));
+  EXPECT_FALSE(daemon_->Wait(milliseconds(0)).has_value());  // still running
+}
+
+}  // namespace
+}  // namespace slicer
