@@ -230,7 +230,14 @@ absl::StatusOr<std::vector<ResolvedResource>> ResolveResources(const Config& con
         absl::StrCat("the unshared GPUs of ", base[g]), g);
   }
 
-  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "; "));
+  if (!errors.empty()) {
+    // A conflict between two resources is found once per GPU they share: say it once.
+    std::vector<std::string> once;
+    for (const std::string& e : errors) {
+      if (std::find(once.begin(), once.end(), e) == once.end()) once.push_back(e);
+    }
+    return absl::InvalidArgumentError(absl::StrJoin(once, "; "));
+  }
 
   for (Out& o : outs) o.first_gpu = *std::min_element(o.gpus.begin(), o.gpus.end());
   std::stable_sort(outs.begin(), outs.end(),

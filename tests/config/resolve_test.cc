@@ -138,9 +138,10 @@ TEST(Resolve, Errors) {
           "    - {name: gpu, devices: [1], replicas: 2, rename: b}\n"),
       HasSubstr("GPU 1 (GPU-00000000-0000-0000-0000-000000000001, Tesla T4) is selected by both "
                 "sharing.timeSlicing.resources[0] and sharing.timeSlicing.resources[1]"));
-  // Shared GPU 0 and whole GPUs 1-3 cannot both be nvidia.com/gpu.
-  EXPECT_THAT(err("    - {name: gpu, devices: [0], replicas: 4}\n"),
-              HasSubstr("would both advertise nvidia.com/gpu but with 1 and 4 replicas"));
+  // Shared GPU 0 and whole GPUs 1-3 cannot both be nvidia.com/gpu; said once, not per GPU.
+  const std::string twice = err("    - {name: gpu, devices: [0], replicas: 4}\n");
+  EXPECT_THAT(twice, HasSubstr("would both advertise nvidia.com/gpu but with 1 and 4 replicas"));
+  EXPECT_EQ(twice.find("would both advertise"), twice.rfind("would both advertise")) << twice;
   EXPECT_THAT(err("    - {name: gpu, devices: [0], replicas: 4, rename: s}\n"
                   "    - {name: gpu, devices: [1], replicas: 2, rename: s}\n"),
               HasSubstr("with 2 and 4 replicas"));

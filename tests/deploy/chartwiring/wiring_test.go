@@ -34,6 +34,8 @@ import (
 var notForSlicer = map[string]string{
 	"NVIDIA_VISIBLE_DEVICES":     "the NVIDIA container runtime (which GPUs the container gets)",
 	"NVIDIA_DRIVER_CAPABILITIES": "the NVIDIA container runtime (which driver libraries it mounts)",
+	"PATH":                       "mps-daemon: where nvidia-cuda-mps-control and -server are found under a driver root",
+	"LD_LIBRARY_PATH":            "mps-daemon: the driver's libraries for the MPS server under a driver root",
 }
 
 // Variables slicer reads outside its flag table (so --help does not list them).
@@ -213,6 +215,81 @@ func TestFlagsAndEnvironmentAreKnownToTheBinary(t *testing.T) {
 	}
 }
 
+// TestMpsRootIsShared: the plugin and slicer mps-daemon name the same MPS root, each sees it at
+// its host path (the plugin hands host paths under it to the kubelet), writable (the plugin writes
+// `desired`, the daemon the pipes and state), and the daemon's /dev/shm is <root>/shm, which
+// Allocate mounts as the MPS clients' /dev/shm.
+func TestMpsRootIsShared(t *testing.T) {
+	for _, r := range load(t) {
+		var plugin, daemon *appsv1.DaemonSet
+		for _, ds := range r.daemonSets {
+			cs := slicerContainers(ds)
+			if cs["device-plugin"] != nil {
+				plugin = ds
+			}
+			if cs["mps-control-daemon"] != nil {
+				daemon = ds
+			}
+		}
+		if plugin == nil {
+			t.Errorf("%s: no device-plugin DaemonSet", r.name)
+			continue
+		}
+		dp := slicerContainers(plugin)["device-plugin"]
+		root, ok := flag(argv(dp), "mps-root")
+		if !ok {
+			t.Errorf("%s: device-plugin: --mps-root not set", r.name)
+			continue
+		}
+		check := func(who string, ds *appsv1.DaemonSet, c *corev1.Container) {
+			vol, m := mountedFrom(&ds.Spec.Template.Spec, c, root)
+			switch {
+			case hostPathOf(vol) != path.Clean(root):
+				t.Errorf("%s: %s: the MPS root %s is not the host folder mounted at the same path",
+					r.name, who, root)
+			case m.ReadOnly:
+				t.Errorf("%s: %s: the MPS root is mounted read-only", r.name, who)
+			}
+		}
+		check("device-plugin", plugin, dp)
+		if daemon == nil {
+			continue // mps.controlDaemon.enabled=false
+		}
+		md := slicerContainers(daemon)["mps-control-daemon"]
+		if args := argv(md); len(args) == 0 || args[0] != "mps-daemon" {
+			t.Errorf("%s: mps-control-daemon does not run `slicer mps-daemon`: %v", r.name, args)
+		}
+		if v, _ := flag(argv(md), "mps-root"); path.Clean(v) != path.Clean(root) {
+			t.Errorf("%s: mps-daemon --mps-root=%s, device-plugin --mps-root=%s", r.name, v, root)
+		}
+		check("mps-control-daemon", daemon, md)
+		if vol, _ := mountedFrom(&daemon.Spec.Template.Spec, md, "/dev/shm"); hostPathOf(vol) !=
+			path.Join(path.Clean(root), "shm") {
+			t.Errorf("%s: mps-control-daemon: /dev/shm is not the host folder %s/shm that MPS "+
+				"clients get as theirs", r.name, root)
+		}
+		if md.SecurityContext == nil || md.SecurityContext.Privileged == nil ||
+			!*md.SecurityContext.Privileged {
+			t.Errorf("%s: mps-control-daemon is not privileged (it sets compute modes)", r.name)
+		}
+		if sel := daemon.Spec.Selector.MatchLabels; labelsMatch(sel, plugin.Spec.Template.Labels) {
+			t.Errorf("%s: the MPS DaemonSet's selector %v matches the plugin's pods", r.name, sel)
+		}
+		if sel := plugin.Spec.Selector.MatchLabels; labelsMatch(sel, daemon.Spec.Template.Labels) {
+			t.Errorf("%s: the plugin DaemonSet's selector %v matches the MPS pods", r.name, sel)
+		}
+	}
+}
+
+func labelsMatch(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(selector) > 0
+}
+
 // flag returns the value of the last --name=value or --name value in args.
 func flag(args []string, name string) (string, bool) {
 	value, found := "", false
@@ -257,6 +334,9 @@ func TestPathsAreWired(t *testing.T) {
 			spec := &ds.Spec.Template.Spec
 			cs := slicerContainers(ds)
 			dp := cs["device-plugin"]
+			if dp == nil && cs["mps-control-daemon"] != nil {
+				continue // TestMpsRootIsShared
+			}
 			if dp == nil {
 				t.Errorf("%s: no device-plugin container running slicer", r.name)
 				continue

@@ -166,7 +166,8 @@ shares that config gives, so replicas live in one place (the config).
 {{- end -}}
 {{- end -}}
 
-{{/* The time-slicing entry for nvidia.com/gpu in the pool's config, as YAML ({} if none). */}}
+{{/* The sharing entry (time-slicing, or MPS when the config has sharing.mps: a config has only
+one of them) for nvidia.com/gpu in the pool's config, as YAML ({} if none). */}}
 {{- define "gpu-slicer.karpenter.gpuEntry" -}}
 {{- $configs := include "gpu-slicer.configs" . | fromYaml -}}
 {{- $name := include "gpu-slicer.karpenter.config" . -}}
@@ -174,6 +175,9 @@ shares that config gives, so replicas live in one place (the config).
 {{- if hasKey $configs $name -}}
 {{- $cfg := index $configs $name | fromYaml -}}
 {{- $ts := dig "sharing" "timeSlicing" (dict) $cfg -}}
+{{- if dig "sharing" "mps" "" $cfg -}}
+{{- $ts = dig "sharing" "mps" (dict) $cfg -}}
+{{- end -}}
 {{- range (dig "resources" (list) $ts) -}}
 {{- if eq .name "nvidia.com/gpu" -}}
 {{- $entry = merge (dict "renameByDefault" (dig "renameByDefault" false $ts)) . -}}
@@ -197,7 +201,7 @@ shares that config gives, so replicas live in one place (the config).
 {{- end -}}
 {{- $entry := include "gpu-slicer.karpenter.gpuEntry" . | fromYaml -}}
 {{- if not $entry.replicas -}}
-{{- fail (printf "gpu-slicer: config %q does not time-slice nvidia.com/gpu (no sharing.timeSlicing.resources entry for it), so Karpenter would see no more than whole GPUs; point karpenter.nodePool.config at a sliced config or set karpenter.replicas" $name) -}}
+{{- fail (printf "gpu-slicer: config %q does not share nvidia.com/gpu (no sharing.timeSlicing or sharing.mps resources entry for it), so Karpenter would see no more than whole GPUs; point karpenter.nodePool.config at a sliced config or set karpenter.replicas" $name) -}}
 {{- end -}}
 {{- if $entry.devices -}}
 {{- fail (printf "gpu-slicer: config %q slices only some GPUs (devices: %v), so shares are not GPUs x replicas; set karpenter.replicas to what each node really advertises per GPU" $name $entry.devices) -}}
