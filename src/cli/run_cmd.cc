@@ -14,6 +14,9 @@
 // started at once end on one arbiter: they take turns under <socket>.run.lock, and the arbiter
 // owns <socket>.lock (src/cli/socket_lock.h).
 //
+// --mps (src/cli/run_mps.h): the tree is a client of a local MPS control daemon instead, sized by
+// --threads and --memory, and not gated by an arbiter.
+//
 // The shim is found at $SLICER_SHIM when set, else next to the slicer binary, else in
 // ../lib/gpu-slicer/ beside it. The command's exit status is returned (128 + signal when it was
 // killed); SIGINT, SIGTERM and SIGHUP are passed on to it. The ledger files are removed when it
@@ -43,6 +46,7 @@
 #include <vector>
 
 #include "src/cli/commands.h"
+#include "src/cli/run_mps.h"
 #include "src/arbiter/scheduler.h"
 #include "src/cli/socket_lock.h"
 #include "src/common/arbiter_protocol.h"
@@ -53,8 +57,8 @@ namespace slicer::cli {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: slicer run [--memory SIZE] [--weight W] [--priority P] [--metrics-port N] -- CMD "
-    "[ARGS...]\n"
+    "usage: slicer run [--memory SIZE] [--weight W] [--priority P] [--metrics-port N]\n"
+    "                  [--mps [--threads P]] -- CMD [ARGS...]\n"
     "\n"
     "Runs CMD and every process it starts under the gpu-slicer shim (" SLICER_SHIM_NAME ").\n"
     "\n"
@@ -67,6 +71,12 @@ constexpr char kUsage[] =
     "                    what is left (with a floor, so it never starves)\n"
     "  --metrics-port N  when this starts an arbiter: its /metrics port on 127.0.0.1\n"
     "                    (default 9400; 0: none)\n"
+    "  --mps             run the tree as a client of a local MPS control daemon (GPU\n"
+    "                    work of several runs side by side): $CUDA_MPS_PIPE_DIRECTORY's,\n"
+    "                    else a per-user one, started if none answers (it stays; the\n"
+    "                    message says how to stop it). --memory also sets MPS's own\n"
+    "                    pinned-memory limit. Not with --weight/--priority.\n"
+    "  --threads P       with --mps: at most P % of the GPU's threads (1-100)\n"
     "\n"
     "With --weight or --priority (or SLICER_ARBITER_SOCKET set) the tree's GPU work is\n"
     "time-shared through a `slicer arbiter` on this machine: $SLICER_ARBITER_SOCKET, else\n"
@@ -141,13 +151,7 @@ bool Answers(const std::string& path) {
 }
 
 // The per-user socket of arbiters that `slicer run` starts; its directory is created (0700).
-std::string UserSocket() {
-  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  std::string dir = xdg && *xdg ? std::string(xdg) + "/gpu-slicer"
-                                : "/tmp/gpu-slicer-" + std::to_string(getuid());
-  mkdir(dir.c_str(), 0700);
-  return dir + "/arbiter.sock";
-}
+std::string UserSocket() { return UserRuntimeDir() + "/arbiter.sock"; }
 
 bool PortFree(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -350,7 +354,8 @@ void Forward(int sig) {
 }  // namespace
 
 int RunMain(int argc, char** argv) {
-  std::string memory, weight, priority, metrics_port = "9400";
+  std::string memory, weight, priority, metrics_port = "9400", threads;
+  bool use_mps = false;
   int i = 1;
   // --flag VALUE or --flag=VALUE; true when argv[i] is `flag` (value in *out, i advanced).
   auto value = [&](std::string_view flag, std::string* out) {
@@ -376,8 +381,11 @@ int RunMain(int argc, char** argv) {
       return 0;
     }
     if (value("--memory", &memory) || value("--weight", &weight) ||
-        value("--priority", &priority) || value("--metrics-port", &metrics_port)) {
+        value("--priority", &priority) || value("--metrics-port", &metrics_port) ||
+        value("--threads", &threads)) {
       continue;
+    } else if (a == "--mps") {
+      use_mps = true;
     } else if (a.starts_with("-")) {
       std::fprintf(stderr, "slicer run: unknown flag \"%s\"\n\n%s", argv[i], kUsage);
       return 2;
@@ -426,10 +434,35 @@ int RunMain(int argc, char** argv) {
     return 2;
   }
 
+  RunMpsOptions mps_options;
+  if (!threads.empty()) {
+    char* end = nullptr;
+    long t = std::strtol(threads.c_str(), &end, 10);
+    if (!use_mps || end == threads.c_str() || *end != '\0' || t < 1 || t > 100) {
+      std::fprintf(stderr,
+                   "slicer run: --threads \"%s\": with --mps, a percentage of the GPU's threads "
+                   "from 1 to 100\n",
+                   threads.c_str());
+      return 2;
+    }
+    mps_options.threads = static_cast<int>(t);
+  }
+  if (use_mps && (!weight.empty() || !priority.empty())) {
+    std::fprintf(stderr,
+                 "slicer run: --mps runs GPU work side by side, so there is no time share to "
+                 "weigh: use --threads for its part of the GPU instead of --weight/--priority\n");
+    return 2;
+  }
+
   std::string shim = FindShim();
   if (shim.empty()) return 2;
+  if (use_mps) {
+    mps_options.memory_bytes = bytes;
+    if (!PrepareMps(mps_options)) return 2;
+    unsetenv(SLICER_ENV_ARBITER_SOCKET);  // an MPS client is not gated
+  }
   const char* env_socket = std::getenv(SLICER_ENV_ARBITER_SOCKET);
-  if (!weight.empty() || !priority.empty() || (env_socket && *env_socket)) {
+  if (!use_mps && (!weight.empty() || !priority.empty() || (env_socket && *env_socket))) {
     std::string socket = ArbiterSocket(static_cast<int>(port));
     if (socket.empty()) return 2;
     setenv(SLICER_ENV_ARBITER_SOCKET, socket.c_str(), 1);

@@ -229,5 +229,73 @@ TEST_F(MpsDaemonTest, AMissingControlBinaryFailsTheGpuWithTheReasonAndTheDaemonS
   EXPECT_FALSE(daemon_->Wait(milliseconds(0)).has_value());  // still running
 }
 
+// `slicer run --mps` on a workstation: the first run starts a per-user daemon with -d, later runs
+// join it; the command gets the pipe folder and its sizing.
+class SlicerRunMpsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/slicer-runmps-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    std::string pid = Read(dir_ + "/gpu-slicer/mps/pipe/nvidia-cuda-mps-control.pid");
+    if (!pid.empty()) ::kill(std::stoi(pid), SIGKILL);
+    fs::remove_all(dir_);
+  }
+  // Runs `slicer run ARGS -- sh -c 'env > DIR/env.N'`; its exit status.
+  int Run(const std::vector<std::string>& args, int n) {
+    SpawnOptions o;
+    o.argv = {SLICER_TEST_BIN, "run"};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.argv.insert(o.argv.end(),
+                  {"--", "/bin/sh", "-c", "env > " + dir_ + "/env." + std::to_string(n)});
+    o.env = {{"PATH", std::string(SLICER_FAKES_BIN_DIR) + ":/usr/bin:/bin"},
+             {"XDG_RUNTIME_DIR", dir_},
+             {"CUDA_VISIBLE_DEVICES", "0,1"},
+             {"SLICER_FAKE_MPS_RECORD", dir_ + "/record"}};
+    o.output_path = dir_ + "/run.log";
+    auto p = Subprocess::Spawn(o);
+    if (!p.ok()) return -1;
+    std::optional<int> status = p->Wait(milliseconds(20000));
+    return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  }
+  std::string EnvOf(int n, const std::string& name) {
+    std::istringstream in(Read(dir_ + "/env." + std::to_string(n)));
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(name + "=", 0) == 0) return line.substr(name.size() + 1);
+    }
+    return "<unset>";
+  }
+  std::string dir_;
+};
+
+TEST_F(SlicerRunMpsTest, StartsADaemonOnceAndSizesEachRun) {
+  ASSERT_EQ(Run({"--mps", "--threads", "25", "--memory", "2GiB"}, 1), 0) << Read(dir_ + "/run.log");
+  const std::string pipe = dir_ + "/gpu-slicer/mps/pipe";
+  EXPECT_EQ(EnvOf(1, "CUDA_MPS_PIPE_DIRECTORY"), pipe);
+  EXPECT_EQ(EnvOf(1, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "25");
+  EXPECT_EQ(EnvOf(1, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=2048M,1=2048M");
+  EXPECT_EQ(EnvOf(1, "SLICER_MEMORY_LIMITS"), "*=2147483648");  // the shim's cap as well
+  EXPECT_EQ(EnvOf(1, "SLICER_ARBITER_SOCKET"), "<unset>");
+  EXPECT_THAT(Read(dir_ + "/run.log"), HasSubstr("started an MPS control daemon"));
+  EXPECT_EQ(Count(Read(dir_ + "/record"), "start pid="), 1);
+
+  ASSERT_EQ(Run({"--mps"}, 2), 0) << Read(dir_ + "/run.log");
+  EXPECT_EQ(EnvOf(2, "CUDA_MPS_PIPE_DIRECTORY"), pipe);
+  EXPECT_EQ(EnvOf(2, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "<unset>");
+  EXPECT_EQ(Count(Read(dir_ + "/record"), "start pid="), 1) << "the second run joins";
+}
+
+TEST_F(SlicerRunMpsTest, BadCombinationsAreRefusedBeforeAnythingStarts) {
+  EXPECT_EQ(Run({"--threads", "25"}, 1), 2);  // --threads without --mps
+  EXPECT_EQ(Run({"--mps", "--threads", "0"}, 1), 2);
+  EXPECT_EQ(Run({"--mps", "--threads", "101"}, 1), 2);
+  EXPECT_EQ(Run({"--mps", "--weight", "3"}, 1), 2);
+  EXPECT_THAT(Read(dir_ + "/run.log"), HasSubstr("use --threads"));
+  EXPECT_EQ(Read(dir_ + "/record"), "");
+  EXPECT_FALSE(fs::exists(dir_ + "/env.1"));
+}
+
 }  // namespace
 }  // namespace slicer
