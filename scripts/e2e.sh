@@ -37,6 +37,10 @@ install_driver() {
     e2e_die "no fakes in $E2E_BUILD/fakes (build first)"
   mkdir -p "$lib" "$etc"
   install -m 0755 "$E2E_BUILD/fakes/libnvidia-ml.so.1" "$E2E_BUILD/fakes/libcuda.so.1" "$lib/"
+  # The driver's MPS control tool, where the chart's MPS DaemonSet looks under the driver root.
+  [[ -x $E2E_BUILD/fakes/bin/nvidia-cuda-mps-control ]] || e2e_die "no fake nvidia-cuda-mps-control"
+  mkdir -p "$E2E_DRIVER_ROOT/usr/bin"
+  install -m 0755 "$E2E_BUILD/fakes/bin/nvidia-cuda-mps-control" "$E2E_DRIVER_ROOT/usr/bin/"
   {
     echo 'driverVersion: "580.159.04"'
     echo 'devices:'

@@ -15,6 +15,11 @@
 #                  brings it back; both times a new pod gets a share
 #     xid          an XID in the fake NVML's events file lowers allocatable by one GPU's
 #                  replicas, recovery restores it
+#     mps          nvidia.com/device-plugin.config=mps-4: the chart's MPS DaemonSet starts one
+#                  (fake) control daemon per GPU, allocatable comes back once they answer, a
+#                  2-share pod sees its GPU's live pipe folder and its sizing, a killed daemon
+#                  takes its GPU's shares away until it is back; relabelled back, the daemons
+#                  stop and the compute modes are restored
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -313,7 +318,103 @@ xid() {
   echo "recover $uuid" >>"$events" # the fake NVML marks any XID's GPU lost: leave it answering
 }
 
-all=(capacity scheduling container attribution relabel restart xid)
+mps_pod() {
+  kubectl -n gpu-slicer get pods -l app.kubernetes.io/name=gpu-slicer-mps-control-daemon \
+    --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}' 2>/dev/null
+}
+
+# mps_events UUID KIND: how many times the plugin's log says KIND (gpu_healthy or gpu_unhealthy)
+# for UUID because of its MPS daemon.
+mps_events() {
+  kubectl -n gpu-slicer logs "$(plugin_pod)" -c device-plugin 2>/dev/null |
+    grep -c "event=$2 uuid=$1 source=mps"
+}
+
+# wait_mps_ready UUID N: until UUID's daemon state says ready and the plugin has marked its
+# shares healthy because of it more than N times (node allocatable lags the kubelet's device
+# manager by its status period, so it cannot show a daemon's start or a restart of a second).
+wait_mps_ready() {
+  local i
+  for ((i = 0; i < 60; i++)); do
+    grep -q '^phase=ready ' "/run/nvidia/mps/$1/state" 2>/dev/null &&
+      (($(mps_events "$1" gpu_healthy) > $2)) && return 0
+    sleep 1
+  done
+  return 1
+}
+
+mps() {
+  delete_pods probe
+  local root=/run/nvidia/mps modes=/run/nvidia/mps/fake-compute-mode got uuid out pod i before
+  if [[ -z $(mps_pod) ]]; then fail "no running MPS control-daemon pod"; return; fi
+  kubectl label node "$E2E_NODE" nvidia.com/device-plugin.config=mps-4 --overwrite >/dev/null
+  # The plugin has switched when its labels say so; then its shares wait for the daemons.
+  for ((i = 0; i < 60; i++)); do
+    got=$(sed -n 's/^nvidia.com\/gpu.sharing-strategy=//p' "$FEATURES")
+    [[ $got == mps ]] && break
+    sleep 1
+  done
+  expect "feature label nvidia.com/gpu.sharing-strategy" "$got" mps
+  for ((i = 0; i < E2E_GPUS; i++)); do
+    uuid=$(e2e_gpu_uuid "$i")
+    if wait_mps_ready "$uuid" 0; then pass "$uuid: its MPS daemon is ready and its shares healthy"
+    else fail "$uuid: MPS daemon not ready: $(cat "$root/$uuid/state" 2>&1)"; fi
+  done
+  got=$(wait_allocatable "$CAP" 60)
+  expect "allocatable with config mps-4" "$got" "$CAP"
+  for ((i = 0; i < E2E_GPUS; i++)); do
+    uuid=$(e2e_gpu_uuid "$i")
+    expect "compute mode of $uuid" "$(awk -v u="$uuid" '$1 == u {print $2}' "$modes" 2>/dev/null)" EXCLUSIVE_PROCESS
+  done
+  share_pod mpsprobe 2
+  if wait_running mpsprobe 90; then
+    uuid=$(kubectl -n "$NS" exec mpsprobe -- printenv NVIDIA_VISIBLE_DEVICES 2>&1)
+    expect "CUDA_MPS_PIPE_DIRECTORY" "$(kubectl -n "$NS" exec mpsprobe -- printenv CUDA_MPS_PIPE_DIRECTORY 2>&1)" "/mps/$uuid/pipe"
+    expect "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE (2 of 4)" \
+      "$(kubectl -n "$NS" exec mpsprobe -- printenv CUDA_MPS_ACTIVE_THREAD_PERCENTAGE 2>&1)" 50
+    out=$(kubectl -n "$NS" exec mpsprobe -- sh -c 'test -S "$CUDA_MPS_PIPE_DIRECTORY/control" && echo socket' 2>&1)
+    expect "the GPU's live control socket inside the pod" "$out" socket
+    out=$(kubectl -n "$NS" exec mpsprobe -- sh -c 'touch /dev/shm/e2e-mps && echo ok' 2>&1)
+    if [[ $out == ok && -e $root/shm/e2e-mps ]]; then pass "the pod's /dev/shm is the daemons' $root/shm"
+    else fail "/dev/shm of the pod is not $root/shm: $out"; fi
+    rm -f "$root/shm/e2e-mps"
+  else
+    fail "pod mpsprobe did not run: $(kubectl -n "$NS" describe pod mpsprobe | tail -5)"
+  fi
+  delete_pods mpsprobe
+  # GPU 0's control daemon dies (its pid is the MPS pod's): its shares go Unhealthy until the
+  # restarted daemon answers.
+  uuid=$(e2e_gpu_uuid 0)
+  pod=$(mps_pod)
+  before=$(mps_events "$uuid" gpu_unhealthy)
+  local healthy_before
+  healthy_before=$(mps_events "$uuid" gpu_healthy)
+  kubectl -n gpu-slicer exec "$pod" -- sh -c "kill -9 \$(cat $root/$uuid/pipe/nvidia-cuda-mps-control.pid)" >/dev/null 2>&1
+  for ((i = 0; i < 30; i++)); do
+    (($(mps_events "$uuid" gpu_unhealthy) > before)) && break
+    sleep 1
+  done
+  if (($(mps_events "$uuid" gpu_unhealthy) > before)); then pass "$uuid's shares Unhealthy while its daemon is down"
+  else fail "the plugin never marked $uuid Unhealthy after its daemon was killed"; fi
+  if wait_mps_ready "$uuid" "$healthy_before" && [[ $(sed -n 's/.* restarts=\([0-9]*\) .*/\1/p' "$root/$uuid/state") == 1 ]]; then
+    pass "restarted (restarts=1) and its shares healthy again"
+  else fail "not back after the kill: $(cat "$root/$uuid/state" 2>&1)"; fi
+  gets_a_share after-mps-restart
+  kubectl label node "$E2E_NODE" nvidia.com/device-plugin.config- >/dev/null
+  got=$(wait_allocatable "$CAP" 60)
+  for ((i = 0; i < 30; i++)); do
+    [[ ! -e $root/$uuid/state ]] && ! grep -q EXCLUSIVE_PROCESS "$modes" 2>/dev/null && break
+    sleep 1
+  done
+  if ! grep -q EXCLUSIVE_PROCESS "$modes" 2>/dev/null && [[ ! -e $root/$uuid/state ]]; then
+    pass "back on ts-4: the daemons stopped, compute modes restored ($(tr '\n' ' ' <"$modes"))"
+  else
+    fail "after leaving MPS: modes '$(tr '\n' ' ' <"$modes" 2>/dev/null)', state $(ls "$root/$uuid" 2>&1)"
+    kubectl -n gpu-slicer logs "$pod" 2>&1 | tail -20 | sed 's/^/    /'
+  fi
+}
+
+all=(capacity scheduling container attribution relabel restart xid mps)
 (($# > 0)) && all=("$@")
 kubectl create namespace "$NS" >/dev/null 2>&1 || true
 start=$(date +%s)
