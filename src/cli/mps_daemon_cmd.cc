@@ -81,7 +81,7 @@ int MpsDaemonMain(int argc, char** argv) {
   Clock::TimePoint next_nvml_try{};
   for (;;) {
     // The desired set: the file as the plugin last wrote it (missing: nothing is shared).
-    auto text = mps::ReadSmallFile(layout.DesiredFile());
+    auto text = ReadSmallFile(layout.DesiredFile());
     std::string now_text = text.ok() ? *text : std::string();
     if (!text.ok() && text.status().code() != absl::StatusCode::kNotFound) {
       SLOG(kError, "mps_desired_unreadable").Kv("error", std::string(text.status().message()));

@@ -58,7 +58,7 @@ bool PrepareMps(const RunMpsOptions& options) {
   }
   if (log.empty()) log = pipe + "/../log";
   for (const std::string& d : {pipe, log}) {
-    if (absl::Status s = mps::MakeDirs(d); !s.ok()) {
+    if (absl::Status s = MakeDirs(d); !s.ok()) {
       std::fprintf(stderr, "slicer run: --mps: %s\n", std::string(s.message()).c_str());
       return false;
     }

@@ -9,7 +9,7 @@
 //   plugin's health check. One line of key=value fields.
 //
 // Both are replaced atomically (write a temporary file, rename), so a reader never sees half a
-// file. Pure formatting and parsing here, plus WriteFileAtomic / ReadSmallFile.
+// file (WriteFileAtomic, src/common/files.h). Pure formatting and parsing here.
 #ifndef SLICER_MPS_FILES_H_
 #define SLICER_MPS_FILES_H_
 
@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "src/common/files.h"
 
 namespace slicer::mps {
 
@@ -50,14 +51,6 @@ absl::StatusOr<DaemonState> ParseState(absl::string_view text);
 // healthy when it parses, says ready, and its heartbeat is not older than `stale_ms` (a daemon
 // whose supervisor died stops refreshing it). `reason` says why not.
 bool StateHealthy(absl::string_view text, int64_t now_ms, int64_t stale_ms, std::string* reason);
-
-// mkdir -p, mode 0755. Errors name the component that could not be made.
-absl::Status MakeDirs(const std::string& path);
-// Writes `contents` to `path` through `path`.tmp and rename(2), mode 0644. Errors name the path
-// and errno's text.
-absl::Status WriteFileAtomic(const std::string& path, absl::string_view contents);
-// Reads a file of at most `max_bytes` (larger: OutOfRange). NotFound when it does not exist.
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_bytes = 64 << 10);
 
 }  // namespace slicer::mps
 

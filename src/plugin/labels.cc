@@ -1,12 +1,10 @@
 #include "src/plugin/labels.h"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "src/common/files.h"
 
 namespace slicer::plugin {
 namespace {
@@ -72,19 +70,9 @@ std::map<std::string, std::string> NodeLabels(const std::vector<Resource>& resou
 
 absl::Status WriteFeatureFile(const std::string& path,
                               const std::map<std::string, std::string>& labels) {
-  std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) {
-    return absl::UnavailableError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
-  }
-  for (const auto& [k, v] : labels) std::fprintf(f, "%s=%s\n", k.c_str(), v.c_str());
-  bool ok = std::fflush(f) == 0;
-  ok &= std::fclose(f) == 0;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  std::string text;
+  for (const auto& [k, v] : labels) absl::StrAppend(&text, k, "=", v, "\n");
+  return WriteFileAtomic(path, text);
 }
 
 }  // namespace slicer::plugin

@@ -31,7 +31,7 @@ void MpsHealthWatcher::CheckOnce() {
   for (const std::string& uuid : uuids_) {
     std::string reason;
     bool healthy = false;
-    auto text = mps::ReadSmallFile(layout.StateFile(uuid), 4096);
+    auto text = ReadSmallFile(layout.StateFile(uuid), 4096);
     if (!text.ok()) {
       reason = text.status().code() == absl::StatusCode::kNotFound
                    ? "no MPS control daemon yet (is slicer mps-daemon running on this node?)"

@@ -3,11 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-
 #include "absl/strings/str_cat.h"
+#include "src/common/files.h"
 #include "src/common/paths.h"
 #include "src/common/log.h"
 #include "src/common/shim_contract.h"
@@ -36,17 +33,10 @@ std::string PrepareShimDir(const std::string& shim_dir) {
   }
   std::string preload = shim_dir + "/ld.so.preload";
   std::string want = std::string(SLICER_SHIM_CONTAINER_DIR) + "/" + SLICER_SHIM_NAME + "\n";
-  std::ifstream in(preload);
-  std::string have((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (have != want) {
-    std::string tmp = preload + ".tmp";
-    std::ofstream out(tmp, std::ios::trunc);
-    out << want;
-    out.close();
-    if (!out || std::rename(tmp.c_str(), preload.c_str()) != 0) {
-      SLOG(kError, "shim_preload_write_failed")
-          .Kv("path", preload)
-          .Kv("error", std::strerror(errno));
+  auto have = ReadSmallFile(preload, 4096);
+  if (!have.ok() || *have != want) {
+    if (absl::Status s = WriteFileAtomic(preload, want); !s.ok()) {
+      SLOG(kError, "shim_preload_write_failed").Kv("path", preload).Kv("error", std::string(s.message()));
       return "";
     }
   }
@@ -58,8 +48,8 @@ std::string PrepareShimDir(const std::string& shim_dir) {
 absl::Status WriteMpsDesired(const std::string& root, const std::vector<std::string>& uuids) {
   if (uuids.empty() && !Exists(root)) return absl::OkStatus();
   if (absl::Status s = mps::ValidateRoot(root); !s.ok()) return s;
-  if (absl::Status s = mps::MakeDirs(root); !s.ok()) return s;
-  return mps::WriteFileAtomic(mps::Layout(root).DesiredFile(), mps::FormatDesired(uuids));
+  if (absl::Status s = MakeDirs(root); !s.ok()) return s;
+  return WriteFileAtomic(mps::Layout(root).DesiredFile(), mps::FormatDesired(uuids));
 }
 
 }  // namespace

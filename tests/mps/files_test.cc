@@ -3,8 +3,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include "src/mps/layout.h"
 
@@ -66,21 +64,6 @@ TEST(State, HealthyOnlyWhenReadyAndFresh) {
     EXPECT_FALSE(StateHealthy(junk, 100000, 10000, &why)) << junk;
     EXPECT_FALSE(why.empty()) << junk;
   }
-}
-
-TEST(Files, WriteAtomicReplacesAndReadSmallFileBoundsTheSize) {
-  char tmpl[] = "/tmp/slicer-mps-files-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string path = std::string(tmpl) + "/f";
-  ASSERT_TRUE(WriteFileAtomic(path, "one").ok());
-  ASSERT_TRUE(WriteFileAtomic(path, "two").ok());
-  EXPECT_EQ(*ReadSmallFile(path), "two");
-  EXPECT_EQ(access((path + ".tmp").c_str(), F_OK), -1);
-  EXPECT_EQ(ReadSmallFile(path, 2).status().code(), absl::StatusCode::kOutOfRange);
-  EXPECT_EQ(ReadSmallFile(path + "-missing").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_FALSE(WriteFileAtomic(std::string(tmpl) + "/no/such/dir/f", "x").ok());
-  unlink(path.c_str());
-  rmdir(tmpl);
 }
 
 TEST(Layout, RootRulesAndPaths) {

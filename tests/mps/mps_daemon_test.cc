@@ -100,7 +100,7 @@ class MpsDaemonTest : public ::testing::Test {
   }
   void Desire(const std::vector<std::string>& uuids) {
     fs::create_directories(root_);
-    ASSERT_TRUE(mps::WriteFileAtomic(mps::Layout(root_).DesiredFile(), mps::FormatDesired(uuids)).ok());
+    ASSERT_TRUE(WriteFileAtomic(mps::Layout(root_).DesiredFile(), mps::FormatDesired(uuids)).ok());
     daemon_->Signal(SIGHUP);
   }
   std::string State(const std::string& uuid) { return Read(mps::Layout(root_).StateFile(uuid)); }
