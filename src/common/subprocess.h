@@ -21,6 +21,9 @@ struct SpawnOptions {
   std::map<std::string, std::string> env;
   // Where the child's stderr (and stdout) go; empty: inherited.
   std::string output_path;
+  // The child is killed (SIGKILL) when the thread that spawned it exits, e.g. when its parent
+  // dies without reaping it, so that it cannot outlive its supervisor.
+  bool die_with_parent = false;
 };
 
 class Subprocess {

@@ -171,6 +171,9 @@ absl::StatusOr<int> ProcessHost::StartDaemon(const std::string& uuid) {
   o.argv = {*control, "-f"};
   o.env = DaemonEnv(uuid);
   o.output_path = layout_.LogDir(uuid) + "/slicer-control.out";
+  // A control daemon left behind by a dead mps-daemon would hold the pipe folder, and the next
+  // mps-daemon could not start one there ("already running").
+  o.die_with_parent = true;
   auto child = Subprocess::Spawn(o);
   if (!child.ok()) return child.status();
   const int pid = child->pid();

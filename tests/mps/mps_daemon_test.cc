@@ -78,14 +78,15 @@ class MpsDaemonTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void Start() {
+  void Start(const std::string& log = "daemon.log") {
+    log_ = log;
     SpawnOptions o;
     o.argv = {SLICER_TEST_BIN, "mps-daemon", "--mps-root=" + root_, "--tick=50"};
     o.env = {{"PATH", std::string(SLICER_FAKES_BIN_DIR) + ":/usr/bin:/bin"},
              {"LD_LIBRARY_PATH", SLICER_TEST_FAKES_DIR},
              {"SLICER_FAKE_NVML", machine_},
              {"SLICER_FAKE_MPS_RECORD", dir_ + "/record"}};
-    o.output_path = dir_ + "/daemon.log";
+    o.output_path = dir_ + "/" + log_;
     auto d = Subprocess::Spawn(o);
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = std::make_unique<Subprocess>(std::move(*d));
@@ -95,7 +96,7 @@ class MpsDaemonTest : public ::testing::Test {
   // would end it before).
   void WaitUntilUp() {
     ASSERT_TRUE(WaitFor([&] {
-      return Read(dir_ + "/daemon.log").find("event=mps_daemon_started") != std::string::npos;
+      return Read(dir_ + "/" + log_).find("event=mps_daemon_started") != std::string::npos;
     })) << Diag();
   }
   void Desire(const std::vector<std::string>& uuids) {
@@ -117,11 +118,11 @@ class MpsDaemonTest : public ::testing::Test {
     return "";
   }
   std::string Diag() {
-    return "\n--- daemon log:\n" + Read(dir_ + "/daemon.log") + "--- record:\n" +
+    return "\n--- daemon log:\n" + Read(dir_ + "/" + log_) + "--- record:\n" +
            Read(dir_ + "/record");
   }
 
-  std::string dir_, root_, machine_;
+  std::string dir_, root_, machine_, log_ = "daemon.log";
   std::unique_ptr<Subprocess> daemon_;
 };
 
@@ -197,6 +198,25 @@ TEST_F(MpsDaemonTest, SigtermQuitsEveryDaemonAndRestoresEveryMode) {
   EXPECT_EQ(Count(Read(dir_ + "/record"), "\nquit"), 2) << Diag();
   EXPECT_EQ(State(kA), "");
   EXPECT_EQ(State(kB), "");
+}
+
+TEST_F(MpsDaemonTest, AControlDaemonDoesNotOutliveAKilledMpsDaemon) {
+  Start();
+  Desire({kA});
+  ASSERT_TRUE(WaitFor([&] { return Phase(kA, "ready"); })) << Diag();
+  const int pid = std::stoi(Read(mps::Layout(root_).PipeDir(kA) + "/nvidia-cuda-mps-control.pid"));
+  ASSERT_EQ(::kill(pid, 0), 0);
+  daemon_.reset();  // SIGKILL: no clean-up of its own
+  EXPECT_TRUE(WaitFor([&] { return ::kill(pid, 0) != 0; }, milliseconds(5000)))
+      << "the control daemon " << pid << " outlived its mps-daemon";
+  // The next mps-daemon can serve the GPU again (with a control daemon of its own: the state
+  // the killed one left says ready too).
+  Start("daemon2.log");
+  Desire({kA});
+  EXPECT_TRUE(WaitFor([&] {
+    auto s = mps::ParseState(State(kA));
+    return s.ok() && s->phase == mps::Phase::kReady && s->pid > 0 && s->pid != pid;
+  })) << State(kA) << Diag();
 }
 
 TEST_F(MpsDaemonTest, AMalformedDesiredFileKeepsThePreviousSet) {
