@@ -96,6 +96,7 @@ absl::StatusOr<config::Overrides> FlagOverrides(const FlagSet& f) {
   str("device-list-strategy", o.device_list_strategy);
   str("device-id-strategy", o.device_id_strategy);
   str("cdi-annotation-prefix", o.cdi_annotation_prefix);
+  str("mps-root", o.mps_root);
   if (auto s = boolean("fail-on-init-error", o.fail_on_init_error); !s.ok()) return s;
   if (auto s = boolean("pass-device-specs", o.pass_device_specs); !s.ok()) return s;
   return o;
@@ -143,12 +144,6 @@ std::optional<config::Config> LoadConfig(const FlagSet& flags, ConfigSource& sou
   if (!s.ok()) {
     SLOG(kError, "config_override_error").Kv("error", std::string(s.message()));
     return std::nullopt;
-  }
-  // NVIDIA's chart passes the MPS root this way (mps.root); flag > environment > file.
-  if (auto v = flags.FromFlag("mps-root")) {
-    cfg.flags.mps_root = *v;
-  } else if (auto e = flags.FromEnv("mps-root"); e && !e->empty()) {
-    cfg.flags.mps_root = *e;
   }
   if (cfg.flags.mig_strategy != "none") {
     SLOG(kError, "config_unsupported")

@@ -193,6 +193,7 @@ struct Overrides {
   std::optional<std::string> device_list_strategy;  // comma list
   std::optional<std::string> device_id_strategy;
   std::optional<std::string> cdi_annotation_prefix;
+  std::optional<std::string> mps_root;
 };
 
 // Applies `env` over `config`, then `flags` over that (flag > environment > file). Strategy
@@ -203,7 +204,7 @@ absl::Status ApplyOverrides(const Overrides& env, const Overrides& flags, Config
 
 // Reads NVIDIA's environment variable names (MIG_STRATEGY, FAIL_ON_INIT_ERROR,
 // NVIDIA_DRIVER_ROOT, PASS_DEVICE_SPECS, DEVICE_LIST_STRATEGY, DEVICE_ID_STRATEGY,
-// CDI_ANNOTATION_PREFIX) from `getenv`. Malformed booleans are errors naming the variable.
+// CDI_ANNOTATION_PREFIX, MPS_ROOT) from `getenv`. Malformed booleans are errors naming the variable.
 absl::StatusOr<Overrides> OverridesFromEnvironment(
     const std::map<std::string, std::string>& environment);
 

@@ -21,15 +21,16 @@ struct Names {
   const char* device_list_strategy;
   const char* device_id_strategy;
   const char* cdi_annotation_prefix;
+  const char* mps_root;
 };
 
 constexpr Names kEnvNames = {"MIG_STRATEGY",         "FAIL_ON_INIT_ERROR",   "NVIDIA_DRIVER_ROOT",
                              "PASS_DEVICE_SPECS",    "DEVICE_LIST_STRATEGY", "DEVICE_ID_STRATEGY",
-                             "CDI_ANNOTATION_PREFIX"};
+                             "CDI_ANNOTATION_PREFIX", "MPS_ROOT"};
 constexpr Names kFlagNames = {"--mig-strategy",         "--fail-on-init-error",
                               "--nvidia-driver-root",   "--pass-device-specs",
                               "--device-list-strategy", "--device-id-strategy",
-                              "--cdi-annotation-prefix"};
+                              "--cdi-annotation-prefix", "--mps-root"};
 
 absl::Status Apply(const Overrides& o, const Names& names, Config& c) {
   if (o.mig_strategy) {
@@ -79,6 +80,7 @@ absl::Status Apply(const Overrides& o, const Names& names, Config& c) {
     }
   }
   if (o.cdi_annotation_prefix) c.flags.plugin.cdi_annotation_prefix = *o.cdi_annotation_prefix;
+  if (o.mps_root) c.flags.mps_root = *o.mps_root;
   return absl::OkStatus();
 }
 
@@ -129,6 +131,7 @@ absl::StatusOr<Overrides> OverridesFromEnvironment(
   o.device_list_strategy = get(kEnvNames.device_list_strategy);
   o.device_id_strategy = get(kEnvNames.device_id_strategy);
   o.cdi_annotation_prefix = get(kEnvNames.cdi_annotation_prefix);
+  o.mps_root = get(kEnvNames.mps_root);
   if (absl::Status s = boolean(kEnvNames.fail_on_init_error, o.fail_on_init_error); !s.ok()) {
     return s;
   }

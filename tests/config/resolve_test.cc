@@ -183,6 +183,7 @@ flags:
                                        {"FAIL_ON_INIT_ERROR", "false"},
                                        {"DEVICE_LIST_STRATEGY", "volume-mounts, cdi-cri"},
                                        {"DEVICE_ID_STRATEGY", "index"},
+                                       {"MPS_ROOT", "/env/mps"},
                                        {"UNRELATED", "x"}});
   ASSERT_TRUE(env.ok()) << env.status();
   Overrides flags;
@@ -197,6 +198,10 @@ flags:
               ElementsAre(DeviceListStrategy::kVolumeMounts, DeviceListStrategy::kCdiCri));
   EXPECT_EQ(c.flags.plugin.device_id_strategy, DeviceIdStrategy::kIndex);
   EXPECT_EQ(c.flags.plugin.cdi_annotation_prefix, "file/");  // file
+  EXPECT_EQ(c.flags.mps_root, "/env/mps");                   // environment
+  flags.mps_root = "/flag/mps";
+  ASSERT_TRUE(ApplyOverrides(*env, flags, c).ok());
+  EXPECT_EQ(c.flags.mps_root, "/flag/mps");  // flag over environment
 }
 
 TEST(Overrides, EmptyVariableIsUnset) {
