@@ -4,7 +4,6 @@
 // SIGTERM/SIGINT stop every control daemon and restore the compute modes; docs/mps.md.
 #include <signal.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 #include "src/cli/commands.h"
 #include "src/cli/flags.h"
 #include "src/common/clock.h"
+#include "src/common/files.h"
 #include "src/common/log.h"
 #include "src/mps/files.h"
 #include "src/mps/host.h"
@@ -35,6 +35,9 @@ int MpsDaemonMain(int argc, char** argv) {
   f.Add("nvidia-driver-root", "NVIDIA_DRIVER_ROOT", "/", "host directory of the driver");
   f.Add("mps-control", "SLICER_MPS_CONTROL", "nvidia-cuda-mps-control",
         "the MPS control binary (a path, or a name looked up in PATH)");
+  f.Add("compute-mode", "SLICER_MPS_COMPUTE_MODE", "exclusive",
+        "exclusive: each shared GPU is set to EXCLUSIVE_PROCESS while its daemon runs, and "
+        "restored after; keep: the mode is left as the administrator set it");
   f.Add("tick", "SLICER_MPS_TICK", "200", "milliseconds between checks of the daemons");
   f.Add("log-level", "SLICER_LOG_LEVEL", "info", "debug, info, warning, error");
   if (int rc = ParseCommandLine(f, argc, argv, "slicer mps-daemon"); rc >= 0) return rc;
@@ -49,12 +52,16 @@ int MpsDaemonMain(int argc, char** argv) {
     std::fprintf(stderr, "slicer mps-daemon: --tick: milliseconds between 10 and 10000\n");
     return 2;
   }
+  const std::string compute_mode = f.Get("compute-mode");
+  if (compute_mode != "exclusive" && compute_mode != "keep") {
+    std::fprintf(stderr, "slicer mps-daemon: --compute-mode: exclusive or keep, not \"%s\"\n",
+                 compute_mode.c_str());
+    return 2;
+  }
   const mps::Layout layout(root);
-  for (const std::string& d : {root, layout.ShmDir()}) {
-    if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
-      SLOG(kError, "mps_root_unusable").Kv("path", d).Kv("error", std::strerror(errno));
-      return 1;
-    }
+  if (absl::Status s = MakeDirs(layout.ShmDir()); !s.ok()) {
+    SLOG(kError, "mps_root_unusable").Kv("path", layout.ShmDir()).Kv("error", std::string(s.message()));
+    return 1;
   }
 
   sigset_t mask;
@@ -74,8 +81,13 @@ int MpsDaemonMain(int argc, char** argv) {
   ho.root = root;
   ho.control = f.Get("mps-control");
   mps::ProcessHost host(nullptr, ho);
-  mps::Supervisor supervisor(host, RealClock());
-  SLOG(kInfo, "mps_daemon_started").Kv("root", root).Kv("control", ho.control);
+  mps::SupervisorOptions so;
+  so.manage_compute_mode = compute_mode == "exclusive";
+  mps::Supervisor supervisor(host, RealClock(), so);
+  SLOG(kInfo, "mps_daemon_started")
+      .Kv("root", root)
+      .Kv("control", ho.control)
+      .Kv("compute_mode", compute_mode);
 
   std::optional<std::string> last_text;
   Clock::TimePoint next_nvml_try{};
@@ -92,6 +104,7 @@ int MpsDaemonMain(int argc, char** argv) {
             .Kv("path", layout.DesiredFile())
             .Kv("error", std::string(desired.status().message()))
             .Kv("effect", "the previous set stays in force");
+        last_text = now_text;  // said once, not at every tick; a new text is read again
       } else {
         if (!desired->empty() && nvml == nullptr && RealClock().Now() >= next_nvml_try) {
           auto loaded = nvml::Load({f.Get("nvidia-driver-root")});

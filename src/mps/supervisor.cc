@@ -71,7 +71,7 @@ void Supervisor::Down(const std::string& uuid, Gpu& g, Phase phase, const std::s
 void Supervisor::StartIfDue(const std::string& uuid, Gpu& g) {
   if (g.state.pid > 0 || clock_.Now() < g.next_start) return;
   // Remember the mode it had before we first changed it (kept across mps-daemon restarts).
-  if (!host_.SavedMode(uuid)) {
+  if (options_.manage_compute_mode && !host_.SavedMode(uuid)) {
     auto mode = host_.GetComputeMode(uuid);
     if (!mode.ok()) {
       Down(uuid, g, Phase::kFailed,
@@ -80,7 +80,10 @@ void Supervisor::StartIfDue(const std::string& uuid, Gpu& g) {
     }
     host_.SaveMode(uuid, *mode);
   }
-  if (absl::Status s = host_.SetComputeMode(uuid, nvml::ComputeMode::kExclusiveProcess); !s.ok()) {
+  if (absl::Status s = options_.manage_compute_mode
+                           ? host_.SetComputeMode(uuid, nvml::ComputeMode::kExclusiveProcess)
+                           : absl::OkStatus();
+      !s.ok()) {
     Down(uuid, g, Phase::kFailed,
          absl::StrCat("cannot set the compute mode to EXCLUSIVE_PROCESS: ", s.message()));
     return;
@@ -153,6 +156,11 @@ void Supervisor::Stop(const std::string& uuid, Gpu& g) {
     if (!exited) host_.Kill(g.state.pid);
     g.state.pid = 0;
   }
+  host_.Publish(uuid, std::nullopt);
+  if (!options_.manage_compute_mode) {
+    SLOG(kInfo, "mps_daemon_stopped").Kv("gpu", uuid).Kv("compute_mode", "kept");
+    return;
+  }
   const std::optional<nvml::ComputeMode> before = host_.SavedMode(uuid);
   const nvml::ComputeMode restore = before.value_or(nvml::ComputeMode::kDefault);
   if (absl::Status s = host_.SetComputeMode(uuid, restore); !s.ok()) {
@@ -164,7 +172,6 @@ void Supervisor::Stop(const std::string& uuid, Gpu& g) {
     host_.SaveMode(uuid, std::nullopt);
     SLOG(kInfo, "mps_daemon_stopped").Kv("gpu", uuid).Kv("compute_mode", nvml::ToString(restore));
   }
-  host_.Publish(uuid, std::nullopt);
 }
 
 void Supervisor::Shutdown() {

@@ -1,7 +1,8 @@
 // `slicer mps-daemon`'s core: keeps one NVIDIA MPS control daemon running per desired GPU.
 //
 // For each GPU in the desired set it remembers the GPU's compute mode, sets EXCLUSIVE_PROCESS
-// (MPS's requirement: only the MPS server holds a context, clients go through it), starts
+// (so that only the MPS server holds a context and clients go through it; unless
+// SupervisorOptions::manage_compute_mode is off), starts
 // `nvidia-cuda-mps-control -f` and probes it through the control client until it answers
 // (starting -> ready). A daemon that exits, or stops answering for `probe_failures` probes in a
 // row, is killed and restarted after a back-off (1 s doubling to `max_backoff`; a daemon that
@@ -62,6 +63,11 @@ struct SupervisorOptions {
   std::chrono::milliseconds stable_after{60000};
   std::chrono::milliseconds stop_timeout{5000};
   std::chrono::milliseconds heartbeat{2000};
+  // false: the compute mode is neither read, set nor restored (`slicer mps-daemon
+  // --compute-mode=keep`, for GPUs whose mode the node's administrator sets; MPS also runs in
+  // DEFAULT mode, but then a process that ignores the pipe directory gets a context of its own
+  // beside the MPS server, outside its limits).
+  bool manage_compute_mode = true;
 };
 
 class Supervisor {

@@ -78,10 +78,11 @@ class MpsDaemonTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void Start(const std::string& log = "daemon.log") {
+  void Start(const std::string& log = "daemon.log", const std::vector<std::string>& extra = {}) {
     log_ = log;
     SpawnOptions o;
     o.argv = {SLICER_TEST_BIN, "mps-daemon", "--mps-root=" + root_, "--tick=50"};
+    o.argv.insert(o.argv.end(), extra.begin(), extra.end());
     o.env = {{"PATH", std::string(SLICER_FAKES_BIN_DIR) + ":/usr/bin:/bin"},
              {"LD_LIBRARY_PATH", SLICER_TEST_FAKES_DIR},
              {"SLICER_FAKE_NVML", machine_},
@@ -231,6 +232,31 @@ TEST_F(MpsDaemonTest, AMalformedDesiredFileKeepsThePreviousSet) {
   EXPECT_TRUE(Phase(kA, "ready"));
   EXPECT_EQ(Count(Read(dir_ + "/record"), "\nquit"), 0);
   EXPECT_FALSE(fs::exists(root_ + "/../../etc"));
+  std::this_thread::sleep_for(milliseconds(300));  // six ticks: said once, not at each
+  EXPECT_EQ(Count(Read(dir_ + "/daemon.log"), "mps_desired_invalid"), 1) << Diag();
+}
+
+TEST_F(MpsDaemonTest, KeepComputeModeRunsTheDaemonWithoutTouchingTheMode) {
+  Start("daemon.log", {"--compute-mode=keep"});
+  Desire({kA});
+  ASSERT_TRUE(WaitFor([&] { return Phase(kA, "ready"); })) << State(kA) << Diag();
+  Desire({});
+  ASSERT_TRUE(WaitFor([&] { return State(kA).empty(); })) << Diag();
+  EXPECT_EQ(Count(Read(dir_ + "/record"), "\nquit"), 1) << Diag();
+  EXPECT_EQ(Mode(kA), "");  // never set, so never restored either
+}
+
+TEST_F(MpsDaemonTest, AnUnknownComputeModeIsRefusedAtStart) {
+  SpawnOptions o;
+  o.argv = {SLICER_TEST_BIN, "mps-daemon", "--mps-root=" + root_, "--compute-mode=shared"};
+  o.output_path = dir_ + "/bad.log";
+  auto d = Subprocess::Spawn(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  std::optional<int> status = d->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+  EXPECT_THAT(Read(dir_ + "/bad.log"), HasSubstr("--compute-mode: exclusive or keep"));
+  EXPECT_FALSE(fs::exists(root_));
 }
 
 TEST_F(MpsDaemonTest, AMissingControlBinaryFailsTheGpuWithTheReasonAndTheDaemonStaysUp) {

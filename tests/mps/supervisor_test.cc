@@ -226,6 +226,29 @@ TEST_F(SupervisorTest, TheModeBeforeIsTheSavedOneAfterAnMpsDaemonRestart) {
   EXPECT_EQ(host_.mode[kA], ComputeMode::kDefault);
 }
 
+TEST(SupervisorKeepMode, NeverReadsSetsOrRestoresTheComputeMode) {
+  ScriptedHost host;
+  testing::SimClock clock;
+  SupervisorOptions options;
+  options.manage_compute_mode = false;
+  Supervisor sup(host, clock, options);
+  host.mode[kA] = ComputeMode::kProhibited;
+  host.refuse_mode = true;  // would fail the GPU if it were tried
+  host.answering[kA] = true;
+  sup.SetDesired({kA});
+  for (int i = 0; i < 5; ++i) {
+    sup.Tick();
+    clock.Advance(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(host.starts[kA], 1);
+  EXPECT_EQ(host.published.at(kA).phase, Phase::kReady);
+  sup.Shutdown();
+  EXPECT_THAT(host.commands, ::testing::Contains(std::string(kA) + " quit"));
+  EXPECT_EQ(host.mode[kA], ComputeMode::kProhibited);
+  EXPECT_FALSE(host.saved.count(kA));
+  EXPECT_FALSE(host.published.count(kA));
+}
+
 TEST_F(SupervisorTest, HeartbeatsRefreshTheStateWhileNothingChanges) {
   host_.answering[kA] = true;
   sup_.SetDesired({kA});
