@@ -106,7 +106,9 @@ int MpsDaemonMain(int argc, char** argv) {
             .Kv("effect", "the previous set stays in force");
         last_text = now_text;  // said once, not at every tick; a new text is read again
       } else {
-        if (!desired->empty() && nvml == nullptr && RealClock().Now() >= next_nvml_try) {
+        // NVML is for the compute modes only: with --compute-mode=keep it is never loaded.
+        const bool need_nvml = !desired->empty() && so.manage_compute_mode;
+        if (need_nvml && nvml == nullptr && RealClock().Now() >= next_nvml_try) {
           auto loaded = nvml::Load({f.Get("nvidia-driver-root")});
           if (loaded.ok()) {
             nvml = std::move(*loaded);
@@ -116,7 +118,7 @@ int MpsDaemonMain(int argc, char** argv) {
             next_nvml_try = RealClock().Now() + std::chrono::seconds(10);
           }
         }
-        if (desired->empty() || nvml != nullptr) {
+        if (!need_nvml || nvml != nullptr) {
           SLOG(kInfo, "mps_desired").Kv("gpus", static_cast<int64_t>(desired->size()));
           supervisor.SetDesired(*desired);
           last_text = now_text;
