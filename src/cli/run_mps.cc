@@ -1,9 +1,12 @@
 #include "src/cli/run_mps.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -11,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "src/mps/files.h"
@@ -75,25 +79,55 @@ bool PrepareMps(const RunMpsOptions& options) {
   }
   const std::map<std::string, std::string> env = {{"CUDA_MPS_PIPE_DIRECTORY", pipe},
                                                   {"CUDA_MPS_LOG_DIRECTORY", log}};
-  auto answers = [&] {
-    auto r = mps::RunWithInput({*bin}, env, "get_default_active_thread_percentage\n",
-                               std::chrono::seconds(5));
-    return r.ok() && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+  // Runs of `slicer run --mps` that start together take turns here (flock on a file in the pipe
+  // folder), so that only one of them starts a daemon and their probes do not meet each other.
+  const std::string lock_path = pipe + "/slicer-run.lock";
+  const int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd >= 0) flock(lock_fd, LOCK_EX);  // without it, the retries below still hold
+  struct Unlock {
+    int fd;
+    ~Unlock() {
+      if (fd >= 0) close(fd);
+    }
+  } unlock{lock_fd};
+  // A control daemon that is busy (with another client, or starting an MPS server) can miss a
+  // probe: seen on the H200 with 4 runs starting at once, two concluded none ran and then failed
+  // to start one ("already running"). So: ask again before concluding that none runs, and when
+  // starting one finds one running, wait for that one to answer.
+  std::string why;
+  auto answers = [&](int tries) {
+    for (int i = 0; i < tries; ++i) {
+      if (i > 0) usleep(static_cast<useconds_t>(100000) << std::min(i, 4));
+      auto r = mps::RunWithInput({*bin}, env, "get_default_active_thread_percentage\n",
+                                 std::chrono::seconds(5));
+      if (r.ok() && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0) return true;
+      why = r.ok() ? r->output : std::string(r.status().message());
+    }
+    return false;
   };
-  if (!answers()) {
+  if (!answers(2)) {
     auto started = mps::RunWithInput({*bin, "-d"}, env, "", std::chrono::seconds(10));
-    if (!started.ok() || !WIFEXITED(started->status) || WEXITSTATUS(started->status) != 0 ||
-        !answers()) {
+    const bool ran = started.ok() && WIFEXITED(started->status) && WEXITSTATUS(started->status) == 0;
+    const bool running = started.ok() && absl::StrContains(started->output, "already running");
+    if (!ran && !running) {
       std::fprintf(stderr, "slicer run: --mps: cannot start an MPS control daemon in %s: %s\n",
                    pipe.c_str(),
                    !started.ok() ? std::string(started.status().message()).c_str()
                                  : started->output.c_str());
       return false;
     }
-    std::fprintf(stderr,
-                 "slicer run: started an MPS control daemon (pipe %s, log %s); it stays for later "
-                 "runs. Stop it with: echo quit | CUDA_MPS_PIPE_DIRECTORY=%s %s\n",
-                 pipe.c_str(), log.c_str(), pipe.c_str(), bin->c_str());
+    if (!answers(running ? 6 : 3)) {
+      std::fprintf(stderr,
+                   "slicer run: --mps: %s MPS control daemon in %s does not answer: %s\n",
+                   running ? "the running" : "the started", pipe.c_str(), why.c_str());
+      return false;
+    }
+    if (ran) {
+      std::fprintf(stderr,
+                   "slicer run: started an MPS control daemon (pipe %s, log %s); it stays for "
+                   "later runs. Stop it with: echo quit | CUDA_MPS_PIPE_DIRECTORY=%s %s\n",
+                   pipe.c_str(), log.c_str(), pipe.c_str(), bin->c_str());
+    }
   }
   setenv("CUDA_MPS_PIPE_DIRECTORY", pipe.c_str(), 1);
   setenv("CUDA_MPS_LOG_DIRECTORY", log.c_str(), 1);

@@ -334,6 +334,31 @@ TEST_F(SlicerRunMpsTest, StartsADaemonOnceAndSizesEachRun) {
   EXPECT_EQ(Count(Read(dir_ + "/record"), "start pid="), 1) << "the second run joins";
 }
 
+// A daemon that misses a probe (busy with another client: seen on the H200 with 4 runs starting
+// at once) is asked again and joined, not taken for absent: no second start, which would fail
+// with "already running".
+TEST_F(SlicerRunMpsTest, ABusyDaemonThatMissesAProbeIsJoinedNotRestarted) {
+  const std::string pipe = dir_ + "/gpu-slicer/mps/pipe";
+  SpawnOptions d;
+  d.argv = {std::string(SLICER_FAKES_BIN_DIR) + "/nvidia-cuda-mps-control", "-d"};
+  d.env = {{"CUDA_MPS_PIPE_DIRECTORY", pipe},
+           {"CUDA_MPS_LOG_DIRECTORY", dir_ + "/gpu-slicer/mps/log"},
+           {"SLICER_FAKE_MPS_BUSY_FIRST", "1"},
+           {"SLICER_FAKE_MPS_RECORD", dir_ + "/record"}};
+  auto daemon = Subprocess::Spawn(d);
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  std::optional<int> started = daemon->Wait(milliseconds(10000));
+  ASSERT_TRUE(started && WIFEXITED(*started) && WEXITSTATUS(*started) == 0);
+
+  ASSERT_EQ(Run({"--mps", "--threads", "50"}, 1), 0) << Read(dir_ + "/run.log");
+  EXPECT_EQ(EnvOf(1, "CUDA_MPS_PIPE_DIRECTORY"), pipe);
+  EXPECT_EQ(EnvOf(1, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "50");
+  const std::string record = Read(dir_ + "/record");
+  EXPECT_EQ(Count(record, "start pid="), 1) << record;
+  EXPECT_EQ(Count(record, "cmd get_default_active_thread_percentage"), 2) << "missed, then asked again";
+  EXPECT_THAT(Read(dir_ + "/run.log"), Not(HasSubstr("started an MPS control daemon")));
+}
+
 TEST_F(SlicerRunMpsTest, BadCombinationsAreRefusedBeforeAnythingStarts) {
   EXPECT_EQ(Run({"--threads", "25"}, 1), 2);  // --threads without --mps
   EXPECT_EQ(Run({"--mps", "--threads", "0"}, 1), 2);

@@ -60,6 +60,8 @@
 //     SLICER_FAKE_MPS_HANG=1              accept connections and record their commands, but never
 //                                         reply or act on them (quit and die included), and
 //                                         never close them; only a signal stops it
+//     SLICER_FAKE_MPS_BUSY_FIRST=<n>      the first n commands are treated as under HANG (a busy
+//                                         daemon: their clients time out), later ones answered
 //
 // Single-threaded: one poll(2) loop over the listening socket, the connections and a signalfd.
 // Links nothing but libc; nothing here uses src/.
@@ -300,6 +302,12 @@ class Daemon {
       die_after_ms_ = ms;
     }
     hang_ = EnvIs1("SLICER_FAKE_MPS_HANG");
+    std::string busy = Env("SLICER_FAKE_MPS_BUSY_FIRST", "0");
+    char* busy_end = nullptr;
+    busy_first_ = std::strtol(busy.c_str(), &busy_end, 10);
+    if (*busy_end != '\0' || busy_first_ < 0) {
+      Fail("SLICER_FAKE_MPS_BUSY_FIRST=" + busy + ": want a number of commands");
+    }
     sockaddr_un addr;
     if (!Address(paths_.socket, addr)) {
       Fail("socket path " + paths_.socket + " is longer than " +
@@ -434,7 +442,7 @@ class Daemon {
   // Runs one command line; false when the connection is finished with.
   bool Run(Connection& c, const std::string& line) {
     if (!Words(line).empty()) events_.Emit("cmd " + Printable(line));
-    if (hang_) return Hung(c);
+    if (hang_ || (busy_first_ > 0 && !Words(line).empty() && busy_first_-- > 0)) return Hung(c);
     Answer a = control_.Handle(line);
     switch (a.after) {
       case After::kQuit:
@@ -476,6 +484,7 @@ class Daemon {
   Events events_;
   Control control_;
   bool hang_ = false;
+  long busy_first_ = 0;
   long die_after_ms_ = -1;
   Clock::time_point start_;
   int pid_fd_ = -1;
