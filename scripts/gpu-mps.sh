@@ -24,7 +24,10 @@
 #   models  bench/arbiter/infer_loop.py's models (SLICER_MPS_MODELS, default "mlp resnet50 bert
 #           gpt2"), 4 processes each: alone (1), plain, mpsfree (MPS, no limits), mpseq (NVIDIA's
 #           equal split: 25% threads and a quarter of the memory each, no shim), slicer (`slicer
-#           run --mps` with one of 4 replicas' sizing: the same limits, plus the shim's cap)
+#           run --mps` with one of 4 replicas' sizing: the same limits, plus the shim's cap),
+#           observed (the same, each client reporting to a `slicer arbiter` observe-only, as
+#           Allocate sets it up on a node; its /metrics scraped in mid-window: per-pod metrics
+#           under MPS, and what reporting costs against the slicer row)
 #   SLICER_TORCH_SECONDS (8): each PyTorch run's measured window.
 # Output under $OUT (default out/gpu-mps): results.txt (one key=value line per process or
 # check), summary.md (bench/mps/report.py), logs.tar.gz. $W persists between calls on a warm
@@ -155,8 +158,9 @@ client() {
         export CUDA_MPS_PIPE_DIRECTORY=$PIPE CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=$THREADS \
           CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=${MEM_MIB}M
         ;;
-      slicer)
+      slicer | observed)
         export CUDA_MPS_PIPE_DIRECTORY=$PIPE SLICER_LEDGER_DIR=$W
+        [[ $mode == observed ]] && export SLICER_ARBITER_SOCKET=$W/arbiter/arbiter.sock
         pre=(env LD_LIBRARY_PATH="$CARRY/lib" "$CARRY/slicer" run --mps --threads "$THREADS"
           --memory "${MEM_MIB}MiB" -- env LD_LIBRARY_PATH="$ORIG_LD")
         ;;
@@ -268,8 +272,25 @@ if has sat; then
 fi
 
 if has models; then
+  # The node's arbiter, standalone (no kubelet here): MPS clients report to it observe-only.
+  mkdir -p "$W/arbiter"
+  (LD_LIBRARY_PATH=$CARRY/lib exec "$CARRY/slicer" arbiter --socket "$W/arbiter/arbiter.sock" \
+    --attribution none --metrics-port 9477 --metrics-address 127.0.0.1 >"$W/arbiter.log" 2>&1) &
+  ARB_PID=$!
+  scrape() {  # TAG: the arbiter's per-client lines, one results line each
+    python3 - "$1" >>"$RES" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:9477/metrics", timeout=5).read().decode()
+keep = ("slicer_arbiter_observed_clients{", "slicer_arbiter_clients{", "slicer_arbiter_memory_used_bytes{",
+        "slicer_arbiter_memory_cap_bytes{", "slicer_arbiter_gpu_seconds_total{", "slicer_arbiter_gpu_clients{",
+        "slicer_arbiter_weight{")
+for line in text.splitlines():
+    if line.startswith(keep):
+        print(f"metrics: tag={sys.argv[1]} {line}")
+PY
+  }
   for m in ${SLICER_MPS_MODELS:-mlp resnet50 bert gpt2}; do
-    for cfg in alone plain mpsfree mpseq slicer; do
+    for cfg in alone plain mpsfree mpseq slicer observed; do
       say "models: $m $cfg"
       n=4 mode=$cfg
       case $cfg in
@@ -280,8 +301,15 @@ if has models; then
       barrier
       for i in $(seq $n); do THREADS=25 MEM_MIB=$((GPU_MIB / 4)) client models "$cfg" "$m-$i" "$mode" $IL "$m" "$S" "$TD"; done
       start_all $n
+      if [[ $cfg == observed ]]; then
+        sleep $((TD / 2 + 1))
+        scrape "$m-mid" || rec "metrics: tag=$m-mid scrape failed"
+      fi
       join
     done
   done
+  scrape after || rec "metrics: tag=after scrape failed"
+  kill -TERM "$ARB_PID" 2>/dev/null
+  wait "$ARB_PID" 2>/dev/null
 fi
 say done

@@ -9,6 +9,7 @@ import sys
 from collections import defaultdict
 
 KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
+ORDER = ["alone", "plain", "mpsfree", "mpseq", "slicer", "observed"]
 
 
 def parse(path):
@@ -40,12 +41,12 @@ def models_table(rows, out):
     out.append("| model | cfg | procs ok | req/s total | x plain | x alone | p50 ms (median) | p99 ms (worst) | errors |")
     out.append("|---|---|---|---|---|---|---|---|---|")
     totals = {}
-    for (m, cfg) in sorted(by, key=lambda k: (k[0], ["alone", "plain", "mpsfree", "mpseq", "slicer"].index(k[1]) if k[1] in ["alone", "plain", "mpsfree", "mpseq", "slicer"] else 9)):
+    for (m, cfg) in sorted(by, key=lambda k: (k[0], ORDER.index(k[1]) if k[1] in ORDER else 9)):
         rs = by[(m, cfg)]
         ok = [r for r in rs if "error" not in r and num(r, "rate") is not None]
         total = sum(num(r, "rate") for r in ok)
         totals[(m, cfg)] = total
-    for (m, cfg) in sorted(by, key=lambda k: (k[0], ["alone", "plain", "mpsfree", "mpseq", "slicer"].index(k[1]) if k[1] in ["alone", "plain", "mpsfree", "mpseq", "slicer"] else 9)):
+    for (m, cfg) in sorted(by, key=lambda k: (k[0], ORDER.index(k[1]) if k[1] in ORDER else 9)):
         rs = by[(m, cfg)]
         ok = [r for r in rs if "error" not in r and num(r, "rate") is not None]
         errs = [r.get("error", "no result line")[:60] for r in rs if r not in ok]
@@ -118,12 +119,12 @@ def plot(totals, path):
     except ImportError:
         return False
     models = sorted({m for m, _ in totals})
-    cfgs = ["plain", "mpsfree", "mpseq", "slicer"]
+    cfgs = ["plain", "mpsfree", "mpseq", "slicer", "observed"]
     fig, ax = plt.subplots(figsize=(8, 4))
-    w = 0.2
+    w = 0.16
     for i, cfg in enumerate(cfgs):
         ys = [totals.get((m, cfg), 0) / totals[(m, "plain")] if totals.get((m, "plain")) else 0 for m in models]
-        ax.bar([j + (i - 1.5) * w for j in range(len(models))], ys, w, label=cfg)
+        ax.bar([j + (i - 2) * w for j in range(len(models))], ys, w, label=cfg)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(len(models)), models)
     ax.set_ylabel("4 processes' total, x plain time-slicing")
@@ -141,7 +142,7 @@ def main():
     totals = models_table(rows, out)
     sat_table(rows, out)
     crash_table(rows, notes, out)
-    other = [n for n in notes if n.startswith(("life:", "mem:", "crash:"))]
+    other = [n for n in notes if n.startswith(("life:", "mem:", "crash:", "metrics:"))]
     if other:
         out += ["## Checks\n", "```", *other, "```", ""]
     life = [r for r in rows if r["case"] == "life"]

@@ -335,6 +335,22 @@ void Server::HandleMessage(Session& s, const char* buf, ssize_t n) {
       HandleAttach(s, m);
       return;
     }
+    case SLICER_ARB_REQUEST:
+    case SLICER_ARB_RELEASE:
+    case SLICER_ARB_LOAD:
+      if (s.observe) {
+        Fail(s, SLICER_ARB_E_STATE,
+             absl::StrCat(h.type == SLICER_ARB_REQUEST   ? "REQUEST"
+                          : h.type == SLICER_ARB_RELEASE ? "RELEASE"
+                                                         : "LOAD",
+                          " from an observe-only client (it is never scheduled)"));
+        return;
+      }
+      break;
+    default:
+      break;
+  }
+  switch (h.type) {
     case SLICER_ARB_REQUEST: {
       slicer_arb_lease_msg m;
       std::memcpy(&m, buf, sizeof m);
@@ -356,6 +372,16 @@ void Server::HandleMessage(Session& s, const char* buf, ssize_t n) {
       GpuUse& use = s.gpus[m.gpu];
       use.mem_used = m.mem_used;
       use.mem_cap = m.mem_cap;
+      if (s.observe) {
+        uint64_t delta = m.busy_total_ns > use.last_busy ? m.busy_total_ns - use.last_busy : 0;
+        use.last_busy = std::max(use.last_busy, m.busy_total_ns);
+        Clock::TimePoint now = clock_.Now();
+        use.observed += std::min<Clock::Duration>(
+            Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(delta, INT64_MAX))),
+            now - use.observed_at);
+        use.observed_at = now;
+        return;
+      }
       GpuScheduler& sched = *gpus_[use.uuid].sched;
       uint64_t delta = m.busy_total_ns > use.last_busy ? m.busy_total_ns - use.last_busy : 0;
       use.last_busy = std::max(use.last_busy, m.busy_total_ns);
@@ -516,6 +542,7 @@ void Server::HandleHello(Session& s, const slicer_arb_hello_msg& m) {
     }
   }
   s.hello = true;
+  s.observe = (m.flags & SLICER_ARB_HELLO_OBSERVE) != 0;
   s.token = token;
   s.replicas = replicas;
   if (pod) {
@@ -544,7 +571,7 @@ void Server::HandleHello(Session& s, const slicer_arb_hello_msg& m) {
   w.quantum_ns = static_cast<uint64_t>(options_.config.scheduler.quantum.count());
   w.max_queued_ns = static_cast<uint64_t>(MaxQueued(options_.config).count());
   w.report_ms = static_cast<uint32_t>(options_.report_interval.count());
-  w.features = SLICER_ARB_FEATURE_LOAD;
+  w.features = SLICER_ARB_FEATURE_LOAD | SLICER_ARB_FEATURE_OBSERVE;
   Send(s, &w, SLICER_ARB_WELCOME);
   SLOG(kInfo, "client_hello")
       .Kv("client", s.id)
@@ -556,7 +583,8 @@ void Server::HandleHello(Session& s, const slicer_arb_hello_msg& m) {
       .Kv("replicas", static_cast<int64_t>(replicas.size()))
       .Kv("pod", s.attributed ? absl::StrCat(s.pod.ns, "/", s.pod.pod, "/", s.pod.container)
                               : std::string())
-      .Kv("priority", PriorityName(s.priority));
+      .Kv("priority", PriorityName(s.priority))
+      .Kv("observe", s.observe ? "true" : "false");
 }
 
 double Server::BaseWeight(const Session& s, const std::string& uuid) const {
@@ -576,7 +604,7 @@ void Server::Rebalance(const std::string& group, const std::string& token,
     auto f = fd_of_.find(id);
     if (f == fd_of_.end()) continue;
     Session& o = *sessions_[f->second];
-    if (o.peer.cgroup == group && o.token == token) members.push_back(&o);
+    if (!o.observe && o.peer.cgroup == group && o.token == token) members.push_back(&o);
   }
   for (Session* o : members) {
     git->second.sched->Add(o->id, BaseWeight(*o, uuid) / static_cast<double>(members.size()),
@@ -614,6 +642,10 @@ void Server::HandleAttach(Session& s, const slicer_arb_attach_msg& m) {
   s.gpus[m.gpu].attached = true;
   s.gpus[m.gpu].uuid = uuid;
   it->second.slot[s.id] = static_cast<int>(m.gpu);
+  if (s.observe) {
+    s.gpus[m.gpu].observed_at = clock_.Now();
+    return;
+  }
   it->second.sched->Add(s.id, BaseWeight(s, uuid), s.priority);
   Rebalance(s.peer.cgroup, s.token, uuid);
 }
@@ -653,12 +685,16 @@ void Server::Close(Session& s, const char* why) {
   for (GpuUse& use : s.gpus) {
     if (!use.attached) continue;
     Gpu& g = gpus_[use.uuid];
-    ClientStats st = g.sched->Stats(id);
     Retired& r = retired_[SeriesOf(s, use.uuid)];
+    g.slot.erase(id);
+    if (s.observe) {
+      r.gpu_seconds += std::chrono::duration<double>(use.observed).count();
+      continue;
+    }
+    ClientStats st = g.sched->Stats(id);
     r.gpu_seconds += std::chrono::duration<double>(st.used).count();
     r.held_seconds += std::chrono::duration<double>(st.waited).count();
     g.sched->Remove(id);
-    g.slot.erase(id);
     touched.insert(use.uuid);
   }
   if (s.hello) {
@@ -735,7 +771,7 @@ std::string Server::RenderMetrics() const {
   struct Row {
     double gpu_seconds = 0, held_seconds = 0, configured = 0, achieved = 0;
     uint64_t mem_used = 0, mem_cap = 0;
-    int clients = 0, bound = 0;
+    int clients = 0, bound = 0, observed = 0;
     std::string priority;
     double weight = 0;
   };
@@ -750,19 +786,24 @@ std::string Server::RenderMetrics() const {
     for (const GpuUse& use : s.gpus) {
       if (!use.attached) continue;
       const Gpu& g = gpus_.at(use.uuid);
-      ClientStats st = g.sched->Stats(s.id);
       Row& row = rows[SeriesOf(s, use.uuid)];
+      ++gpu_clients[use.uuid];
+      ++row.clients;
+      row.mem_used += use.mem_used;
+      row.mem_cap = std::max(row.mem_cap, use.mem_cap);
+      if (s.observe) {
+        row.gpu_seconds += std::chrono::duration<double>(use.observed).count();
+        ++row.observed;
+        continue;
+      }
+      ClientStats st = g.sched->Stats(s.id);
       row.gpu_seconds += std::chrono::duration<double>(st.used).count();
       row.held_seconds += std::chrono::duration<double>(st.waited).count();
       row.configured += st.configured_share;
       row.achieved += st.achieved_share;
-      row.mem_used += use.mem_used;
-      row.mem_cap = std::max(row.mem_cap, use.mem_cap);
       row.weight += st.weight;
       row.priority = PriorityName(st.priority);
-      ++row.clients;
       row.bound += st.bound ? 1 : 0;
-      ++gpu_clients[use.uuid];
     }
   }
   std::string out;
@@ -817,6 +858,11 @@ std::string Server::RenderMetrics() const {
       "Client processes that keep the GPU busy on their own: leased under contention; the "
       "others submit beside everyone.",
       [&](const Row& r) { return std::to_string(r.bound); }, true);
+  family(
+      "slicer_arbiter_observed_clients", "gauge",
+      "Client processes that only report (MPS clients: the MPS server runs them side by side, "
+      "nothing is leased; their GPU seconds are the time they had work queued).",
+      [&](const Row& r) { return std::to_string(r.observed); }, true);
   absl::StrAppend(&out,
                   "# HELP slicer_arbiter_gpu_clients Client processes attached per GPU.\n"
                   "# TYPE slicer_arbiter_gpu_clients gauge\n");

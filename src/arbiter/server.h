@@ -11,6 +11,10 @@
 // configured limits. Claimed weight/priority (standalone `slicer run`) are honoured only when
 // `trust_claims` is set.
 //
+// Observe-only clients (HELLO flag SLICER_ARB_HELLO_OBSERVE: MPS clients) are identified and
+// attributed the same way and appear in the metrics, but are never added to a scheduler: their
+// GPU time is what they report, clamped to the wall time between reports.
+//
 // Faults: a connection's EOF/HUP removes it from every scheduler at once (its lease goes to the
 // next client in the same loop turn). Malformed, oversize, out-of-order messages and floods are
 // answered with ERROR and the connection is closed; others are not affected.
@@ -81,6 +85,9 @@ class Server {
     std::string uuid;
     uint64_t last_busy = 0;
     uint64_t mem_used = 0, mem_cap = 0;
+    // Observe-only clients (not in the scheduler): busy time reported, clamped to wall time.
+    Clock::Duration observed{0};
+    Clock::TimePoint observed_at{};
   };
   struct Session {
     int fd = -1;
@@ -88,6 +95,7 @@ class Server {
     PeerIdentity peer;
     Clock::TimePoint connected_at{};
     bool hello = false;
+    bool observe = false;  // SLICER_ARB_HELLO_OBSERVE: metrics only, never scheduled
     std::string token;
     PodRef pod;
     bool attributed = false;

@@ -459,7 +459,17 @@ int RunMain(int argc, char** argv) {
   if (use_mps) {
     mps_options.memory_bytes = bytes;
     if (!PrepareMps(mps_options)) return 2;
-    unsetenv(SLICER_ENV_ARBITER_SOCKET);  // an MPS client is not gated
+    // An MPS client is not gated: with SLICER_ARBITER_SOCKET set it reports to that arbiter
+    // observe-only (memory and busy time in its metrics); no arbiter is started for it.
+    const char* s = std::getenv(SLICER_ENV_ARBITER_SOCKET);
+    if (s != nullptr && *s != '\0') {
+      setenv(SLICER_ENV_ARBITER_OBSERVE, "1", 1);
+    } else {
+      unsetenv(SLICER_ENV_ARBITER_SOCKET);
+      unsetenv(SLICER_ENV_ARBITER_OBSERVE);
+    }
+  } else {
+    unsetenv(SLICER_ENV_ARBITER_OBSERVE);  // time-sliced: leased like any client
   }
   const char* env_socket = std::getenv(SLICER_ENV_ARBITER_SOCKET);
   if (!use_mps && (!weight.empty() || !priority.empty() || (env_socket && *env_socket))) {

@@ -38,6 +38,12 @@
  *                            checkpoints' bound): little among bound clients, so that a hand-over
  *                            is quick; much for a shared lease, which nobody waits to take over
  *   c BYE                    orderly end (EOF means the same)
+ * An observe-only client (HELLO flag SLICER_ARB_HELLO_OBSERVE: an MPS client, which the MPS
+ * server runs beside the others and a lease would serialise) sends HELLO, ATTACH, REPORT and BYE
+ * only: it is counted for metrics (memory, busy time, pod) and never scheduled; a REQUEST,
+ * RELEASE or LOAD from it is answered with ERROR(SLICER_ARB_E_STATE) and closes it. It never
+ * waits for the arbiter, fail-closed or not (an arbiter older than the flag would schedule it,
+ * but it never asks for a lease, so it runs ungated there too).
  * A GRANT with quantum_ns == 0 is open-ended: the client submits freely until REVOKE (the lone
  * client that saturates the GPU, and every client that does not, run ungated this way, paying
  * nothing per launch).
@@ -71,11 +77,14 @@
  * SLICER_PRIORITY        requested class: high, normal, low.
  * SLICER_ARBITER_FAIL_CLOSED "1": wait for the arbiter instead of running ungated while it is
  *                        unreachable (the arbiter's own failClosed setting, remembered from
- *                        WELCOME, applies as well). */
+ *                        WELCOME, applies as well).
+ * SLICER_ARBITER_OBSERVE "1": observe-only (above): report, never be gated. Set by Allocate for
+ *                        MPS containers and by `slicer run --mps`. */
 #define SLICER_ENV_REPLICA_IDS "SLICER_REPLICA_IDS"
 #define SLICER_ENV_WEIGHT "SLICER_WEIGHT"
 #define SLICER_ENV_PRIORITY "SLICER_PRIORITY"
 #define SLICER_ENV_ARBITER_FAIL_CLOSED "SLICER_ARBITER_FAIL_CLOSED"
+#define SLICER_ENV_ARBITER_OBSERVE "SLICER_ARBITER_OBSERVE"
 
 typedef enum {
   SLICER_ARB_HELLO = 1,
@@ -134,6 +143,7 @@ typedef struct {
   char replicas[SLICER_ARB_REPLICAS_LEN];   /* SLICER_REPLICA_IDS; "" when unset */
 } slicer_arb_hello_msg;
 #define SLICER_ARB_HELLO_FAIL_CLOSED 1u
+#define SLICER_ARB_HELLO_OBSERVE 2u /* reports only, never scheduled (above) */
 
 typedef struct {
   slicer_arb_hdr h;
@@ -147,6 +157,8 @@ typedef struct {
 } slicer_arb_welcome_msg;
 /* The arbiter takes LOAD messages (an older one closes a connection that sends one). */
 #define SLICER_ARB_FEATURE_LOAD 1u
+/* The arbiter counts SLICER_ARB_HELLO_OBSERVE clients for metrics only. */
+#define SLICER_ARB_FEATURE_OBSERVE 2u
 
 typedef struct {
   slicer_arb_hdr h;

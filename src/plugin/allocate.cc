@@ -268,13 +268,15 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
     m->set_host_path(host.ShmDir());
   }
   // The arbiter shares a GPU's time among the shim's clients: only where the shim is injected,
-  // and only for replica IDs (<uuid>::<n>); a whole GPU has nobody to share with. Not MPS
-  // clients: MPS runs them side by side, and a lease would serialise them again.
-  if (cap && resource.shared() && !resource.mps && !options.arbiter_socket.empty()) {
+  // and only for replica IDs (<uuid>::<n>); a whole GPU has nobody to share with. MPS clients
+  // connect observe-only: counted in the metrics (memory, busy time, pod), never leased (MPS
+  // runs them side by side, and a lease would serialise them again).
+  if (cap && resource.shared() && !options.arbiter_socket.empty()) {
     const size_t slash = options.arbiter_socket.rfind('/');
     envs[SLICER_ENV_ARBITER_SOCKET] =
         absl::StrCat(kArbiterContainerDir, options.arbiter_socket.substr(slash));
     envs[SLICER_ENV_REPLICA_IDS] = ReplicaIdsForArbiter(ids);
+    if (resource.mps) envs[SLICER_ENV_ARBITER_OBSERVE] = "1";
     v1beta1::Mount* m = resp.add_mounts();
     m->set_container_path(kArbiterContainerDir);
     m->set_host_path(options.arbiter_socket.substr(0, slash));

@@ -53,7 +53,8 @@ int64_t Field(const std::string& text, const std::string& key) {
 class Worker {
  public:
   explicit Worker(const std::string& socket, const std::string& token, double weight = 0,
-                  int fail_closed = 0, std::chrono::microseconds kernel = 1000us) {
+                  int fail_closed = 0, std::chrono::microseconds kernel = 1000us,
+                  int observe = -1) {
     kernel_ = kernel;
     slicer_arb_options o{};
     o.socket_path = socket.c_str();
@@ -61,6 +62,7 @@ class Worker {
     o.replicas = "";
     o.weight_milli = static_cast<uint32_t>(weight * 1000);
     o.fail_closed = fail_closed;
+    o.observe = observe;
     o.drain = [](void* user, int) {
       auto* w = static_cast<Worker*>(user);
       std::this_thread::sleep_until(
@@ -507,6 +509,86 @@ TEST_F(DaemonTest, FailClosedClientsWaitForTheArbiter) {
   StartServer();
   ASSERT_TRUE(WaitFor([&] { return w.work() > before + 50; }, 3s));
   w.Stop();
+}
+
+// An observe-only client (an MPS client) is counted in the metrics and never scheduled: the
+// leased client beside it keeps its one open-ended grant (under kAlways two leased clients take
+// turns), the observer never waits, not even for a fail-closed arbiter that is down, and a lease
+// message from an observer is refused without harming the others.
+TEST_F(DaemonTest, ObserveOnlyClientsAreCountedButNeverLeasedNorHeldBack) {
+  options_.config.fail_closed = true;
+  StartServer();
+  Worker leased(socket_, "leased");
+  Worker mps(socket_, "mps-client", 0, 0, 1000us, /*observe=*/1);
+  slicer_arb_memory(mps.client(), 0, 4096, 1 << 20);
+  ASSERT_TRUE(WaitFor([&] { return leased.stats().connected && mps.stats().connected; }, 2s));
+  leased.Start();
+  mps.Start();
+  std::this_thread::sleep_for(400ms);
+  EXPECT_EQ(leased.stats().grants, 1u) << "the observer is nobody to take turns with";
+  EXPECT_EQ(mps.stats().grants, 0u);
+  EXPECT_EQ(mps.stats().waited_ns, 0u);
+  EXPECT_GT(mps.work(), 100);
+  std::string text = server_->RenderMetrics();
+  auto labels = [](const char* c) {
+    return std::string("{namespace=\"\",pod=\"\",container=\"") + c + "\",gpu=\"" + kGpu + "\"}";
+  };
+  EXPECT_NE(text.find("slicer_arbiter_observed_clients" + labels("mps-client") + " 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("slicer_arbiter_observed_clients" + labels("leased") + " 0\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("slicer_arbiter_clients" + labels("mps-client") + " 1\n"), std::string::npos);
+  EXPECT_NE(text.find("slicer_arbiter_memory_used_bytes" + labels("mps-client") + " 4096\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("slicer_arbiter_weight" + labels("mps-client") + " 0\n"), std::string::npos);
+  std::string g = "slicer_arbiter_gpu_seconds_total" + labels("mps-client") + " ";
+  size_t p = text.find(g);
+  ASSERT_NE(p, std::string::npos);
+  double used = std::atof(text.c_str() + p + g.size());
+  EXPECT_GT(used, 0.05) << "its reported busy time";
+  EXPECT_LT(used, 0.6) << "clamped to the wall time";
+  EXPECT_NE(text.find("slicer_arbiter_gpu_clients{gpu=\"" + std::string(kGpu) + "\"} 2\n"),
+            std::string::npos);
+
+  // A raw observer asking for a lease is refused and closed; the others are not affected.
+  int fd = Raw();
+  slicer_arb_hello_msg h{};
+  slicer_arb_init(&h.h, SLICER_ARB_HELLO, 1);
+  h.flags = SLICER_ARB_HELLO_OBSERVE;
+  std::snprintf(h.container, sizeof h.container, "sneaky");
+  ASSERT_EQ(::send(fd, &h, sizeof h, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof h));
+  union {
+    slicer_arb_welcome_msg w;
+    char raw[SLICER_ARB_MAX_MSG];
+  } got;
+  ASSERT_EQ(::recv(fd, &got, sizeof got, 0), static_cast<ssize_t>(sizeof got.w));
+  EXPECT_EQ(got.w.h.type, SLICER_ARB_WELCOME);
+  EXPECT_NE(got.w.features & SLICER_ARB_FEATURE_OBSERVE, 0u);
+  slicer_arb_attach_msg a{};
+  slicer_arb_init(&a.h, SLICER_ARB_ATTACH, 2);
+  std::snprintf(a.uuid, sizeof a.uuid, "%s", kGpu);
+  ::send(fd, &a, sizeof a, MSG_NOSIGNAL);
+  slicer_arb_lease_msg r{};
+  slicer_arb_init(&r.h, SLICER_ARB_REQUEST, 3);
+  ::send(fd, &r, sizeof r, MSG_NOSIGNAL);
+  uint32_t code = 0;
+  EXPECT_EQ(Next(fd, &code), SLICER_ARB_ERROR);
+  EXPECT_EQ(code, static_cast<uint32_t>(SLICER_ARB_E_STATE));
+  ::close(fd);
+  EXPECT_EQ(leased.stats().grants, 1u);
+
+  // The arbiter goes away (fail-closed): the leased client waits, the observer does not.
+  StopServer();
+  std::this_thread::sleep_for(100ms);
+  int64_t before = mps.work(), leased_before = leased.work();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_GT(mps.work() - before, 100) << "an observer never waits for the arbiter";
+  EXPECT_LE(leased.work() - leased_before, 8) << "a fail-closed leased client does";
+  StartServer();  // lets the leased client's launch through, so that it can stop
+  ASSERT_TRUE(WaitFor([&] { return leased.work() > leased_before + 8; }, 3s));
+  leased.Stop();
+  mps.Stop();
 }
 
 TEST_F(DaemonTest, MalformedMessagesAreAnsweredAndClosed) {

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -291,7 +292,8 @@ class SlicerRunMpsTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
   // Runs `slicer run ARGS -- sh -c 'env > DIR/env.N'`; its exit status.
-  int Run(const std::vector<std::string>& args, int n) {
+  int Run(const std::vector<std::string>& args, int n,
+          const std::map<std::string, std::string>& env = {}) {
     SpawnOptions o;
     o.argv = {SLICER_TEST_BIN, "run"};
     o.argv.insert(o.argv.end(), args.begin(), args.end());
@@ -301,6 +303,7 @@ class SlicerRunMpsTest : public ::testing::Test {
              {"XDG_RUNTIME_DIR", dir_},
              {"CUDA_VISIBLE_DEVICES", "0,1"},
              {"SLICER_FAKE_MPS_RECORD", dir_ + "/record"}};
+    for (const auto& [k, v] : env) o.env[k] = v;
     o.output_path = dir_ + "/run.log";
     auto p = Subprocess::Spawn(o);
     if (!p.ok()) return -1;
@@ -332,6 +335,13 @@ TEST_F(SlicerRunMpsTest, StartsADaemonOnceAndSizesEachRun) {
   EXPECT_EQ(EnvOf(2, "CUDA_MPS_PIPE_DIRECTORY"), pipe);
   EXPECT_EQ(EnvOf(2, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "<unset>");
   EXPECT_EQ(Count(Read(dir_ + "/record"), "start pid="), 1) << "the second run joins";
+  EXPECT_EQ(EnvOf(2, "SLICER_ARBITER_OBSERVE"), "<unset>");
+
+  // With an arbiter socket set, the client reports to it observe-only (never leased).
+  ASSERT_EQ(Run({"--mps"}, 3, {{"SLICER_ARBITER_SOCKET", dir_ + "/arb.sock"}}), 0)
+      << Read(dir_ + "/run.log");
+  EXPECT_EQ(EnvOf(3, "SLICER_ARBITER_SOCKET"), dir_ + "/arb.sock");
+  EXPECT_EQ(EnvOf(3, "SLICER_ARBITER_OBSERVE"), "1");
 }
 
 // A daemon that misses a probe (busy with another client: seen on the H200 with 4 runs starting

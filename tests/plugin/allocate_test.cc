@@ -378,8 +378,12 @@ TEST(AllocateMps, SizesTheClientByTheReplicasItHoldsAndConnectsItToItsGpusDaemon
   // The shim's cap holds under MPS too (the MPS limit alone leaves cudaMemGetInfo uncapped).
   EXPECT_EQ(env.at(SLICER_ENV_MEMORY_LIMITS), absl::StrCat("GPU-1=", kT4 / 8 * 3));
   EXPECT_NE(MountAt(*r, "/etc/ld.so.preload"), nullptr);
-  // No time gating: MPS clients run side by side.
-  EXPECT_FALSE(env.contains(SLICER_ENV_ARBITER_SOCKET));
+  // Connected to the arbiter observe-only: metrics per pod, no time gating (MPS clients run
+  // side by side).
+  EXPECT_EQ(env.at(SLICER_ENV_ARBITER_SOCKET), "/var/run/gpu-slicer/arbiter.sock");
+  EXPECT_EQ(env.at(SLICER_ENV_ARBITER_OBSERVE), "1");
+  EXPECT_EQ(env.at(SLICER_ENV_REPLICA_IDS), "GPU-1::0,::5,::2");
+  EXPECT_NE(MountAt(*r, "/var/run/gpu-slicer"), nullptr);
 }
 
 TEST(AllocateMps, OneReplicaGetsAnNthAndTheThreadShareIsAtLeastOnePercent) {
@@ -408,6 +412,12 @@ TEST(AllocateMps, TimeSlicedResourcesGetNothingOfMps) {
   EXPECT_FALSE(r->envs().contains("CUDA_MPS_PIPE_DIRECTORY"));
   EXPECT_FALSE(r->envs().contains("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"));
   EXPECT_EQ(MountAt(*r, "/dev/shm"), nullptr);
+  AllocateOptions o = Opts();
+  o.arbiter_socket = "/var/run/gpu-slicer/arbiter.sock";
+  auto gated = AllocateContainer(Shared(1, 4), {"GPU-0::1"}, o, "req");
+  ASSERT_TRUE(gated.ok()) << gated.status();
+  EXPECT_TRUE(gated->envs().contains(SLICER_ENV_ARBITER_SOCKET));
+  EXPECT_FALSE(gated->envs().contains(SLICER_ENV_ARBITER_OBSERVE));  // time-sliced: leased
 }
 
 TEST(Preferred, PackedPutsAMultiReplicaRequestOnOneGpu) {

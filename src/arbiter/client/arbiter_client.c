@@ -94,6 +94,8 @@ struct slicer_arb_client {
   slicer_arb_hello_msg hello;
   int fail_closed_local;
   int fail_closed;  /* atomic: local setting or the arbiter's (from WELCOME) */
+  /* Observe-only (SLICER_ARBITER_OBSERVE): reports, never gated; its gates stay open. */
+  int observe;
   /* atomic: a high-priority client under the priority policy launches while its REQUEST is in
    * flight (the arbiter grants it at once, preempting lower classes): it never waits in WAIT. */
   int eager;
@@ -239,6 +241,7 @@ static uint32_t get_state(gpu_slot* g) { return __atomic_load_n(&g->gate.state, 
 
 /* The state of an attached slot without a connection. */
 static uint32_t unreachable_state(slicer_arb_client* c) {
+  if (c->observe) return ST_PASS;
   return __atomic_load_n(&c->fail_closed, __ATOMIC_RELAXED) ? ST_BLOCKED : ST_PASS;
 }
 
@@ -443,7 +446,8 @@ static int handshake(slicer_arb_client* c, int fd) {
   }
   if (buf.h.type != SLICER_ARB_WELCOME) return -1;
   __atomic_store_n(&c->client_id, buf.w.client_id, __ATOMIC_RELAXED);
-  __atomic_store_n(&c->fail_closed, c->fail_closed_local || buf.w.fail_closed != 0,
+  __atomic_store_n(&c->fail_closed,
+                   !c->observe && (c->fail_closed_local || buf.w.fail_closed != 0),
                    __ATOMIC_RELAXED);
   __atomic_store_n(&c->max_queued_ns, (int64_t)buf.w.max_queued_ns, __ATOMIC_RELAXED);
   __atomic_store_n(
@@ -466,7 +470,7 @@ static void on_connected(slicer_arb_client* c, int fd) {
     if (!g->attached) continue;
     if (send_attach(c, i) == 0) g->attach_sent = 1;
     uint32_t st = get_state(g);
-    if (st == ST_PASS || st == ST_BLOCKED) set_state(g, ST_IDLE);
+    if (!c->observe && (st == ST_PASS || st == ST_BLOCKED)) set_state(g, ST_IDLE);
   }
   pthread_cond_broadcast(&c->cv);
   pthread_mutex_unlock(&c->mu);
@@ -491,6 +495,7 @@ static void on_message(slicer_arb_client* c, const void* buf, ssize_t n) {
     return;
   }
   if (h->type != SLICER_ARB_GRANT && h->type != SLICER_ARB_REVOKE) return;
+  if (c->observe) return; /* never asked for a lease */
   slicer_arb_lease_msg m;
   memcpy(&m, buf, sizeof m);
   if (m.gpu >= SLICER_ARB_MAX_GPUS) return;
@@ -535,7 +540,9 @@ static void send_reports(slicer_arb_client* c) {
 
 /* LOAD for each attached device that was busy since the last one (arbiters that take it). */
 static void send_loads(slicer_arb_client* c) {
-  if (!(__atomic_load_n(&c->features, __ATOMIC_RELAXED) & SLICER_ARB_FEATURE_LOAD)) return;
+  if (c->observe || !(__atomic_load_n(&c->features, __ATOMIC_RELAXED) & SLICER_ARB_FEATURE_LOAD)) {
+    return;
+  }
   for (int i = 0; i < SLICER_ARB_MAX_GPUS; ++i) {
     gpu_slot* g = &c->gpus[i];
     pthread_mutex_lock(&c->mu);
@@ -761,9 +768,17 @@ slicer_arb_client* slicer_arb_start(const slicer_arb_options* opts) {
     const char* fs = ge(SLICER_ENV_ARBITER_FAIL_CLOSED);
     fc = fs != NULL && strcmp(fs, "1") == 0;
   }
+  int ob = opts ? opts->observe : 0;
+  if (ob == 0) {
+    const char* os = ge(SLICER_ENV_ARBITER_OBSERVE);
+    ob = os != NULL && strcmp(os, "1") == 0;
+  }
+  c->observe = ob > 0;
+  if (c->observe) fc = 0; /* never waits for the arbiter */
   c->fail_closed_local = fc;
   c->fail_closed = fc;
   if (fc) c->hello.flags |= SLICER_ARB_HELLO_FAIL_CLOSED;
+  if (c->observe) c->hello.flags |= SLICER_ARB_HELLO_OBSERVE;
   const char* sp = ge("SLICER_ARB_SPIN");
   c->spin = sp != NULL && strcmp(sp, "1") == 0;
   const char* tp = ge("SLICER_ARB_TRACE");
@@ -805,7 +820,7 @@ int slicer_arb_attach(slicer_arb_client* c, int dev, const char* uuid) {
     g->attached = 1;
     if (__atomic_load_n(&c->fd, __ATOMIC_ACQUIRE) >= 0) {
       if (send_attach(c, dev) == 0) g->attach_sent = 1;
-      set_state(g, ST_IDLE);
+      set_state(g, c->observe ? ST_PASS : ST_IDLE);
     } else if (get_state(g) != ST_RESTART) {
       set_state(g, unreachable_state(c));
     }

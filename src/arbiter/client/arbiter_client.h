@@ -39,6 +39,9 @@
  *   for 1 ms (so an idle process never holds up the others).
  * - Fail-closed (SLICER_ARBITER_FAIL_CLOSED=1 or the arbiter said so in WELCOME): while the
  *   arbiter is unreachable, slicer_arb_launch waits for it instead of running ungated.
+ * - Observe-only (SLICER_ARBITER_OBSERVE=1, opts.observe): the process reports its memory and
+ *   busy time for metrics and is never gated: every launch takes the open-lease path, connected
+ *   or not, whatever the arbiter's failClosed (an MPS client, whose GPU the MPS server shares).
  *
  * Thread-safe: every function may be called from any thread.
  */
@@ -57,7 +60,8 @@ typedef struct slicer_arb_client slicer_arb_client;
 
 typedef struct {
   /* NULL: the environment (SLICER_ARBITER_SOCKET, SLICER_CONTAINER_ID, SLICER_REPLICA_IDS,
-   * SLICER_WEIGHT, SLICER_PRIORITY, SLICER_ARBITER_FAIL_CLOSED) through `getenv_fn`. */
+   * SLICER_WEIGHT, SLICER_PRIORITY, SLICER_ARBITER_FAIL_CLOSED, SLICER_ARBITER_OBSERVE) through
+   * `getenv_fn`. */
   const char* socket_path;
   const char* container;
   const char* replicas;
@@ -65,6 +69,9 @@ typedef struct {
   uint32_t weight_milli;                      /* 0: from SLICER_WEIGHT, else none */
   uint32_t priority;                          /* SLICER_ARB_PRIO_UNSET: from SLICER_PRIORITY */
   int fail_closed;                            /* -1: from SLICER_ARBITER_FAIL_CLOSED */
+  /* 1: observe-only (report memory and busy time, never gated, never wait for the arbiter: an
+   * MPS client); 0: from SLICER_ARBITER_OBSERVE ("1"); -1: no. */
+  int observe;
   /* Blocks until every piece of work this process queued on device `dev` has finished. Called
    * from the library's thread or a launching thread, with no library lock held; must work from
    * any thread (e.g. cuCtxPushCurrent of the device's primary context + cuCtxSynchronize + pop).
