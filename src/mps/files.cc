@@ -11,21 +11,37 @@
 
 namespace slicer::mps {
 
-std::string FormatDesired(const std::vector<std::string>& uuids) {
+std::string FormatDesired(const std::vector<DesiredGpu>& gpus) {
   std::string out = "# GPUs shared through MPS (written by slicer device-plugin)\n";
-  for (const std::string& u : uuids) absl::StrAppend(&out, u, "\n");
+  for (const DesiredGpu& g : gpus) {
+    absl::StrAppend(&out, g.uuid);
+    if (g.threads < 100) absl::StrAppend(&out, " threads=", g.threads);
+    absl::StrAppend(&out, "\n");
+  }
   return out;
 }
 
-absl::StatusOr<std::vector<std::string>> ParseDesired(absl::string_view text) {
-  std::vector<std::string> out;
+absl::StatusOr<std::vector<DesiredGpu>> ParseDesired(absl::string_view text) {
+  std::vector<DesiredGpu> out;
   std::set<std::string> seen;
   int n = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++n;
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
-    const std::string uuid(line);
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    const std::string uuid(fields[0]);
+    int threads = 100;
+    for (size_t i = 1; i < fields.size(); ++i) {
+      int t = 0;
+      if (!absl::ConsumePrefix(&fields[i], "threads=") || !absl::SimpleAtoi(fields[i], &t) ||
+          t < 1 || t > 100) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("desired file line ", n, ": \"", line.substr(0, 120),
+                         "\": after the UUID only threads=<1-100> may follow"));
+      }
+      threads = t;
+    }
     if (!IsGpuUuid(uuid)) {
       return absl::InvalidArgumentError(absl::StrCat("desired file line ", n, ": \"",
                                                      uuid.substr(0, 80), "\" is not a GPU UUID"));
@@ -34,7 +50,7 @@ absl::StatusOr<std::vector<std::string>> ParseDesired(absl::string_view text) {
       return absl::InvalidArgumentError(
           absl::StrCat("desired file line ", n, ": ", uuid, " is listed twice"));
     }
-    out.push_back(uuid);
+    out.emplace_back(uuid, threads);
   }
   return out;
 }

@@ -1,7 +1,10 @@
 // The two files by which the device plugin and `slicer mps-daemon` talk (layout.h says where):
 //
 // - desired: written by the plugin whenever its config is applied, read by the daemon. The GPUs
-//   whose replicas are shared through MPS, one UUID per line ('#' starts a comment). An empty
+//   whose replicas are shared through MPS, one UUID per line ('#' starts a comment), optionally
+//   followed by ` threads=<P>`: the most any client of that GPU may get (1-100; the control
+//   daemon's default active thread percentage, which a client's own
+//   CUDA_MPS_ACTIVE_THREAD_PERCENTAGE can lower but not raise). An empty
 //   list means "no MPS on this node": the daemon stops every control daemon and restores the
 //   compute modes. A plugin that merely exits leaves the file alone, so running MPS clients keep
 //   their server across plugin restarts and upgrades.
@@ -23,10 +26,21 @@
 
 namespace slicer::mps {
 
-// The desired file's text for `uuids` (each must pass IsGpuUuid).
-std::string FormatDesired(const std::vector<std::string>& uuids);
-// Errors (InvalidArgument) name the line: a line that is not a GPU UUID, a UUID listed twice.
-absl::StatusOr<std::vector<std::string>> ParseDesired(absl::string_view text);
+// One GPU of the desired file.
+struct DesiredGpu {
+  // Implicit: a list of UUIDs is a desired set without bounds.
+  DesiredGpu(std::string u, int t = 100) : uuid(std::move(u)), threads(t) {}  // NOLINT
+  DesiredGpu(const char* u, int t = 100) : uuid(u), threads(t) {}             // NOLINT
+  std::string uuid;
+  int threads = 100;  // 1-100; 100: no bound
+  bool operator==(const DesiredGpu&) const = default;
+};
+
+// The desired file's text for `gpus` (each UUID must pass IsGpuUuid).
+std::string FormatDesired(const std::vector<DesiredGpu>& gpus);
+// Errors (InvalidArgument) name the line: a line that is not a GPU UUID, a UUID listed twice, a
+// field other than threads=<1-100>.
+absl::StatusOr<std::vector<DesiredGpu>> ParseDesired(absl::string_view text);
 
 enum class Phase {
   kStarting,  // the control daemon was started and has not answered yet

@@ -3,9 +3,12 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "src/common/log.h"
 
 namespace slicer::mps {
@@ -28,8 +31,9 @@ Clock::Duration Supervisor::Backoff(int steps) const {
   return std::min<Clock::Duration>(d, options_.max_backoff);
 }
 
-void Supervisor::SetDesired(const std::vector<std::string>& uuids) {
-  std::set<std::string> want(uuids.begin(), uuids.end());
+void Supervisor::SetDesired(const std::vector<DesiredGpu>& gpus) {
+  std::map<std::string, int> want;
+  for (const DesiredGpu& d : gpus) want[d.uuid] = std::clamp(d.threads, 1, 100);
   for (auto it = gpus_.begin(); it != gpus_.end();) {
     if (want.count(it->first)) {
       ++it;
@@ -39,13 +43,25 @@ void Supervisor::SetDesired(const std::vector<std::string>& uuids) {
     Stop(it->first, it->second);
     it = gpus_.erase(it);
   }
-  for (const std::string& u : want) {
-    if (gpus_.count(u)) continue;
-    SLOG(kInfo, "mps_gpu_added").Kv("gpu", u);
+  for (const auto& [u, threads] : want) {
+    if (auto it = gpus_.find(u); it != gpus_.end()) {
+      if (it->second.threads != threads) {
+        SLOG(kInfo, "mps_threads_bound_changed")
+            .Kv("gpu", u)
+            .Kv("threads", threads)
+            .Kv("effect", "set at the next probe; the running MPS server keeps its bound until "
+                          "its clients are gone");
+        it->second.threads = threads;
+        it->second.next_probe = clock_.Now();
+      }
+      continue;
+    }
+    SLOG(kInfo, "mps_gpu_added").Kv("gpu", u).Kv("threads", threads);
     Gpu g;
     g.state.phase = Phase::kStarting;
     g.state.reason = "not started yet";
     g.next_start = clock_.Now();
+    g.threads = threads;
     gpus_.emplace(u, g);
   }
 }
@@ -112,6 +128,22 @@ void Supervisor::Probe(const std::string& uuid, Gpu& g) {
   auto reply = host_.Control(uuid, "get_default_active_thread_percentage");
   if (reply.ok()) {
     g.failed_probes = 0;
+    double have = 0;
+    if (!absl::SimpleAtod(absl::StripAsciiWhitespace(*reply), &have) ||
+        std::abs(have - g.threads) > 0.05) {
+      // The bound is the daemon's: a client's CUDA_MPS_ACTIVE_THREAD_PERCENTAGE can only lower it.
+      auto set = host_.Control(uuid, absl::StrCat("set_default_active_thread_percentage ", g.threads));
+      if (!set.ok()) {
+        SLOG(kWarning, "mps_threads_not_set")
+            .Kv("gpu", uuid)
+            .Kv("threads", g.threads)
+            .Kv("error", std::string(set.status().message()))
+            .Kv("effect", g.state.phase == Phase::kReady ? "tried again at the next probe"
+                                                         : "not ready until it is set");
+        return;
+      }
+      SLOG(kInfo, "mps_threads_set").Kv("gpu", uuid).Kv("threads", g.threads).Kv("had", *reply);
+    }
     if (g.state.phase != Phase::kReady) {
       g.state.phase = Phase::kReady;
       g.state.reason.clear();

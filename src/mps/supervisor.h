@@ -4,7 +4,10 @@
 // (so that only the MPS server holds a context and clients go through it; unless
 // SupervisorOptions::manage_compute_mode is off), starts
 // `nvidia-cuda-mps-control -f` and probes it through the control client until it answers
-// (starting -> ready). A daemon that exits, or stops answering for `probe_failures` probes in a
+// (starting -> ready). Where the desired set bounds a GPU's threads (DesiredGpu::threads < 100),
+// the daemon's default active thread percentage is set to that bound before the GPU is ready, and
+// checked by every probe (set again when it differs: a restarted daemon, a changed bound; it
+// applies to the next MPS server the daemon spawns). A daemon that exits, or stops answering for `probe_failures` probes in a
 // row, is killed and restarted after a back-off (1 s doubling to `max_backoff`; a daemon that
 // stayed ready for `stable_after` starts again from 1 s). A GPU leaving the desired set, and
 // every GPU at Shutdown(), gets `quit`, then SIGKILL if it has not exited within `stop_timeout`,
@@ -79,7 +82,7 @@ class Supervisor {
 
   // The GPUs to share (UUIDs). New ones are started at the next Tick; removed ones are stopped
   // now (quit, wait, compute mode restored).
-  void SetDesired(const std::vector<std::string>& uuids);
+  void SetDesired(const std::vector<DesiredGpu>& gpus);
   // Reaps, probes, restarts what is due and refreshes heartbeats. Call often (e.g. every 200 ms).
   void Tick();
   // Stops every daemon and restores every compute mode (SIGTERM of the mps-daemon).
@@ -98,6 +101,7 @@ class Supervisor {
     Clock::TimePoint next_probe{};
     Clock::TimePoint last_publish{};
     int failed_probes = 0;
+    int threads = 100;  // the bound on every client's active thread percentage
     bool published = false;
     bool ever_started = false;
   };

@@ -3,6 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "src/common/files.h"
 #include "src/common/paths.h"
@@ -45,11 +48,11 @@ std::string PrepareShimDir(const std::string& shim_dir) {
 
 // Tells `slicer mps-daemon` which GPUs to run control daemons for. Nothing is written on a node
 // that never used MPS (no root directory and nothing to share).
-absl::Status WriteMpsDesired(const std::string& root, const std::vector<std::string>& uuids) {
-  if (uuids.empty() && !Exists(root)) return absl::OkStatus();
+absl::Status WriteMpsDesired(const std::string& root, const std::vector<mps::DesiredGpu>& gpus) {
+  if (gpus.empty() && !Exists(root)) return absl::OkStatus();
   if (absl::Status s = mps::ValidateRoot(root); !s.ok()) return s;
   if (absl::Status s = MakeDirs(root); !s.ok()) return s;
-  return WriteFileAtomic(mps::Layout(root).DesiredFile(), mps::FormatDesired(uuids));
+  return WriteFileAtomic(mps::Layout(root).DesiredFile(), mps::FormatDesired(gpus));
 }
 
 }  // namespace
@@ -98,11 +101,23 @@ absl::Status Plugin::Start(const config::Config& config) {
   }
   const std::string mps_root =
       config.flags.mps_root.empty() ? std::string(mps::kDefaultRoot) : config.flags.mps_root;
+  // Per GPU the most threads any of its containers is given (Allocate: 100·k/N), as the control
+  // daemon's default: a container's own CUDA_MPS_ACTIVE_THREAD_PERCENTAGE can lower it, not
+  // raise it. A bound only where every container holds one replica (failRequestsGreaterThanOne,
+  // MPS's default); otherwise one container may hold them all.
   std::vector<std::string> mps_gpus;
+  std::map<std::string, int> mps_threads;
   for (const Resource& r : resources) {
     if (!r.mps || !r.shared()) continue;
-    for (const Gpu& g : r.gpus) mps_gpus.push_back(g.uuid);
+    const int bound = config.FailRequestsGreaterThanOne() ? std::max(1, 100 / r.replicas) : 100;
+    for (const Gpu& g : r.gpus) {
+      auto [it, added] = mps_threads.try_emplace(g.uuid, bound);
+      if (added) mps_gpus.push_back(g.uuid);
+      it->second = std::max(it->second, bound);
+    }
   }
+  std::vector<mps::DesiredGpu> mps_desired;
+  for (const std::string& u : mps_gpus) mps_desired.emplace_back(u, mps_threads[u]);
   if (!mps_gpus.empty()) {
     if (absl::Status s = mps::ValidateRoot(mps_root); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("flags.mpsRoot: ", s.message()));
@@ -149,7 +164,7 @@ absl::Status Plugin::Start(const config::Config& config) {
       for (auto& s : servers_) s->SetGpuHealth(uuid, false);
     }
   }
-  if (absl::Status s = WriteMpsDesired(mps_root, mps_gpus); !s.ok()) {
+  if (absl::Status s = WriteMpsDesired(mps_root, mps_desired); !s.ok()) {
     SLOG(kError, "mps_desired_not_written")
         .Kv("error", std::string(s.message()))
         .Kv("effect", "slicer mps-daemon keeps the GPUs it had");

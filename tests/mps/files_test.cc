@@ -16,9 +16,17 @@ constexpr char kA[] = "GPU-aaaaaaaa-0000-0000-0000-000000000000";
 constexpr char kB[] = "GPU-bbbbbbbb-0000-0000-0000-000000000000";
 
 TEST(Desired, RoundTripsAndRefusesWhatIsNotAGpuUuid) {
-  auto back = ParseDesired(FormatDesired({kA, kB}));
+  auto back = ParseDesired(FormatDesired({kA, DesiredGpu(kB, 25)}));
   ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_THAT(*back, ElementsAre(kA, kB));
+  EXPECT_THAT(*back, ElementsAre(DesiredGpu(kA, 100), DesiredGpu(kB, 25)));
+  EXPECT_THAT(FormatDesired({kA, DesiredGpu(kB, 25)}),
+              HasSubstr(std::string(kA) + "\n" + kB + " threads=25\n"));
+  for (const char* field : {"threads=0", "threads=101", "threads=x", "threads=", "pin=3"}) {
+    auto f = ParseDesired(std::string(kA) + " " + field + "\n");
+    ASSERT_FALSE(f.ok()) << field;
+    EXPECT_THAT(f.status().message(), HasSubstr("threads=<1-100>"));
+    EXPECT_THAT(f.status().message(), HasSubstr("line 1"));
+  }
   EXPECT_TRUE(ParseDesired("").ok());
   EXPECT_TRUE(ParseDesired("# nothing\n\n")->empty());
   auto bad = ParseDesired(std::string(kA) + "\n../../etc\n");

@@ -101,7 +101,7 @@ class MpsDaemonTest : public ::testing::Test {
       return Read(dir_ + "/" + log_).find("event=mps_daemon_started") != std::string::npos;
     })) << Diag();
   }
-  void Desire(const std::vector<std::string>& uuids) {
+  void Desire(const std::vector<mps::DesiredGpu>& uuids) {
     fs::create_directories(root_);
     ASSERT_TRUE(WriteFileAtomic(mps::Layout(root_).DesiredFile(), mps::FormatDesired(uuids)).ok());
     daemon_->Signal(SIGHUP);
@@ -145,6 +145,19 @@ TEST_F(MpsDaemonTest, ADesiredGpuGetsAReadyDaemonAndGetsItsModeBackWhenRemoved) 
   ASSERT_TRUE(WaitFor([&] { return State(kA).empty() && Mode(kA) == "DEFAULT"; })) << Diag();
   EXPECT_EQ(Count(Read(dir_ + "/record"), "\nquit"), 1) << Diag();
   EXPECT_TRUE(WaitFor([&] { return !fs::exists(mps::Layout(root_).ControlSocket(kA)); }));
+}
+
+// A GPU bounded to 25 % of the threads in the desired file: the real mps-daemon sets the control
+// daemon's default before the GPU is ready (the fake keeps and answers it, as the real one does).
+TEST_F(MpsDaemonTest, TheDesiredThreadBoundIsSetOnTheControlDaemonBeforeReady) {
+  Start();
+  Desire({mps::DesiredGpu(kA, 25), kB});
+  ASSERT_TRUE(WaitFor([&] { return Phase(kA, "ready") && Phase(kB, "ready"); }))
+      << State(kA) << Diag();
+  const std::string record = Read(dir_ + "/record");
+  EXPECT_EQ(Count(record, "cmd set_default_active_thread_percentage 25"), 1) << Diag();
+  EXPECT_EQ(Count(record, "cmd set_default_active_thread_percentage"), 1) << "none for kB";
+  EXPECT_THAT(Read(dir_ + "/" + log_), HasSubstr("event=mps_threads_set"));
 }
 
 TEST_F(MpsDaemonTest, ACrashIsUnhealthyForThePluginUntilTheRestartedDaemonIsReady) {

@@ -26,6 +26,7 @@ class ScriptedHost : public Host {
     const int pid = next_pid++;
     running[pid] = uuid;
     starts[uuid]++;
+    threads.erase(uuid);
     return pid;
   }
   std::optional<int> WaitExit(int pid, std::chrono::milliseconds) override {
@@ -53,7 +54,15 @@ class ScriptedHost : public Host {
     if (!answering.count(uuid) || !answering[uuid]) {
       return absl::UnavailableError("Cannot find MPS control daemon process");
     }
-    return std::string("100.0");
+    // The percentage lives in the daemon: 100 at every start (StartDaemon resets it).
+    const std::string set = "set_default_active_thread_percentage ";
+    if (cmd.rfind(set, 0) == 0) {
+      if (refuse_set) return absl::InternalError("refused");
+      threads[uuid] = std::stod(cmd.substr(set.size()));
+    }
+    char b[32];
+    std::snprintf(b, sizeof b, "%.1f", threads.count(uuid) ? threads[uuid] : 100.0);
+    return std::string(b);
   }
   absl::StatusOr<ComputeMode> GetComputeMode(const std::string& uuid) override {
     return mode.count(uuid) ? mode[uuid] : ComputeMode::kDefault;
@@ -91,7 +100,8 @@ class ScriptedHost : public Host {
   }
 
   int next_pid = 100;
-  bool fail_start = false, refuse_mode = false;
+  bool fail_start = false, refuse_mode = false, refuse_set = false;
+  std::map<std::string, double> threads;  // the daemons' default active thread percentages
   std::map<int, std::string> running;
   std::map<int, int> exited;  // pid -> wait status, delivered at the next WaitExit
   std::map<std::string, int> starts;
@@ -156,6 +166,42 @@ TEST_F(SupervisorTest, ACrashedDaemonIsDownThenRestartedWithBackoff) {
   EXPECT_THAT(host_.published.at(kA).reason, HasSubstr("killed by signal 9"));
   Run(std::chrono::milliseconds(1000));
   EXPECT_EQ(host_.starts[kA], 3);
+}
+
+// The bound on a GPU's threads is the daemon's default (a client can lower it, not raise it): set
+// before the GPU is ready, set again on a restarted daemon and on a changed bound, and a GPU whose
+// daemon refuses it is not ready.
+TEST_F(SupervisorTest, TheThreadBoundIsTheDaemonsDefaultBeforeTheGpuIsReady) {
+  auto sets = [&] {
+    int n = 0;
+    for (const std::string& c : host_.commands) n += c.find("set_default_active") != c.npos;
+    return n;
+  };
+  host_.answering[kA] = host_.answering[kB] = true;
+  host_.refuse_set = true;
+  sup_.SetDesired({DesiredGpu(kA, 25), kB});
+  Run(std::chrono::milliseconds(300));
+  EXPECT_EQ(PhaseOf(kA), Phase::kStarting) << "not ready while the bound is not set";
+  EXPECT_EQ(PhaseOf(kB), Phase::kReady) << "no bound: nothing to set";
+  host_.refuse_set = false;
+  Run(std::chrono::milliseconds(2100));
+  EXPECT_EQ(PhaseOf(kA), Phase::kReady);
+  EXPECT_EQ(host_.threads[kA], 25);
+  EXPECT_FALSE(host_.threads.count(kB));
+  const int after_ready = sets();
+  Run(std::chrono::milliseconds(4100));
+  EXPECT_EQ(sets(), after_ready) << "probes that find the bound in place set nothing";
+  // A restarted daemon starts at 100: set again before it is ready.
+  host_.exited[host_.PidOf(kA)] = 1 << 8;
+  Run(std::chrono::milliseconds(1300));
+  EXPECT_EQ(host_.starts[kA], 2);
+  EXPECT_EQ(PhaseOf(kA), Phase::kReady);
+  EXPECT_EQ(host_.threads[kA], 25);
+  // A changed bound (config reload) is set at once on the running daemon, no restart.
+  sup_.SetDesired({DesiredGpu(kA, 50), kB});
+  Run(std::chrono::milliseconds(200));
+  EXPECT_EQ(host_.threads[kA], 50);
+  EXPECT_EQ(host_.starts[kA], 2);
 }
 
 TEST_F(SupervisorTest, ADaemonThatStopsAnsweringIsKilledAndRestarted) {

@@ -397,6 +397,21 @@ TEST_F(PluginTest, SighupGoodConfigReloadsBadConfigKeepsRunningOne) {
   EXPECT_FALSE(plugin_->Wait(milliseconds(1)).has_value());
 }
 
+// With MPS's default failRequestsGreaterThanOne (every container holds one replica), the plugin
+// bounds each GPU's threads to 100/N for the mps-daemon: the control daemon's default, which a
+// container's own CUDA_MPS_ACTIVE_THREAD_PERCENTAGE cannot raise.
+TEST_F(PluginTest, MpsWithOneReplicaPerContainerBoundsTheGpusThreads) {
+  const std::string root = dir_ + "/mps";
+  StartPlugin(
+      "version: v1\nsharing:\n  mps:\n    resources:\n"
+      "      - name: nvidia.com/gpu\n        replicas: 3\n",
+      {"--mps-root", root});
+  ASSERT_TRUE(Registered("nvidia.com/gpu")) << Read(dir_ + "/plugin.log");
+  std::string want = "# GPUs shared through MPS (written by slicer device-plugin)\n";
+  for (const char* g : kGpus) want += std::string(g) + " threads=33\n";
+  EXPECT_EQ(Read(root + "/desired"), want);
+}
+
 // The whole MPS path on one node: the plugin with an MPS config tells the real `slicer
 // mps-daemon` which GPUs to serve (over the fake nvidia-cuda-mps-control and fake NVML); the
 // replicas stay Unhealthy until their GPU's daemon is ready, a container is sized by its replicas,
