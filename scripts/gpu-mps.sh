@@ -28,6 +28,11 @@
 #           observed (the same, each client reporting to a `slicer arbiter` observe-only, as
 #           Allocate sets it up on a node; its /metrics scraped in mid-window: per-pod metrics
 #           under MPS, and what reporting costs against the slicer row)
+#   bound   the desired file bounds the GPU to threads=25 (what the plugin writes for replicas: 4
+#           with one replica per container): a saturating trainer alone under plain, then under
+#           MPS asking for 100 % and for 10 % of the threads itself (a client cannot raise the
+#           control daemon's default, only lower it). Its own call: the bound is set before the
+#           first MPS server, and holds for the whole call.
 #   SLICER_TORCH_SECONDS (8): each PyTorch run's measured window.
 # Output under $OUT (default out/gpu-mps): results.txt (one key=value line per process or
 # check), summary.md (bench/mps/report.py), logs.tar.gz. $W persists between calls on a warm
@@ -39,7 +44,7 @@ if [[ ${1:-} == --pack ]]; then
   exec scripts/gpu-arbiter.sh --pack "${2:-build}"
 fi
 
-parts=${1:-build,life,mem,crash,sat,models}
+parts=${1:-build,life,mem,crash,sat,models}  # bound: in a call of its own
 OUT=${OUT:-$PWD/out/gpu-mps}
 mkdir -p "$OUT"
 W=${SLICER_MPS_WORK:-/tmp/slicer-mps-bench}
@@ -131,7 +136,11 @@ wait_phase() {  # PHASE SECONDS: seconds it took (or "timeout")
 }
 if ! has build || [[ $parts != build ]]; then
   rm -rf "$ROOT" && mkdir -p "$ROOT"
-  printf '%s\n' "$UUID" >"$ROOT/desired"
+  if has bound; then
+    printf '%s threads=25\n' "$UUID" >"$ROOT/desired"
+  else
+    printf '%s\n' "$UUID" >"$ROOT/desired"
+  fi
   # exec: $! must be the mps-daemon itself (SIGTERM at the end goes to it), not a subshell.
   (LD_LIBRARY_PATH=$CARRY/lib exec "$CARRY/slicer" mps-daemon --mps-root "$ROOT" --compute-mode keep \
     --tick 100 >"$W/mps-daemon.log" 2>&1) &
@@ -269,6 +278,15 @@ if has sat; then
   THREADS=75 MEM_MIB=$((GPU_MIB * 3 / 4)) client sat slicer A slicer $IL trainer "$S" "$TD"
   THREADS=25 MEM_MIB=$((GPU_MIB / 4)) client sat slicer B slicer $IL trainer "$S" "$TD"
   start_all 2; join
+fi
+
+if has bound; then
+  say "bound: threads=25 on the control daemon; clients asking for 100 % and 10 %"
+  rec "bound: $(grep -o 'event=mps_threads_set.*' "$W/mps-daemon.log" | head -1)"
+  barrier; client bound plain trainer plain $IL trainer "$S" "$TD"; start_all 1; join
+  barrier; THREADS=100 MEM_MIB=$GPU_MIB client bound ask100 trainer eq $IL trainer "$S" "$TD"; start_all 1; join
+  barrier; THREADS=10 MEM_MIB=$GPU_MIB client bound ask10 trainer eq $IL trainer "$S" "$TD"; start_all 1; join
+  rec "bound: default_now=$(echo get_default_active_thread_percentage | CUDA_MPS_PIPE_DIRECTORY=$PIPE nvidia-cuda-mps-control 2>&1)"
 fi
 
 if has models; then

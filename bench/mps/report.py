@@ -142,12 +142,12 @@ def main():
     totals = models_table(rows, out)
     sat_table(rows, out)
     crash_table(rows, notes, out)
-    other = [n for n in notes if n.startswith(("life:", "mem:", "crash:", "metrics:"))]
+    other = [n for n in notes if n.startswith(("life:", "mem:", "crash:", "metrics:", "bound:"))]
     if other:
         out += ["## Checks\n", "```", *other, "```", ""]
-    life = [r for r in rows if r["case"] == "life"]
+    life = [r for r in rows if r["case"] in ("life", "bound")]
     if life:
-        out += ["## Clients of the lifecycle part\n", "```"]
+        out += ["## Clients of the lifecycle and bound parts\n", "```"]
         out += [" ".join(f"{k}={v}" for k, v in r.items()) for r in life]
         out += ["```", ""]
     open(sys.argv[2], "w").write("\n".join(out) + "\n")
