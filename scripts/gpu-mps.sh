@@ -19,6 +19,9 @@
 #           torch.cuda.mem_get_info report, where allocation fails and with which error
 #   crash   3 MLP inference clients and a client that faults (bench/mps/fault.cu) 2.5 s into the
 #           run: under MPS and under plain time-slicing; then a fresh client under MPS
+#   kill    4 MLP clients under `slicer run --mps`, observed by a `slicer arbiter`; one is
+#           SIGKILLed 2.5 s in (a crash that is not a GPU fault): the 3 others must run their
+#           window, the arbiter report the client gone (log, /metrics before and after)
 #   sat     2 saturating trainers (bf16 matmuls): plain; MPS equal split (50/50 threads);
 #           `slicer run --mps` with 3 and 1 of 4 replicas' sizing (75/25 threads)
 #   models  bench/arbiter/infer_loop.py's models (SLICER_MPS_MODELS, default "mlp resnet50 bert
@@ -289,13 +292,17 @@ if has bound; then
   rec "bound: default_now=$(echo get_default_active_thread_percentage | CUDA_MPS_PIPE_DIRECTORY=$PIPE nvidia-cuda-mps-control 2>&1)"
 fi
 
-if has models; then
-  # The node's arbiter, standalone (no kubelet here): MPS clients report to it observe-only.
+# The node's arbiter, standalone (no kubelet here): MPS clients report to it observe-only.
+ARB_PID=
+start_arbiter() {
+  [[ -n $ARB_PID ]] && return
   mkdir -p "$W/arbiter"
   (LD_LIBRARY_PATH=$CARRY/lib exec "$CARRY/slicer" arbiter --socket "$W/arbiter/arbiter.sock" \
     --attribution none --metrics-port 9477 --metrics-address 127.0.0.1 >"$W/arbiter.log" 2>&1) &
   ARB_PID=$!
-  scrape() {  # TAG: the arbiter's per-client lines, one results line each
+  sleep 0.5
+}
+scrape() {  # TAG: the arbiter's per-client lines, one results line each
     python3 - "$1" >>"$RES" <<'PY'
 import sys, urllib.request
 text = urllib.request.urlopen("http://127.0.0.1:9477/metrics", timeout=5).read().decode()
@@ -306,7 +313,27 @@ for line in text.splitlines():
     if line.startswith(keep):
         print(f"metrics: tag={sys.argv[1]} {line}")
 PY
-  }
+}
+
+if has kill; then
+  say "kill: one of 4 MPS clients SIGKILLed"
+  start_arbiter
+  barrier
+  for i in 1 2 3; do THREADS=25 MEM_MIB=$((GPU_MIB / 4)) client kill observed "mlp-$i" observed $IL mlp "$S" "$TD"; done
+  THREADS=25 MEM_MIB=$((GPU_MIB / 4)) client kill observed victim observed $IL mlp "$S" $((TD + 1))
+  start_all 4
+  sleep 2.5
+  scrape kill-before || rec "metrics: tag=kill-before scrape failed"
+  victim=$(pgrep -f "^python3 bench/arbiter/infer_loop.py mlp $S $((TD + 1))" | head -1)
+  kill -KILL "$victim"
+  sleep 1
+  scrape kill-after || rec "metrics: tag=kill-after scrape failed"
+  join
+  rec "kill: victim_pid=$victim mps_state=\"$(cat "$STATE")\" gone=\"$(grep 'event=client_gone' "$W/arbiter.log" | grep -v 'why=bye' | tr '\n' ';' | cut -c1-400)\""
+fi
+
+if has models; then
+  start_arbiter
   for m in ${SLICER_MPS_MODELS:-mlp resnet50 bert gpt2}; do
     for cfg in alone plain mpsfree mpseq slicer observed; do
       say "models: $m $cfg"
@@ -327,6 +354,8 @@ PY
     done
   done
   scrape after || rec "metrics: tag=after scrape failed"
+fi
+if [[ -n $ARB_PID ]]; then
   kill -TERM "$ARB_PID" 2>/dev/null
   wait "$ARB_PID" 2>/dev/null
 fi

@@ -142,10 +142,10 @@ def main():
     totals = models_table(rows, out)
     sat_table(rows, out)
     crash_table(rows, notes, out)
-    other = [n for n in notes if n.startswith(("life:", "mem:", "crash:", "metrics:", "bound:"))]
+    other = [n for n in notes if n.startswith(("life:", "mem:", "crash:", "metrics:", "bound:", "kill:"))]
     if other:
         out += ["## Checks\n", "```", *other, "```", ""]
-    life = [r for r in rows if r["case"] in ("life", "bound")]
+    life = [r for r in rows if r["case"] in ("life", "bound", "kill")]
     if life:
         out += ["## Clients of the lifecycle and bound parts\n", "```"]
         out += [" ".join(f"{k}={v}" for k, v in r.items()) for r in life]
