@@ -98,10 +98,10 @@ bool PrepareMps(const RunMpsOptions& options) {
   auto answers = [&](int tries) {
     for (int i = 0; i < tries; ++i) {
       if (i > 0) usleep(static_cast<useconds_t>(100000) << std::min(i, 4));
-      auto r = mps::RunWithInput({*bin}, env, "get_default_active_thread_percentage\n",
-                                 std::chrono::seconds(5));
-      if (r.ok() && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0) return true;
-      why = r.ok() ? r->output : std::string(r.status().message());
+      auto r = mps::ControlCommand(*bin, env, "get_default_active_thread_percentage",
+                                   std::chrono::seconds(5));
+      if (r.ok()) return true;
+      why = std::string(r.status().message());
     }
     return false;
   };

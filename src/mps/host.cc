@@ -193,19 +193,25 @@ void ProcessHost::Kill(int pid) {
   children_.erase(pid);  // ~Subprocess: SIGKILL and reap
 }
 
-absl::StatusOr<std::string> ProcessHost::Control(const std::string& uuid,
-                                                 const std::string& command) {
-  auto r = RunWithInput({options_.control}, DaemonEnv(uuid), command + "\n",
-                        options_.control_timeout);
+absl::StatusOr<std::string> ControlCommand(const std::string& control,
+                                           const std::map<std::string, std::string>& env,
+                                           const std::string& command,
+                                           std::chrono::milliseconds timeout) {
+  auto r = RunWithInput({control}, env, command + "\n", timeout);
   if (!r.ok()) return r.status();
   std::string out(absl::StripAsciiWhitespace(r->output));
   if (!WIFEXITED(r->status) || WEXITSTATUS(r->status) != 0) {
     return absl::UnavailableError(absl::StrCat(
-        "\"", command, "\" failed (", options_.control, " exit ",
+        "\"", command, "\" failed (", control, " exit ",
         WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1, ")", out.empty() ? "" : ": ",
         out.substr(0, 200)));
   }
   return out;
+}
+
+absl::StatusOr<std::string> ProcessHost::Control(const std::string& uuid,
+                                                 const std::string& command) {
+  return ControlCommand(options_.control, DaemonEnv(uuid), command, options_.control_timeout);
 }
 
 absl::StatusOr<nvml::ComputeMode> ProcessHost::GetComputeMode(const std::string& uuid) {

@@ -69,6 +69,14 @@ absl::StatusOr<CommandResult> RunWithInput(const std::vector<std::string>& argv,
                                            const std::string& input,
                                            std::chrono::milliseconds timeout);
 
+// One command through the control client `control` (with `env`: CUDA_MPS_PIPE_DIRECTORY names
+// the daemon): its reply, whitespace-trimmed. Unavailable, with the client's exit status and
+// output, when it exits non-zero (no daemon answers); DeadlineExceeded after `timeout`.
+absl::StatusOr<std::string> ControlCommand(const std::string& control,
+                                           const std::map<std::string, std::string>& env,
+                                           const std::string& command,
+                                           std::chrono::milliseconds timeout);
+
 }  // namespace slicer::mps
 
 #endif  // SLICER_MPS_HOST_H_
