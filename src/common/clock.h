@@ -4,6 +4,7 @@
 #define SLICER_COMMON_CLOCK_H_
 
 #include <chrono>
+#include <cstdint>
 
 namespace slicer {
 
@@ -17,6 +18,10 @@ class Clock {
 
 // The process-wide monotonic clock.
 Clock& RealClock();
+
+// Wall-clock milliseconds since the Unix epoch: for times another process reads (heartbeats in
+// files), where the monotonic clock's origin is not shared.
+int64_t WallClockMs();
 
 }  // namespace slicer
 

@@ -258,10 +258,6 @@ void ProcessHost::SaveMode(const std::string& uuid, std::optional<nvml::ComputeM
   if (!s.ok()) SLOG(kError, "mps_mode_not_saved").Kv("error", std::string(s.message()));
 }
 
-int64_t ProcessHost::WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t ProcessHost::WallMs() { return WallClockMs(); }
 
 }  // namespace slicer::mps

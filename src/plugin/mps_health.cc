@@ -1,18 +1,10 @@
 #include "src/plugin/mps_health.h"
 
+#include "src/common/clock.h"
 #include "src/mps/files.h"
 #include "src/mps/layout.h"
 
 namespace slicer::plugin {
-namespace {
-
-int64_t SystemWallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 MpsHealthWatcher::MpsHealthWatcher(std::string mps_root, std::vector<std::string> uuids,
                                    MpsHealthOptions options, OnChange on_change)
@@ -20,7 +12,7 @@ MpsHealthWatcher::MpsHealthWatcher(std::string mps_root, std::vector<std::string
       uuids_(std::move(uuids)),
       options_(std::move(options)),
       on_change_(std::move(on_change)) {
-  if (!options_.wall_ms) options_.wall_ms = SystemWallMs;
+  if (!options_.wall_ms) options_.wall_ms = WallClockMs;
 }
 
 MpsHealthWatcher::~MpsHealthWatcher() { Stop(); }
