@@ -41,6 +41,13 @@ std::string Truncated(const std::vector<std::string>& ids) {
 // The longest unix socket path a client can connect to (sun_path holds 108 bytes with the NUL).
 constexpr size_t kMaxSocketPath = 107;
 
+// memory x k / N, exact and without overflow (GPU memory is < 2^44, k <= N): the cap of a
+// container holding k of a GPU's N replicas.
+uint64_t MemoryShare(uint64_t memory, int k, int n) {
+  const uint64_t kk = static_cast<uint64_t>(k), nn = static_cast<uint64_t>(n);
+  return memory / nn * kk + memory % nn * kk / nn;
+}
+
 // The replica IDs for the arbiter's HELLO field, comma-separated and grouped by GPU (in order of
 // first appearance), each ID after a GPU's first written without its UUID ("GPU-a::0,::3,GPU-b::2":
 // 4-5 bytes per further replica instead of 44), as many whole IDs as fit, and no more than the
@@ -228,13 +235,8 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
     std::vector<std::string> limits;
     for (size_t g : gpu_order) {
       const Gpu& gpu = resource.gpus[g];
-      // memory x k / N without overflow: GPU memory is < 2^44, k <= N.
-      uint64_t limit = gpu.memory_bytes / static_cast<uint64_t>(resource.replicas) *
-                           static_cast<uint64_t>(held[g]) +
-                       gpu.memory_bytes % static_cast<uint64_t>(resource.replicas) *
-                           static_cast<uint64_t>(held[g]) /
-                           static_cast<uint64_t>(resource.replicas);
-      limits.push_back(absl::StrCat(gpu.uuid, "=", limit));
+      limits.push_back(
+          absl::StrCat(gpu.uuid, "=", MemoryShare(gpu.memory_bytes, held[g], resource.replicas)));
     }
     envs[SLICER_ENV_MEMORY_LIMITS] = absl::StrJoin(limits, ",");
     envs[SLICER_ENV_ENFORCE] = "1";
@@ -257,8 +259,8 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
     const mps::Layout host(options.mps_root), inside(mps::kContainerRoot);
     envs["CUDA_MPS_PIPE_DIRECTORY"] = inside.PipeDir(gpu.uuid);
     envs["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = std::to_string(std::max(1, 100 * k / n));
-    const uint64_t mib = gpu.memory_bytes / (1 << 20) * static_cast<uint64_t>(k) /
-                         static_cast<uint64_t>(n);
+    // The same k/N as the shim's cap, in whole MiB (MPS's unit): never above the cap.
+    const uint64_t mib = MemoryShare(gpu.memory_bytes, k, n) >> 20;
     if (mib > 0) envs["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = absl::StrCat("0=", mib, "M");
     v1beta1::Mount* m = resp.add_mounts();
     m->set_container_path(inside.PipeDir(gpu.uuid));
