@@ -237,18 +237,14 @@ void ProcessHost::Publish(const std::string& uuid, const std::optional<DaemonSta
   if (!s.ok()) SLOG(kError, "mps_state_not_written").Kv("error", std::string(s.message()));
 }
 
-std::string ProcessHost::SavedModeFile(const std::string& uuid) const {
-  return layout_.GpuDir(uuid) + "/compute-mode-before";
-}
-
 std::optional<nvml::ComputeMode> ProcessHost::SavedMode(const std::string& uuid) {
-  auto text = ReadSmallFile(SavedModeFile(uuid), 256);
+  auto text = ReadSmallFile(layout_.SavedModeFile(uuid), 256);
   if (!text.ok()) return std::nullopt;
   return ModeFromName(std::string(absl::StripAsciiWhitespace(*text)));
 }
 
 void ProcessHost::SaveMode(const std::string& uuid, std::optional<nvml::ComputeMode> mode) {
-  const std::string path = SavedModeFile(uuid);
+  const std::string path = layout_.SavedModeFile(uuid);
   if (!mode) {
     ::unlink(path.c_str());
     return;

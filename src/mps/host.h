@@ -46,7 +46,6 @@ class ProcessHost final : public Host {
 
  private:
   std::map<std::string, std::string> DaemonEnv(const std::string& uuid) const;
-  std::string SavedModeFile(const std::string& uuid) const;
 
   nvml::Nvml* nvml_;
   HostOptions options_;

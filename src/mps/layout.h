@@ -1,11 +1,12 @@
 // Where gpu-slicer's MPS files live: one root directory (host: --mps-root, NVIDIA's chart value
 // mps.root, default /run/nvidia/mps; containers see it at kContainerRoot), and under it
 //
-//   <root>/desired            the GPUs the device plugin wants shared with MPS (desired.h)
+//   <root>/desired            the GPUs the device plugin wants shared with MPS (files.h)
 //   <root>/shm/               the tmpfs the daemons and their clients share as /dev/shm
 //   <root>/<uuid>/pipe/       CUDA_MPS_PIPE_DIRECTORY of that GPU's control daemon
 //   <root>/<uuid>/log/        CUDA_MPS_LOG_DIRECTORY
-//   <root>/<uuid>/state       what `slicer mps-daemon` last saw of that daemon (state.h)
+//   <root>/<uuid>/state       what `slicer mps-daemon` last saw of that daemon (files.h)
+//   <root>/<uuid>/compute-mode-before   the GPU's compute mode before the mps-daemon set it
 //
 // One control daemon per GPU (not per resource, as NVIDIA's plugin does): a GPU's daemon can be
 // restarted, and its replicas marked Unhealthy, without touching the other GPUs. Plain strings,
@@ -33,6 +34,9 @@ class Layout {
   std::string PipeDir(const std::string& uuid) const { return GpuDir(uuid) + "/pipe"; }
   std::string LogDir(const std::string& uuid) const { return GpuDir(uuid) + "/log"; }
   std::string StateFile(const std::string& uuid) const { return GpuDir(uuid) + "/state"; }
+  std::string SavedModeFile(const std::string& uuid) const {
+    return GpuDir(uuid) + "/compute-mode-before";
+  }
   // The unix socket the control daemon listens on (the real daemon's name).
   std::string ControlSocket(const std::string& uuid) const { return PipeDir(uuid) + "/control"; }
 
