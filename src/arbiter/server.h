@@ -75,7 +75,7 @@ class Server {
   void Run();
   void Stop();
 
-  // Prometheus text exposition (version 0.0.4).
+  // Prometheus text exposition (version 0.0.4); server_metrics.cc.
   std::string RenderMetrics() const;
   size_t ConnectedClients() const;
 
