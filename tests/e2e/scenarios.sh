@@ -17,7 +17,8 @@
 #                  replicas, recovery restores it
 #     mps          nvidia.com/device-plugin.config=mps-4: the chart's MPS DaemonSet starts one
 #                  (fake) control daemon per GPU, allocatable comes back once they answer, a
-#                  2-share pod sees its GPU's live pipe folder and its sizing, a killed daemon
+#                  2-share pod sees its GPU's live pipe folder and its sizing and the arbiter
+#                  observes it (metrics named by PodResources, never leased), a killed daemon
 #                  takes its GPU's shares away until it is back; relabelled back, the daemons
 #                  stop and the compute modes are restored
 set -uo pipefail
@@ -366,7 +367,7 @@ mps() {
     uuid=$(e2e_gpu_uuid "$i")
     expect "compute mode of $uuid" "$(awk -v u="$uuid" '$1 == u {print $2}' "$modes" 2>/dev/null)" EXCLUSIVE_PROCESS
   done
-  share_pod mpsprobe 2
+  share_pod mpsprobe 2 "${client_cmd[@]}"
   if wait_running mpsprobe 90; then
     uuid=$(kubectl -n "$NS" exec mpsprobe -- printenv NVIDIA_VISIBLE_DEVICES 2>&1)
     expect "CUDA_MPS_PIPE_DIRECTORY" "$(kubectl -n "$NS" exec mpsprobe -- printenv CUDA_MPS_PIPE_DIRECTORY 2>&1)" "/mps/$uuid/pipe"
@@ -378,6 +379,22 @@ mps() {
     if [[ $out == ok && -e $root/shm/e2e-mps ]]; then pass "the pod's /dev/shm is the daemons' $root/shm"
     else fail "/dev/shm of the pod is not $root/shm: $out"; fi
     rm -f "$root/shm/e2e-mps"
+    # The arbiter counts the MPS pod observe-only: named by the kubelet's PodResources, its
+    # memory reported, never leased.
+    expect "SLICER_ARBITER_OBSERVE" "$(kubectl -n "$NS" exec mpsprobe -- printenv SLICER_ARBITER_OBSERVE 2>&1)" 1
+    local ip metrics obs mem
+    ip=$(kubectl -n gpu-slicer get pod "$(plugin_pod)" -o jsonpath='{.status.podIP}')
+    for ((i = 0; i < 30; i++)); do
+      metrics=$(curl -sf "http://$ip:9400/metrics")
+      obs=$(grep '^slicer_arbiter_observed_clients{' <<<"$metrics" | grep 'pod="mpsprobe"' | grep "namespace=\"$NS\"" | head -1)
+      mem=$(grep '^slicer_arbiter_memory_used_bytes{' <<<"$metrics" | grep 'pod="mpsprobe"' | head -1)
+      [[ $obs == *" 1" && $mem == *" 268435456" ]] && break
+      sleep 1
+    done
+    if [[ $obs == *" 1" ]]; then pass "the arbiter observes the MPS pod: $obs"
+    else fail "no slicer_arbiter_observed_clients for pod mpsprobe: '$obs' ($(grep '^slicer_arbiter_clients{' <<<"$metrics" | head -3))"; fi
+    if [[ $mem == *" 268435456" ]]; then pass "memory the MPS pod holds: $mem"
+    else fail "slicer_arbiter_memory_used_bytes for mpsprobe: '$mem' (want 268435456)"; fi
   else
     fail "pod mpsprobe did not run: $(kubectl -n "$NS" describe pod mpsprobe | tail -5)"
   fi
