@@ -58,12 +58,26 @@ std::string Summary(const config::Config& c) {
       parts.push_back(absl::StrCat(p.name, " (GPUs matching \"", p.pattern, "\", unshared)"));
     }
   }
+  // A shared entry that keeps its GPUs' own name but selects some of them: the GPUs it does not
+  // select are advertised whole under that name, which the plugin refuses (one name, one replica
+  // count). Only a node whose GPUs are all selected runs it; the file alone cannot tell.
+  std::vector<std::string> hints;
+  for (const config::ReplicatedResource& r : ts.resources) {
+    const bool some = r.devices.count.has_value() || !r.devices.ids.empty();
+    const bool renamed = !r.rename.empty() || (ts.rename_by_default && r.replicas > 1);
+    if (r.replicas > 1 && some && !renamed) {
+      hints.push_back(absl::StrCat(
+          "; on a node with GPUs outside its devices, those would advertise ", r.name,
+          " unshared beside its shares and the plugin refuses the config (rename: ", r.name,
+          ".shared)"));
+    }
+  }
   std::string fail =
       c.Strategy() != config::SharingStrategy::kNone && c.FailRequestsGreaterThanOne()
           ? "; requests for more than 1 replica fail (failRequestsGreaterThanOne)"
           : "";
   return absl::StrCat(parts.size(), parts.size() == 1 ? " resource: " : " resources: ",
-                      absl::StrJoin(parts, ", "), fail);
+                      absl::StrJoin(parts, ", "), fail, absl::StrJoin(hints, ""));
 }
 
 std::string ReadStdin() {

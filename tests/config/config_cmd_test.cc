@@ -49,6 +49,25 @@ std::string WriteTemp(const std::string& text) {
   return path;
 }
 
+// Valid as a file, refused by the plugin on a node with more GPUs than the entry selects (the
+// others would advertise the same name unshared): validate says so.
+TEST(ConfigMain, ASharedSubsetUnderItsGpusOwnNameGetsAHint) {
+  std::string path = WriteTemp(
+      "version: v1\nsharing:\n  mps:\n    resources:\n    - name: nvidia.com/gpu\n"
+      "      devices: [0, 1]\n      replicas: 3\n");
+  Outcome r = Main({"validate", path});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("on a node with GPUs outside its devices, those would advertise "
+                               "nvidia.com/gpu unshared beside its shares and the plugin refuses "
+                               "the config (rename: nvidia.com/gpu.shared)"));
+  std::string renamed = WriteTemp(
+      "version: v1\nsharing:\n  mps:\n    resources:\n    - name: nvidia.com/gpu\n"
+      "      rename: nvidia.com/gpu.mps\n      devices: [0, 1]\n      replicas: 3\n");
+  r = Main({"validate", renamed});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, testing::Not(HasSubstr("outside its devices")));
+}
+
 TEST(ConfigMain, ValidFilesPrintSummaryAndExitZero) {
   std::string split = TestData("gpu_slicer_split.yaml");
   std::string ts = TestData("nvidia_time_slicing.yaml");
