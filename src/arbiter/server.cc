@@ -313,6 +313,15 @@ void Server::HandleMessage(Session& s, const char* buf, ssize_t n) {
     Fail(s, SLICER_ARB_E_STATE, "HELLO must come first");
     return;
   }
+  if (s.observe && (h.type == SLICER_ARB_REQUEST || h.type == SLICER_ARB_RELEASE ||
+                    h.type == SLICER_ARB_LOAD)) {
+    Fail(s, SLICER_ARB_E_STATE,
+         absl::StrCat(h.type == SLICER_ARB_REQUEST   ? "REQUEST"
+                      : h.type == SLICER_ARB_RELEASE ? "RELEASE"
+                                                     : "LOAD",
+                      " from an observe-only client (it is never scheduled)"));
+    return;
+  }
   switch (h.type) {
     case SLICER_ARB_ATTACH: {
       slicer_arb_attach_msg m;
@@ -320,22 +329,6 @@ void Server::HandleMessage(Session& s, const char* buf, ssize_t n) {
       HandleAttach(s, m);
       return;
     }
-    case SLICER_ARB_REQUEST:
-    case SLICER_ARB_RELEASE:
-    case SLICER_ARB_LOAD:
-      if (s.observe) {
-        Fail(s, SLICER_ARB_E_STATE,
-             absl::StrCat(h.type == SLICER_ARB_REQUEST   ? "REQUEST"
-                          : h.type == SLICER_ARB_RELEASE ? "RELEASE"
-                                                         : "LOAD",
-                          " from an observe-only client (it is never scheduled)"));
-        return;
-      }
-      break;
-    default:
-      break;
-  }
-  switch (h.type) {
     case SLICER_ARB_REQUEST: {
       slicer_arb_lease_msg m;
       std::memcpy(&m, buf, sizeof m);
@@ -357,26 +350,21 @@ void Server::HandleMessage(Session& s, const char* buf, ssize_t n) {
       GpuUse& use = s.gpus[m.gpu];
       use.mem_used = m.mem_used;
       use.mem_cap = m.mem_cap;
-      if (s.observe) {
-        uint64_t delta = m.busy_total_ns > use.last_busy ? m.busy_total_ns - use.last_busy : 0;
-        use.last_busy = std::max(use.last_busy, m.busy_total_ns);
-        Clock::TimePoint now = clock_.Now();
-        use.observed += std::min<Clock::Duration>(
-            Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(delta, INT64_MAX))),
-            now - use.observed_at);
+      const uint64_t delta =
+          m.busy_total_ns > use.last_busy ? m.busy_total_ns - use.last_busy : 0;
+      use.last_busy = std::max(use.last_busy, m.busy_total_ns);
+      const Clock::Duration busy(static_cast<int64_t>(std::min<uint64_t>(delta, INT64_MAX)));
+      if (s.observe) {  // REPORT only (RELEASE was refused above): clamped as Charge clamps
+        const Clock::TimePoint now = clock_.Now();
+        use.observed += std::min<Clock::Duration>(busy, now - use.observed_at);
         use.observed_at = now;
         return;
       }
       GpuScheduler& sched = *gpus_[use.uuid].sched;
-      uint64_t delta = m.busy_total_ns > use.last_busy ? m.busy_total_ns - use.last_busy : 0;
-      use.last_busy = std::max(use.last_busy, m.busy_total_ns);
       if (h.type == SLICER_ARB_RELEASE) {
-        sched.Release(s.id,
-                      Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(delta, INT64_MAX))),
-                      m.more_work != 0);
+        sched.Release(s.id, busy, m.more_work != 0);
       } else {
-        sched.Charge(s.id,
-                     Clock::Duration(static_cast<int64_t>(std::min<uint64_t>(delta, INT64_MAX))));
+        sched.Charge(s.id, busy);
       }
       return;
     }

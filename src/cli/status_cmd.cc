@@ -3,13 +3,11 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <map>
 #include <string>
 #include <thread>
-#include <tuple>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "src/arbiter/metrics_http.h"
 #include "src/cli/commands.h"
 #include "src/cli/flags.h"
 #include "src/cli/status_table.h"

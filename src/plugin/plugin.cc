@@ -105,19 +105,20 @@ absl::Status Plugin::Start(const config::Config& config) {
   // daemon's default: a container's own CUDA_MPS_ACTIVE_THREAD_PERCENTAGE can lower it, not
   // raise it. A bound only where every container holds one replica (failRequestsGreaterThanOne,
   // MPS's default); otherwise one container may hold them all.
-  std::vector<std::string> mps_gpus;
-  std::map<std::string, int> mps_threads;
+  std::vector<mps::DesiredGpu> mps_desired;
+  std::map<std::string, size_t> mps_index;  // UUID -> its entry in mps_desired
   for (const Resource& r : resources) {
     if (!r.mps || !r.shared()) continue;
     const int bound = config.FailRequestsGreaterThanOne() ? std::max(1, 100 / r.replicas) : 100;
     for (const Gpu& g : r.gpus) {
-      auto [it, added] = mps_threads.try_emplace(g.uuid, bound);
-      if (added) mps_gpus.push_back(g.uuid);
-      it->second = std::max(it->second, bound);
+      auto [it, added] = mps_index.try_emplace(g.uuid, mps_desired.size());
+      if (added) mps_desired.emplace_back(g.uuid, bound);
+      int& threads = mps_desired[it->second].threads;
+      threads = std::max(threads, bound);
     }
   }
-  std::vector<mps::DesiredGpu> mps_desired;
-  for (const std::string& u : mps_gpus) mps_desired.emplace_back(u, mps_threads[u]);
+  std::vector<std::string> mps_gpus;
+  for (const mps::DesiredGpu& d : mps_desired) mps_gpus.push_back(d.uuid);
   if (!mps_gpus.empty()) {
     if (absl::Status s = mps::ValidateRoot(mps_root); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("flags.mpsRoot: ", s.message()));
