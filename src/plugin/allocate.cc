@@ -258,7 +258,7 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
     const int k = held[gpu_order.front()], n = resource.replicas;
     const mps::Layout host(options.mps_root), inside(mps::kContainerRoot);
     envs["CUDA_MPS_PIPE_DIRECTORY"] = inside.PipeDir(gpu.uuid);
-    envs["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = std::to_string(std::max(1, 100 * k / n));
+    envs["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = std::to_string(MpsThreadPercentage(k, n));
     // The same k/N as the shim's cap, in whole MiB (MPS's unit): never above the cap.
     const uint64_t mib = MemoryShare(gpu.memory_bytes, k, n) >> 20;
     if (mib > 0) envs["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = absl::StrCat("0=", mib, "M");

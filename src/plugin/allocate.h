@@ -4,6 +4,7 @@
 #ifndef SLICER_PLUGIN_ALLOCATE_H_
 #define SLICER_PLUGIN_ALLOCATE_H_
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -64,15 +65,20 @@ inline constexpr char kCdiAnnotationName[] = "nvidia-device-plugin";
 // talks to one control daemon, and each GPU has its own); it gets that GPU's pipe directory
 // (<mps_root>/<uuid>/pipe at <kContainerRoot>/<uuid>/pipe, CUDA_MPS_PIPE_DIRECTORY) and the
 // daemons' shared memory (<mps_root>/shm at /dev/shm), and is sized by the k of N replicas it
-// holds: CUDA_MPS_ACTIVE_THREAD_PERCENTAGE = 100 k / N (at least 1) and
+// holds: CUDA_MPS_ACTIVE_THREAD_PERCENTAGE = MpsThreadPercentage(k, N) and
 // CUDA_MPS_PINNED_DEVICE_MEM_LIMIT = k/N of the GPU's memory, in MiB, for device 0 (the only
-// device the container sees). The shim's memory cap applies as for time-slicing; the arbiter
-// does not gate MPS clients (MPS runs them concurrently; their time is split by threads).
+// device the container sees). The shim's memory cap applies as for time-slicing; MPS clients
+// connect to the arbiter observe-only (SLICER_ARBITER_OBSERVE=1: metrics, never leased; MPS runs
+// them concurrently and their time is split by threads).
 //
 // SLICER_REPLICA_IDS lists the container's replica IDs in request order, as many whole IDs as fit
 // in the arbiter's HELLO (SLICER_ARB_REPLICAS_LEN - 1 bytes, about 14 IDs of real UUIDs): a
 // longer list would be cut inside an ID by the client and refused by the arbiter. A container
 // holding more replicas is then weighted by the IDs listed.
+// The thread percentage of k of a GPU's N MPS replicas: 100 k / N, at least 1. With one replica
+// per container it is also the bound the plugin sets on the GPU's control daemon.
+inline int MpsThreadPercentage(int k, int n) { return n > 0 ? std::max(1, 100 * k / n) : 100; }
+
 absl::StatusOr<v1beta1::ContainerAllocateResponse> AllocateContainer(
     const Resource& resource, const std::vector<std::string>& ids, const AllocateOptions& options,
     const std::string& request_id);

@@ -109,7 +109,8 @@ absl::Status Plugin::Start(const config::Config& config) {
   std::map<std::string, size_t> mps_index;  // UUID -> its entry in mps_desired
   for (const Resource& r : resources) {
     if (!r.mps || !r.shared()) continue;
-    const int bound = config.FailRequestsGreaterThanOne() ? std::max(1, 100 / r.replicas) : 100;
+    const int bound =
+        config.FailRequestsGreaterThanOne() ? MpsThreadPercentage(1, r.replicas) : 100;
     for (const Gpu& g : r.gpus) {
       auto [it, added] = mps_index.try_emplace(g.uuid, mps_desired.size());
       if (added) mps_desired.emplace_back(g.uuid, bound);
